@@ -1,0 +1,7 @@
+"""``python -m nada_core`` = the ``nada`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI sub-commands; see :mod:`nada_core.cli` for the module protocol."""

@@ -1,0 +1,72 @@
+"""``nada sample``: render a seed grid (or saved latents) from a generator to a PNG."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from .common import add_device_argument
+
+NAME = "sample"
+HELP = "Render seeds (or saved latents) from a generator into a PNG grid."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--generator", required=True, help="generator file (.pt, .pkl or .safetensors)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--seeds", default="0-7", help="seeds as a list and/or ranges, e.g. '0-7' or '1,5,9' (default 0-7)")
+    src.add_argument("--latents", help="a latents .safetensors file (from `nada invert` or the nodes) to render instead")
+    p.add_argument("--truncation", type=float, default=0.7, help="truncation psi (1 = none; default 0.7)")
+    p.add_argument("--truncation-cutoff", type=int, default=None, help="truncate only the first N W+ entries")
+    p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const",
+                   help="per-pixel noise: the checkpoint's stored noise (const, deterministic), random, or none")
+    p.add_argument("--columns", type=int, default=None, help="grid columns (default: near-square)")
+    p.add_argument("--batch", type=int, default=8, help="images rendered at once")
+    p.add_argument("--no-ema", action="store_true", help="use the non-EMA weights when the file has both")
+    p.add_argument("--out", default="grid.png", help="output PNG (default grid.png)")
+    p.add_argument("--individual", action="store_true", help="also save each image as OUT_STEM_seedN.png")
+    add_device_argument(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ..checkpoints import load_generator
+    from ..devices import resolve_device
+    from ..errors import InputError
+    from ..images import make_grid, save_png
+    from ..latents import check_compatible, latents_from_seeds, load_latents
+    from ..seeds import parse_seeds
+
+    device = resolve_device(args.device)
+    if args.batch < 1:
+        raise InputError("--batch must be at least 1")
+    G = load_generator(args.generator, device=device, ema=not args.no_ema)
+    if args.latents:
+        lat = load_latents(args.latents)
+        check_compatible(lat, G)
+        labels = [f"latent{i}" for i in range(lat.ws.shape[0])]
+    else:
+        seeds = parse_seeds(args.seeds)
+        lat = latents_from_seeds(G, seeds, truncation_psi=args.truncation, truncation_cutoff=args.truncation_cutoff)
+        labels = [f"seed{s}" for s in seeds]
+
+    ws = lat.ws
+    n = ws.shape[0]
+    images = []
+    with torch.no_grad(), tqdm(total=n, desc="render", unit="img", disable=n <= args.batch) as bar:
+        for start in range(0, n, args.batch):
+            part = ws[start:start + args.batch].to(device)
+            images.append(G.synthesis(part, noise_mode=args.noise_mode).float().cpu())
+            bar.update(part.shape[0])
+    imgs = torch.cat(images)
+    out = Path(args.out)
+    cols = args.columns or max(1, math.ceil(math.sqrt(n)))
+    save_png(make_grid(imgs, ncols=cols, pad=2, pad_value=1.0), out)
+    if args.individual:
+        for img, label in zip(imgs, labels):
+            save_png(img, out.with_name(f"{out.stem}_{label}.png"))
+    print(f"wrote {out} ({n} images, {G.img_resolution} px, {cols} columns)")
+    return 0

@@ -1,0 +1,29 @@
+"""One exception family for every user-facing problem.
+
+Each error message names the problem and the fix in one line, so the CLI and the ComfyUI nodes
+can show ``str(err)`` as-is instead of a traceback.
+"""
+
+
+class NadaError(Exception):
+    """Base class: a problem the user can fix (bad file, bad input, bad setting)."""
+
+
+class CheckpointError(NadaError):
+    """A generator/latent file is missing, corrupt, unsafe or of an unknown layout."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A pickle asked to call something outside the allowlist; nothing was executed."""
+
+
+class ClipError(NadaError):
+    """A CLIP model could not be loaded or used."""
+
+
+class InputError(NadaError):
+    """Bad user input: prompts, images, seeds, settings."""
+
+
+class Interrupted(NadaError):
+    """Long work was stopped by the user (Cancel in ComfyUI, Ctrl-C on the CLI)."""

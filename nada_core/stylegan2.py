@@ -1,0 +1,439 @@
+"""StyleGAN2 generator in plain PyTorch: no custom CUDA/C++ ops, no compile step.
+
+Runs on CPU, CUDA and Apple MPS alike, and under fp16/bf16 autocast. The maths reproduces both
+public reference implementations (rosinality's ``stylegan2-pytorch`` and NVIDIA's
+``stylegan2-ada-pytorch``, "skip" architecture), so their checkpoints load into it unchanged
+(see :mod:`nada_core.checkpoints`). Everything about the architecture lives in
+:class:`GeneratorConfig`, which the checkpoint loaders read from the file.
+
+Layout and W+ indexing, for an ``R`` px generator with ``L = log2(R)``:
+
+- ``num_ws = 2 * L - 2`` style vectors; W+ is ``[N, num_ws, w_dim]``.
+- ``synthesis.convs``: ``2 * L - 3`` styled 3x3 convolutions, ``convs[i]`` driven by ``ws[:, i]``;
+  ``convs[0]`` works at 4x4, then each resolution has an upsampling conv and a plain conv.
+- ``synthesis.to_rgbs``: one 1x1 toRGB per resolution; ``to_rgbs[j]`` (at ``4 * 2**j`` px) is
+  driven by ``ws[:, 2 * j + 1]``, the same entry as the next resolution's upsampling conv.
+  The last W+ entry drives only the final toRGB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Iterator, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NoiseMode = Literal["const", "random", "none"]
+_LRELU_SLOPE = 0.2
+_LRELU_GAIN = math.sqrt(2.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+    """Every hyper-parameter of the architecture; loaded from the checkpoint, never guessed.
+
+    ``channels`` maps each resolution ``4, 8, ..., img_resolution`` to its feature count.
+    ``conv_clamp`` clamps conv/toRGB activations to +-X (NVIDIA ADA models use 256; None = off).
+    ``num_fp16_res`` is recorded from NVIDIA files for information; inference runs in float32
+    unless the caller uses autocast.
+    """
+
+    img_resolution: int = 1024
+    channels: tuple[tuple[int, int], ...] = ()
+    z_dim: int = 512
+    w_dim: int = 512
+    img_channels: int = 3
+    mapping_layers: int = 8
+    mapping_hidden: int | None = None  # None = w_dim
+    mapping_lr_mul: float = 0.01
+    conv_clamp: float | None = None
+    num_fp16_res: int = 0
+    resample_filter: tuple[int, ...] = (1, 3, 3, 1)
+
+    def __post_init__(self) -> None:
+        r = self.img_resolution
+        if not (isinstance(r, int) and 8 <= r <= 1024 and r & (r - 1) == 0):
+            raise ValueError(f"img_resolution must be a power of two from 8 to 1024, got {r!r}")
+        if not self.channels:
+            object.__setattr__(self, "channels", channels_from_base(r))
+        chans = dict((int(k), int(v)) for k, v in self.channels)
+        expected = [2**i for i in range(2, int(math.log2(r)) + 1)]
+        if sorted(chans) != expected:
+            raise ValueError(f"channels must give a width for each resolution {expected}, got {sorted(chans)}")
+        object.__setattr__(self, "channels", tuple(sorted(chans.items())))
+        if self.mapping_layers < 1:
+            raise ValueError("mapping_layers must be at least 1")
+
+    # Derived sizes -------------------------------------------------------------------------
+    @property
+    def resolutions(self) -> list[int]:
+        return [res for res, _ in self.channels]
+
+    @property
+    def channel_dict(self) -> dict[int, int]:
+        return dict(self.channels)
+
+    @property
+    def num_ws(self) -> int:
+        return 2 * int(math.log2(self.img_resolution)) - 2
+
+    @property
+    def num_convs(self) -> int:
+        return self.num_ws - 1
+
+    # (De)serialisation as plain JSON-able data ----------------------------------------------
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["channels"] = {str(k): v for k, v in self.channels}
+        d["resample_filter"] = list(self.resample_filter)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GeneratorConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown generator config keys: {sorted(unknown)}")
+        d = dict(d)
+        if "channels" in d and isinstance(d["channels"], dict):
+            d["channels"] = tuple((int(k), int(v)) for k, v in d["channels"].items())
+        elif "channels" in d:
+            d["channels"] = tuple((int(k), int(v)) for k, v in d["channels"])
+        if "resample_filter" in d:
+            d["resample_filter"] = tuple(int(v) for v in d["resample_filter"])
+        return cls(**d)
+
+
+def channels_from_base(img_resolution: int, channel_base: int = 32768, channel_max: int = 512) -> tuple:
+    """NVIDIA's rule ``min(channel_base // res, channel_max)``; 32768/512 is config-f."""
+    res_list = [2**i for i in range(2, int(math.log2(img_resolution)) + 1)]
+    return tuple((r, min(channel_base // r, channel_max)) for r in res_list)
+
+
+def channels_from_multiplier(img_resolution: int, channel_multiplier: int = 2) -> tuple:
+    """rosinality's table: 512 up to 32 px, then ``256 * m, 128 * m, ...`` (m=2 is config-f)."""
+    table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+    res_list = [2**i for i in range(2, int(math.log2(img_resolution)) + 1)]
+    return tuple((r, table[r] * (channel_multiplier if r >= 64 else 1)) for r in res_list)
+
+
+# ----------------------------------------------------------------------------------------------
+# Functional building blocks
+# ----------------------------------------------------------------------------------------------
+
+
+def lrelu_act(x: torch.Tensor, bias: torch.Tensor | None = None, clamp: float | None = None,
+              act: bool = True) -> torch.Tensor:
+    """``x + bias`` (bias broadcast over dim 1), then leaky ReLU * sqrt(2), then clamp to +-clamp."""
+    if bias is not None:
+        x = x + bias.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
+    if act:
+        x = F.leaky_relu(x, _LRELU_SLOPE) * _LRELU_GAIN
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def make_fir_kernel(taps: tuple[int, ...], gain: float = 1.0) -> torch.Tensor:
+    """Separable 2-D low-pass kernel ``[k, k]`` from 1-D taps, normalised to sum ``gain``."""
+    f = torch.tensor(taps, dtype=torch.float32)
+    k = torch.outer(f, f)
+    return k / k.sum() * gain
+
+
+def fir_filter(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """Depthwise 2-D FIR filter of ``[N, C, H, W]`` with zero padding ``(before, after)`` per axis.
+
+    Output size is ``H + before + after - k + 1``. The kernel is applied as a true convolution
+    (flipped), which for the symmetric kernels used here equals correlation.
+    """
+    c = x.shape[1]
+    k = kernel.flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, -1, -1)
+    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
+    return F.conv2d(x, k, groups=c)
+
+
+def upsample_2x(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Zero-insertion 2x upsampling followed by the FIR filter (kernel gain 4): ``[N,C,H,W] -> [N,C,2H,2W]``."""
+    n, c, h, w = x.shape
+    k = kernel.shape[-1]
+    z = F.pad(x.reshape(n, c, h, 1, w, 1), [0, 1, 0, 0, 0, 1]).reshape(n, c, 2 * h, 2 * w)
+    return fir_filter(z, kernel, ((k + 1) // 2, (k - 2) // 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers
+# ----------------------------------------------------------------------------------------------
+
+
+class EqualizedLinear(nn.Module):
+    """Linear layer with equalised learning rate: weights stored as ``N(0, 1) / lr_mul``,
+    scaled by ``lr_mul / sqrt(in_features)`` at run time; bias scaled by ``lr_mul``."""
+
+    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0,
+                 lr_mul: float = 1.0, activation: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init)))
+        self.weight_gain = lr_mul / math.sqrt(in_features)
+        self.lr_mul = lr_mul
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        b = self.bias * self.lr_mul
+        if self.activation:
+            return lrelu_act(F.linear(x, w), b)
+        return F.linear(x, w, b)
+
+
+class MappingNetwork(nn.Module):
+    """z ``[N, z_dim]`` -> W+ ``[N, num_ws, w_dim]``: pixel-norm, MLP of leaky-ReLU layers, truncation."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        hidden = cfg.mapping_hidden or cfg.w_dim
+        dims = [cfg.z_dim] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+        self.layers = nn.ModuleList(
+            EqualizedLinear(dims[i], dims[i + 1], lr_mul=cfg.mapping_lr_mul, activation=True)
+            for i in range(cfg.mapping_layers)
+        )
+        self.num_ws = cfg.num_ws
+        self.z_dim = cfg.z_dim
+        self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0,
+                truncation_cutoff: int | None = None) -> torch.Tensor:
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
+        x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+        for layer in self.layers:
+            x = layer(x)
+        ws = x.unsqueeze(1).repeat(1, self.num_ws, 1)
+        return truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
+
+
+def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
+    """Move W+ codes ``[N, num_ws, w_dim]`` towards ``w_avg`` by ``psi`` on the first ``cutoff`` entries."""
+    if psi == 1:
+        return ws
+    cutoff = ws.shape[1] if cutoff is None else max(0, min(int(cutoff), ws.shape[1]))
+    head = w_avg.to(ws.dtype).lerp(ws[:, :cutoff], psi)
+    return torch.cat([head, ws[:, cutoff:]], dim=1)
+
+
+class ModulatedConv2d(nn.Module):
+    """Style-modulated convolution (optionally demodulated, optionally 2x upsampling).
+
+    ``x [N, in, H, W], w [N, w_dim] -> [N, out, H', W']`` with ``H' = 2H`` when ``up``.
+    Per-sample weights are applied as one grouped convolution.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, w_dim: int,
+                 demodulate: bool = True, up: bool = False,
+                 resample_filter: tuple[int, ...] = (1, 3, 3, 1)) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.demodulate, self.up = demodulate, up
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.affine = EqualizedLinear(w_dim, in_channels, bias_init=1.0)
+        self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
+        if up:
+            self.register_buffer("resample_kernel", make_fir_kernel(resample_filter, gain=4.0), persistent=False)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        n, c, h, wd = x.shape
+        if c != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} input channels, got {c}")
+        styles = self.affine(w)  # [N, in]
+        weight = self.weight[None] * self.weight_gain * styles[:, None, :, None, None]  # [N, out, in, k, k]
+        if self.demodulate:
+            weight = weight * (weight.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
+        weight = weight.to(x.dtype)
+        x = x.reshape(1, n * c, h, wd)
+        k = self.kernel_size
+        if self.up:
+            # Transposed conv (stride 2) then low-pass: the standard StyleGAN2 upsampling conv.
+            wt = weight.transpose(1, 2).reshape(n * c, self.out_channels, k, k)
+            x = F.conv_transpose2d(x, wt, stride=2, groups=n)
+            f = self.resample_kernel
+            pad = (len(f) - 2) - (k - 1)  # total padding so that the output is exactly 2H
+            x = fir_filter(x, f.to(x.device), ((pad + 1) // 2 + 1, pad // 2 + 1))
+        else:
+            x = F.conv2d(x, weight.reshape(n * self.out_channels, c, k, k), padding=k // 2, groups=n)
+        return x.reshape(n, self.out_channels, *x.shape[2:])
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 conv + per-pixel noise + bias + leaky ReLU (+ clamp)."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
+                 up: bool = False, conv_clamp: float | None = None,
+                 resample_filter: tuple[int, ...] = (1, 3, 3, 1)) -> None:
+        super().__init__()
+        self.resolution = resolution
+        self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, up=up, resample_filter=resample_filter)
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.conv_clamp = conv_clamp
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode = "const") -> torch.Tensor:
+        x = self.conv(x, w)
+        if noise_mode == "const":
+            x = x + (self.noise_const * self.noise_strength).to(x.dtype)
+        elif noise_mode == "random":
+            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
+            x = x + noise * self.noise_strength.to(x.dtype)
+        elif noise_mode != "none":
+            raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
+        return lrelu_act(x, self.bias, self.conv_clamp)
+
+
+class ToRGB(nn.Module):
+    """Modulated 1x1 conv (no demodulation) + bias (+ clamp): features -> image channels."""
+
+    def __init__(self, in_channels: int, img_channels: int, w_dim: int, conv_clamp: float | None = None) -> None:
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channels, img_channels, 1, w_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(img_channels))
+        self.conv_clamp = conv_clamp
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return lrelu_act(self.conv(x, w), self.bias, self.conv_clamp, act=False)
+
+
+class SynthesisNetwork(nn.Module):
+    """W+ ``[N, num_ws, w_dim]`` -> image ``[N, img_channels, R, R]`` (about [-1, 1], unclamped)."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        ch = cfg.channel_dict
+        res = cfg.resolutions
+        self.num_ws, self.w_dim = cfg.num_ws, cfg.w_dim
+        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
+        self.const = nn.Parameter(torch.randn(ch[4], 4, 4))
+        convs = [SynthesisLayer(ch[4], ch[4], cfg.w_dim, 4, conv_clamp=cfg.conv_clamp)]
+        for prev, r in zip(res[:-1], res[1:]):
+            convs.append(SynthesisLayer(ch[prev], ch[r], cfg.w_dim, r, up=True, conv_clamp=cfg.conv_clamp,
+                                        resample_filter=cfg.resample_filter))
+            convs.append(SynthesisLayer(ch[r], ch[r], cfg.w_dim, r, conv_clamp=cfg.conv_clamp))
+        self.convs = nn.ModuleList(convs)
+        self.to_rgbs = nn.ModuleList(ToRGB(ch[r], cfg.img_channels, cfg.w_dim, cfg.conv_clamp) for r in res)
+        self.register_buffer("resample_kernel", make_fir_kernel(cfg.resample_filter, gain=4.0), persistent=False)
+        assert len(self.convs) == cfg.num_convs
+
+    def forward(self, ws: torch.Tensor, noise_mode: NoiseMode = "const") -> torch.Tensor:
+        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+            raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
+        x = self.const.to(ws.dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+        x = self.convs[0](x, ws[:, 0], noise_mode)
+        img = self.to_rgbs[0](x, ws[:, 1])
+        for j in range(1, len(self.to_rgbs)):
+            x = self.convs[2 * j - 1](x, ws[:, 2 * j - 1], noise_mode)
+            x = self.convs[2 * j](x, ws[:, 2 * j], noise_mode)
+            img = upsample_2x(img, self.resample_kernel) + self.to_rgbs[j](x, ws[:, 2 * j + 1])
+        return img
+
+    # Which modules each W+ entry drives (layer freezing relies on this) ------------------------
+    def conv_for_w_index(self, index: int) -> SynthesisLayer | None:
+        """The styled conv driven by ``ws[:, index]`` (None for the last index: toRGB only)."""
+        self._check_index(index)
+        return self.convs[index] if index < len(self.convs) else None
+
+    def torgb_for_w_index(self, index: int) -> ToRGB | None:
+        """The toRGB driven by ``ws[:, index]`` (odd indices only)."""
+        self._check_index(index)
+        return self.to_rgbs[(index - 1) // 2] if index % 2 == 1 else None
+
+    def modules_for_w_index(self, index: int) -> list[nn.Module]:
+        """All synthesis modules whose style comes from ``ws[:, index]``."""
+        return [m for m in (self.conv_for_w_index(index), self.torgb_for_w_index(index)) if m is not None]
+
+    def _check_index(self, index: int) -> None:
+        if not 0 <= index < self.num_ws:
+            raise IndexError(f"W+ index {index} out of range 0..{self.num_ws - 1}")
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator: ``G(z) = G.synthesis(G.mapping(z))``.
+
+    Attributes: ``z_dim, w_dim, num_ws, img_resolution, img_channels, w_avg, config``.
+    """
+
+    def __init__(self, config: GeneratorConfig | None = None, **kwargs) -> None:
+        super().__init__()
+        cfg = config if config is not None else GeneratorConfig(**kwargs)
+        self.config = cfg
+        self.z_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.w_dim, cfg.num_ws
+        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
+        self.mapping = MappingNetwork(cfg)
+        self.synthesis = SynthesisNetwork(cfg)
+
+    @property
+    def w_avg(self) -> torch.Tensor:
+        """Truncation centre ``[w_dim]``."""
+        return self.mapping.w_avg
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
+                noise_mode: NoiseMode = "const") -> torch.Tensor:
+        """z ``[N, z_dim]`` -> image ``[N, img_channels, R, R]``, about [-1, 1]."""
+        return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), noise_mode=noise_mode)
+
+    # Parameter roles ---------------------------------------------------------------------------
+    def parameter_roles(self) -> dict[str, str]:
+        """Map each parameter name to its role: ``mapping``, ``affine``, ``const``, ``conv``, ``torgb``.
+
+        ``conv`` covers a styled conv's weight, bias and noise strength; ``affine`` the style
+        affines of both convs and toRGBs; ``torgb`` the toRGB weights and biases.
+        """
+        roles = {}
+        for name, _ in self.named_parameters():
+            if name.startswith("mapping."):
+                roles[name] = "mapping"
+            elif ".affine." in name:
+                roles[name] = "affine"
+            elif name == "synthesis.const":
+                roles[name] = "const"
+            elif name.startswith("synthesis.to_rgbs."):
+                roles[name] = "torgb"
+            elif name.startswith("synthesis.convs."):
+                roles[name] = "conv"
+            else:  # pragma: no cover - guards future additions
+                raise AssertionError(f"parameter {name} has no role")
+        return roles
+
+    def parameters_with_role(self, role: str) -> Iterator[nn.Parameter]:
+        roles = self.parameter_roles()
+        for name, p in self.named_parameters():
+            if roles[name] == role:
+                yield p
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def estimate_w_avg(self, num_samples: int = 10_000, seed: int = 0, batch: int = 1000) -> torch.Tensor:
+        """Mean of ``mapping(z)`` over ``num_samples`` codes drawn from a fixed seed ``[w_dim]``.
+
+        Used as the truncation centre for files that do not store one (rosinality checkpoints
+        without ``latent_avg``); deterministic for a given seed on every device.
+        """
+        gen = torch.Generator().manual_seed(seed)
+        dev = self.w_avg.device
+        total = torch.zeros(self.w_dim, dtype=torch.float64, device=dev)
+        done = 0
+        with torch.no_grad():
+            while done < num_samples:
+                n = min(batch, num_samples - done)
+                z = torch.randn(n, self.z_dim, generator=gen).to(dev)
+                total += self.mapping(z)[:, 0].double().sum(dim=0)
+                done += n
+        return (total / num_samples).float()

@@ -1,0 +1,36 @@
+"""Tiny models for tests: built in memory, seeded, no downloads."""
+
+from __future__ import annotations
+
+import torch
+
+from nada_core.stylegan2 import Generator, GeneratorConfig
+
+TINY_CHANNELS = ((4, 32), (8, 32), (16, 16), (32, 16))
+
+
+def tiny_config(img_resolution: int = 32, z_dim: int = 32, w_dim: int = 32, mapping_layers: int = 2,
+                channels=None, **kw) -> GeneratorConfig:
+    if channels is None:
+        res = [2**i for i in range(2, img_resolution.bit_length())]
+        channels = tuple((r, max(8, 64 // max(1, r // 8))) for r in res)
+    return GeneratorConfig(img_resolution=img_resolution, channels=tuple(channels), z_dim=z_dim, w_dim=w_dim,
+                           mapping_layers=mapping_layers, **kw)
+
+
+def tiny_generator(img_resolution: int = 32, seed: int = 0, randomize_all: bool = True, **kw) -> Generator:
+    """A small random generator in eval mode.
+
+    With ``randomize_all`` the parameters a fresh StyleGAN2 initialises to zero (biases, noise
+    strengths) and ``w_avg`` are filled with small random values, so every code path of the
+    architecture contributes to the output (a test of the maths would otherwise miss them).
+    """
+    torch.manual_seed(seed)
+    G = Generator(tiny_config(img_resolution, **kw))
+    if randomize_all:
+        with torch.no_grad():
+            for name, p in G.named_parameters():
+                if name.endswith("bias") or name.endswith("noise_strength"):
+                    p.copy_(torch.randn_like(p) * 0.2)
+            G.mapping.w_avg.copy_(torch.randn_like(G.mapping.w_avg) * 0.3)
+    return G.eval()
