@@ -1,0 +1,545 @@
+"""Spread jobs over ComfyUI servers and follow each to its end.
+
+One worker thread per server pulls jobs from a shared pool whenever it has fewer than
+``max_in_flight`` prompts queued there, so a slow server simply takes fewer jobs. A worker
+follows its prompts over the websocket (``/ws?clientId=<run id>``: ComfyUI sends a client the
+events of the prompts it queued) and checks ``/history/{id}`` now and then as a safety net, or
+polls it alone when the websocket cannot be opened.
+
+Failures: a validation error (HTTP 400) ends that variant as ``invalid``; a server that stops
+answering has its prompts handed back to the pool for the other servers (and deleted from its
+queue if it comes back), and is retried with exponential backoff. When every server has been
+down for ``down_timeout`` seconds the remaining jobs end as ``unreachable``. :meth:`BatchRunner.cancel`
+deletes this run's pending prompts and interrupts a running prompt only when it is ours.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .comfy_client import ComfyClient, ComfyError, PromptRejected, Unreachable
+from .outputs import file_refs, local_relpath
+from .variants import Variant
+from .websocket import WebSocket, WebSocketError
+from .workflow_io import Workflow
+
+FINAL = frozenset({"success", "error", "invalid", "cancelled", "unreachable"})
+
+
+@dataclass
+class Job:
+    """One variant's journey; mutated only by the worker holding it (or by the pool under its lock)."""
+
+    variant: Variant
+    workflow: Workflow  # the shared base workflow; the prompt is built when queued (saves memory)
+    label: str
+    status: str = "pending"  # pending -> queued -> running -> one of FINAL
+    server: str | None = None
+    prompt_id: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    queued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    run_seconds: float | None = None
+    outputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # worker bookkeeping
+    next_check: float = 0.0
+    finishing: bool = False
+    after_reconnect: bool = False
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    def reset_for_requeue(self) -> None:
+        self.status, self.server, self.prompt_id = "pending", None, None
+        self.queued_at = self.started_at = self.finished_at = self.run_seconds = None
+        self.finishing = self.after_reconnect = False
+
+
+class Events:
+    """What the scheduler tells the user; the default says nothing (tests, ``--quiet``)."""
+
+    def job(self, job: Job, text: str) -> None: ...
+
+    def progress(self, job: Job, node_id: str, value: float, maximum: float) -> None: ...
+
+    def server(self, url: str, text: str) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+@dataclass
+class RunOptions:
+    max_in_flight: int = 2
+    use_websocket: bool = True         # False: follow prompts by polling /history only
+    down_timeout: float = 60.0         # all servers down this long -> remaining jobs fail
+    poll_interval: float = 1.0         # history polling without a websocket
+    safety_check_interval: float = 10.0  # history check of each prompt even with a websocket
+    max_attempts: int = 3              # times one job may be lost with a dying server
+    max_backoff: float = 10.0
+    download_dir: Path | None = None
+    download_layout: str = "folders"
+    include_previews: bool = False
+
+
+class JobPool:
+    """Jobs not yet handed to a server, plus the count of finished ones. Thread-safe."""
+
+    def __init__(self, jobs: Iterable[Job], on_final: Callable[[Job], None]):
+        self.jobs = list(jobs)
+        self._pending = deque(self.jobs)
+        self._lock = threading.Lock()
+        self._final_lock = threading.Lock()
+        self._on_final = on_final
+        self._n_final = 0
+
+    def take(self) -> Job | None:
+        with self._lock:
+            return self._pending.popleft() if self._pending else None
+
+    def give_back(self, jobs: list[Job]) -> None:
+        """Return jobs to the front of the queue, in their order."""
+        with self._lock:
+            for job in reversed(jobs):
+                self._pending.appendleft(job)
+
+    def pending_count(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def all_final(self) -> bool:
+        with self._lock:
+            return self._n_final >= len(self.jobs)
+
+    def finish(self, job: Job, status: str, error: str | None = None) -> None:
+        assert status in FINAL, status
+        with self._lock:
+            if job.final:
+                return
+            job.status, job.error = status, error
+            if job.finished_at is None and job.queued_at is not None:
+                job.finished_at = time.time()
+            self._n_final += 1
+        with self._final_lock:  # one report line / console line at a time
+            self._on_final(job)
+
+    def fail_pending(self, status: str, message: str) -> list[Job]:
+        with self._lock:
+            jobs = list(self._pending)
+            self._pending.clear()
+        for job in jobs:
+            self.finish(job, status, message)
+        return jobs
+
+
+class ServerWorker(threading.Thread):
+    """Feeds one server from the pool and follows its prompts."""
+
+    def __init__(self, client: ComfyClient, pool: JobPool, run_id: str, options: RunOptions,
+                 events: Events, stop: threading.Event):
+        super().__init__(name=f"nada-queue {client.url}", daemon=True)
+        self.client, self.pool, self.run_id, self.options = client, pool, run_id, options
+        self.events, self.stop = events, stop
+        self.url = client.url
+        self.up = False
+        self.down_since: float | None = None  # monotonic time of the first failure in a row
+        self.last_error = ""
+        self.inflight: dict[str, Job] = {}
+        self.abandoned: set[str] = set()  # prompt ids given up on while the server was unreachable
+        self.ws: WebSocket | None = None
+        self._ws_warned = False
+        self._ever_up = False
+        self._last_progress: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> None:
+        delay, next_attempt = 0.0, 0.0
+        while not self.stop.is_set() and not self.pool.all_final():
+            if not self.up:
+                now = time.monotonic()
+                if now < next_attempt:
+                    self.stop.wait(min(0.2, next_attempt - now))
+                    continue
+                try:
+                    self._connect()
+                    delay = 0.0
+                except ComfyError as err:
+                    self._went_down(err)
+                    delay = min(max(0.5, delay * 2), self.options.max_backoff)
+                    next_attempt = time.monotonic() + delay
+                    continue
+            try:
+                self._fill()
+                self._pump(0.25)
+                self._poll_due()
+            except Unreachable as err:
+                self._lost(err)
+            except ComfyError as err:  # an odd answer; say so and carry on
+                self.events.server(self.url, f"unexpected answer: {err}")
+                self.stop.wait(1.0)
+        self._close_ws()
+
+    # ------------------------------------------------------------------ connection
+    def _connect(self) -> None:
+        self.client.system_stats()
+        self._close_ws()
+        try:
+            if self.options.use_websocket:
+                self.ws = self.client.websocket(self.run_id)
+        except Unreachable as err:
+            self.ws = None
+            if not self._ws_warned:
+                self._ws_warned = True
+                self.events.server(self.url, f"no websocket ({err}); following jobs by polling their history")
+        was_down = self.down_since is not None or self._ever_up
+        self.up, self.down_since, self._ever_up = True, None, True
+        if was_down:
+            self.events.server(self.url, "connected again")
+        if self.abandoned:
+            self._drop_abandoned()
+        for job in self.inflight.values():  # events may have been missed while away
+            job.next_check, job.after_reconnect = 0.0, True
+
+    def _lost(self, err: Exception) -> None:
+        """The connection broke: reconnect at once; if that fails, :meth:`_went_down` moves the jobs."""
+        self._close_ws()
+        self.up = False
+        self.last_error = str(err)
+        self.events.server(self.url, f"connection lost ({err}); reconnecting")
+
+    def _went_down(self, err: Exception) -> None:
+        self.up = False
+        self.last_error = str(err)
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            self.events.server(self.url, f"unreachable ({err}); retrying with backoff")
+        if self.inflight:
+            self._release_inflight(f"{self.url} became unreachable")
+
+    def _release_inflight(self, reason: str) -> None:
+        back = []
+        for pid, job in list(self.inflight.items()):
+            self.abandoned.add(pid)
+            if job.attempts >= self.options.max_attempts:
+                self.pool.finish(job, "unreachable", f"{reason}; lost {job.attempts} times, giving up")
+                continue
+            self.events.job(job, f"{reason}; moving it to another server")
+            job.reset_for_requeue()
+            back.append(job)
+        self.inflight.clear()
+        self.pool.give_back(back)
+
+    def _drop_abandoned(self) -> None:
+        """Remove prompts we re-queued elsewhere from this server, now that it answers again."""
+        ids = sorted(self.abandoned)
+        self.client.delete_pending(ids)
+        state = self.client.queue()
+        for pid in state.running:
+            if pid in self.abandoned:
+                self.client.interrupt(pid)
+        self.abandoned.clear()
+
+    def _close_ws(self) -> None:
+        if self.ws is not None:
+            self.ws.close()
+            self.ws = None
+
+    # ------------------------------------------------------------------ jobs
+    def _fill(self) -> None:
+        while len(self.inflight) < self.options.max_in_flight and not self.stop.is_set():
+            job = self.pool.take()
+            if job is None:
+                return
+            self._submit(job)
+
+    def _submit(self, job: Job) -> None:
+        wanted = uuid.uuid4().hex
+        try:
+            pid = self.client.queue_prompt(job.variant.apply(job.workflow), self.run_id, wanted)
+        except PromptRejected as err:
+            job.server = self.url
+            self.pool.finish(job, "invalid", str(err))
+            return
+        except Unreachable:
+            self.abandoned.add(wanted)  # it may have arrived after all
+            self.pool.give_back([job])
+            raise
+        except ComfyError as err:
+            job.server = self.url
+            self.pool.finish(job, "error", str(err))
+            return
+        job.attempts += 1
+        job.prompt_id, job.server, job.status = pid, self.url, "queued"
+        job.queued_at = time.time()
+        job.next_check = time.monotonic() + self._check_interval()
+        self.inflight[pid] = job
+        self.events.job(job, f"queued as {pid}")
+
+    def _check_interval(self) -> float:
+        return self.options.safety_check_interval if self.ws is not None else self.options.poll_interval
+
+    def _pump(self, timeout: float) -> None:
+        """Handle websocket messages for up to ``timeout`` seconds (or just wait, without one)."""
+        if self.ws is None:
+            self.stop.wait(timeout)
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                message = self.ws.recv(max(0.0, remaining))
+            except WebSocketError as err:
+                self._close_ws()
+                raise Unreachable(f"websocket of {self.url} closed ({err})") from err
+            if message is None:
+                return
+            if isinstance(message, str):  # binary messages are image previews: not ours to show
+                if self._on_message(message):
+                    return  # a prompt finished: collect it now
+            if time.monotonic() >= deadline:
+                return
+
+    def _on_message(self, text: str) -> bool:
+        """Update a job from one websocket event; True when a job just finished on the server."""
+        try:
+            message = json.loads(text)
+        except json.JSONDecodeError:
+            return False
+        if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
+            return False
+        kind, data = message.get("type"), message["data"]
+        job = self.inflight.get(str(data.get("prompt_id")))
+        if job is None:
+            return False
+        if kind == "execution_start":
+            self._mark_running(job)
+        elif kind == "executing":
+            if data.get("node") is None:  # sent after the history entry is written
+                job.finishing, job.next_check = True, 0.0
+                job.finished_at = job.finished_at or time.time()
+                return True
+            else:
+                self._mark_running(job)
+        elif kind == "progress":
+            node = str(data.get("node"))
+            now = time.monotonic()
+            value, maximum = data.get("value", 0), data.get("max", 0)
+            if now - self._last_progress.get(job.prompt_id or "", 0.0) >= 1.0 or value == maximum:
+                self._last_progress[job.prompt_id or ""] = now
+                self.events.progress(job, node, value, maximum)
+        elif kind in ("execution_success", "execution_error", "execution_interrupted"):
+            job.finishing, job.next_check = True, time.monotonic() + 0.05
+            job.finished_at = time.time()
+        return False
+
+    def _mark_running(self, job: Job) -> None:
+        if job.status == "queued":
+            job.status = "running"
+            job.started_at = time.time()
+            self.events.job(job, "running")
+
+    def _poll_due(self) -> None:
+        now = time.monotonic()
+        due = [job for job in self.inflight.values() if job.next_check <= now]
+        if not due:
+            return
+        unfinished = []
+        for job in due:
+            entry = self.client.history(job.prompt_id or "")
+            if entry is not None:
+                self._complete(job, entry)
+            else:
+                unfinished.append(job)
+        if not unfinished:
+            return
+        state = self.client.queue()
+        for job in unfinished:
+            pid = job.prompt_id or ""
+            if pid in state.running:
+                self._mark_running(job)
+            elif pid not in state.pending:
+                # ComfyUI moves a prompt queue -> running -> history under one lock, so a prompt in
+                # none of them is gone; look once more in case it finished between our two reads.
+                entry = self.client.history(pid)
+                if entry is not None:
+                    self._complete(job, entry)
+                else:
+                    self._vanished(job)
+                continue
+            job.after_reconnect = False
+            job.next_check = time.monotonic() + (0.2 if job.finishing else self._check_interval())
+
+    def _vanished(self, job: Job) -> None:
+        del self.inflight[job.prompt_id or ""]
+        if job.after_reconnect and job.attempts < self.options.max_attempts:
+            # the server restarted while we were away and forgot its queue
+            self.events.job(job, f"{self.url} lost it (restarted?); queueing it again")
+            job.reset_for_requeue()
+            self.pool.give_back([job])
+        elif job.after_reconnect:
+            self.pool.finish(job, "unreachable", f"lost {job.attempts} times by restarting servers, giving up")
+        else:
+            self.pool.finish(job, "cancelled", f"removed from the queue of {self.url} by another client")
+
+    def _complete(self, job: Job, entry: dict[str, Any]) -> None:
+        self.inflight.pop(job.prompt_id or "", None)
+        self._last_progress.pop(job.prompt_id or "", None)
+        status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
+        messages = [m for m in status.get("messages") or [] if isinstance(m, list) and len(m) == 2]
+        stamps = {ev: data.get("timestamp") for ev, data in messages if isinstance(data, dict)}
+        job.finished_at = job.finished_at or time.time()
+        start_ms = stamps.get("execution_start")
+        end_ms = next((stamps[e] for e in ("execution_success", "execution_error", "execution_interrupted")
+                       if isinstance(stamps.get(e), (int, float))), None)
+        if isinstance(start_ms, (int, float)) and isinstance(end_ms, (int, float)):
+            job.run_seconds = max(0.0, (end_ms - start_ms) / 1000.0)  # one clock: the server's
+            if job.started_at is None:
+                job.started_at = job.finished_at - job.run_seconds
+        elif job.started_at is not None:
+            job.run_seconds = max(0.0, job.finished_at - job.started_at)
+        job.outputs = file_refs(entry.get("outputs"))
+
+        outcome = status.get("status_str")
+        if any(ev == "execution_interrupted" for ev, _ in messages):
+            self.pool.finish(job, "cancelled", f"interrupted on {self.url}")
+            return
+        if outcome == "error" or (outcome is None and status.get("completed") is False):
+            self.pool.finish(job, "error", execution_error_text(messages, job.workflow))
+            return
+        if self.options.download_dir is not None:
+            try:
+                self._download(job)
+            except ComfyError as err:
+                self.pool.finish(job, "error", f"ran, but its outputs could not be downloaded: {err}")
+                if isinstance(err, Unreachable):
+                    raise
+                return
+        self.pool.finish(job, "success")
+
+    def _download(self, job: Job) -> None:
+        assert self.options.download_dir is not None
+        used: set[str] = set()
+        for refs in job.outputs.values():
+            for ref in refs:
+                if ref["type"] == "temp" and not self.options.include_previews:
+                    continue
+                rel = local_relpath(ref, job.label, self.options.download_layout)
+                stem, dot, ext = rel.rpartition(".")
+                n = 1
+                while rel in used:  # two nodes wrote the same name: keep both
+                    rel = f"{stem}-{n}.{ext}" if dot else f"{ext}-{n}"
+                    n += 1
+                used.add(rel)
+                dest = self.options.download_dir / rel
+                self.client.download(ref, dest)
+                ref["local"] = str(dest)
+
+    # ------------------------------------------------------------------ cancellation
+    def cancel_own(self) -> None:
+        """Called after the thread stopped: take back every prompt this run queued here."""
+        ids = list(self.inflight)
+        running: set[str] = set()
+        try:
+            targets = ids + sorted(self.abandoned - set(ids))
+            if targets:
+                self.client.delete_pending(targets)
+                state = self.client.queue()
+                for pid in state.running:
+                    if pid in targets:  # only ever interrupt our own prompt
+                        running.add(pid)
+                        self.client.interrupt(pid)
+        except ComfyError as err:
+            self.events.server(self.url, f"could not cancel this run's prompts ({err})")
+        for pid in ids:
+            job = self.inflight[pid]
+            entry = None
+            try:
+                entry = self.client.history(pid)
+            except ComfyError:
+                pass
+            status = (entry or {}).get("status") or {}
+            if entry is not None and status.get("status_str") == "success":
+                try:
+                    self._complete(job, entry)  # it made it before Ctrl-C: keep the result
+                except ComfyError:
+                    pass
+                continue
+            self.inflight.pop(pid, None)
+            how = "interrupted while running" if pid in running else "removed from the server queue"
+            self.pool.finish(job, "cancelled", f"cancelled by the user; {how}")
+
+
+def execution_error_text(messages: list, prompt: Workflow) -> str:
+    """``node 3 (ImageBlur): RuntimeError: ...`` from a history entry's status messages."""
+    for event, data in messages:
+        if event == "execution_error" and isinstance(data, dict):
+            node = str(data.get("node_id", "?"))
+            cls = data.get("node_type") or prompt.get(node, {}).get("class_type", "?")
+            kind = data.get("exception_type") or "error"
+            text = str(data.get("exception_message") or "").strip()
+            return f"node {node} ({cls}): {kind}: {text}"
+    return "the prompt failed on the server (no error message in its history)"
+
+
+class BatchRunner:
+    """Runs ``jobs`` on ``servers``; :meth:`run` returns when every job has a final status."""
+
+    def __init__(self, servers: list[str], jobs: list[Job], options: RunOptions, events: Events | None = None,
+                 on_final: Callable[[Job], None] | None = None, run_id: str | None = None):
+        self.run_id = run_id or f"nada-queue-{uuid.uuid4().hex}"
+        self.options = options
+        self.events = events or Events()
+        self.pool = JobPool(jobs, on_final or (lambda job: None))
+        self.stop = threading.Event()
+        self.workers = [ServerWorker(ComfyClient(url), self.pool, self.run_id, options, self.events, self.stop)
+                        for url in servers]
+
+    def run(self) -> list[Job]:
+        """Process all jobs. On Ctrl-C, cancels this run's prompts and re-raises KeyboardInterrupt."""
+        for worker in self.workers:
+            worker.start()
+        try:
+            while not self.pool.all_final():
+                time.sleep(0.1)
+                self._check_all_down()
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+        self.stop.set()
+        for worker in self.workers:
+            worker.join(timeout=10.0)
+        return self.pool.jobs
+
+    def _check_all_down(self) -> None:
+        downs = [w.down_since for w in self.workers]
+        if not downs or any(d is None for d in downs):
+            return
+        waited = time.monotonic() - max(d for d in downs if d is not None)
+        if waited < self.options.down_timeout:
+            return
+        why = "; ".join(w.last_error or f"{w.url} is unreachable" for w in self.workers)
+        failed = self.pool.fail_pending(
+            "unreachable", f"no server answered for {self.options.down_timeout:g} s: {why}")
+        if failed:
+            self.events.note(f"no server reachable for {self.options.down_timeout:g} s; "
+                             f"{len(failed)} variant(s) not run")
+
+    def cancel(self) -> None:
+        """Stop the workers, delete this run's queued prompts, interrupt ours if running."""
+        self.stop.set()
+        self.events.note("cancelling: removing this run's prompts from the servers")
+        deadline = time.monotonic() + 15.0
+        for worker in self.workers:
+            worker.join(timeout=max(0.1, deadline - time.monotonic()))
+        for worker in self.workers:
+            worker.cancel_own()
+        self.pool.fail_pending("cancelled", "not queued: the run was cancelled")
