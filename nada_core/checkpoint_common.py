@@ -1,0 +1,25 @@
+"""What every foreign-checkpoint converter returns (shared by the format modules)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from .stylegan2 import GeneratorConfig
+
+
+@dataclasses.dataclass
+class Converted:
+    """A foreign generator translated to our layout.
+
+    ``state_dict`` uses :class:`~nada_core.stylegan2.Generator` names (``mapping.w_avg`` excluded);
+    ``w_avg`` is the file's truncation centre ``[w_dim]``, or None when the file stores none;
+    ``notes`` are facts for ``G.metadata`` (which network was read, generated noise, ...).
+    """
+
+    config: GeneratorConfig
+    state_dict: dict[str, torch.Tensor]
+    w_avg: torch.Tensor | None
+    notes: dict[str, Any]

@@ -1,0 +1,326 @@
+"""Load StyleGAN2 generators from the files people have, safely; save ours.
+
+Supported formats, recognised from the file's content (never its extension):
+
+- ``rosinality-pt``: rosinality stylegan2-pytorch / StyleGAN-NADA ``.pt`` (``torch.save`` zip or
+  legacy format) with ``g_ema`` (and usually ``g``, ``d``, optimiser states, ``args``,
+  sometimes ``latent_avg``). Read with torch's weights-only unpickler.
+- ``stylegan2-ada-pkl``: NVIDIA stylegan2-ada-pytorch snapshots (``G_ema``, ``G``, ``D``, ...),
+  read by a restricted unpickler that executes nothing from the file
+  (:mod:`nada_core.safe_unpickle`).
+- ``nada-safetensors``: our own ``.safetensors`` (state dict + JSON metadata header).
+
+:func:`load_generator` returns a :class:`~nada_core.stylegan2.Generator` in eval mode with two
+extra attributes: ``G.source_sha256`` (sha256 of the file just loaded) and ``G.metadata``
+(``format``, ``ema``, ``network``, ``w_avg_origin``, ``source_sha256`` of the original foreign
+file, ``source_format``, ``provenance``); :func:`lineage_sha256` reads the lineage back.
+Truncation centre: the file's (``latent_avg`` / ``mapping.w_avg``) when it has one, otherwise
+``G.estimate_w_avg()`` with :data:`W_AVG_ESTIMATE_SAMPLES` codes from seed
+:data:`W_AVG_ESTIMATE_SEED` (recorded in ``w_avg_origin``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError, InputError
+from .stylegan2 import Generator, GeneratorConfig
+
+FORMAT_ROSINALITY = "rosinality-pt"
+FORMAT_NVIDIA = "stylegan2-ada-pkl"
+FORMAT_NADA = "nada-safetensors"
+FORMAT_DESCRIPTIONS = {
+    FORMAT_ROSINALITY: "rosinality stylegan2-pytorch checkpoint (.pt)",
+    FORMAT_NVIDIA: "NVIDIA stylegan2-ada-pytorch pickle (.pkl)",
+    FORMAT_NADA: "ComfyUI-NADA generator (.safetensors)",
+}
+SUPPORTED_FORMATS = ("a rosinality stylegan2-pytorch .pt, an NVIDIA stylegan2-ada-pytorch .pkl "
+                     "or a ComfyUI-NADA .safetensors generator")
+
+NADA_FORMAT_TAG = "generator"
+NADA_FORMAT_VERSION = "1"
+W_AVG_ESTIMATE_SAMPLES = 10_000
+W_AVG_ESTIMATE_SEED = 0
+
+_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickle of torch's magic number
+_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in ``chunk_size`` pieces (constant memory)."""
+    h = hashlib.sha256()
+    with open(_existing_file(path), "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Format id (``FORMAT_*``) of a generator file from its first bytes.
+
+    Raises :class:`CheckpointError` for missing, empty or unrecognised files.
+    """
+    p = _existing_file(path)
+    with open(p, "rb") as fh:
+        head = fh.read(64)
+    size = p.stat().st_size
+    if not head:
+        raise CheckpointError(f"{p}: the file is empty; expected {SUPPORTED_FORMATS}")
+    # safetensors first: its 8-byte header length can itself start with 0x80 0x02..0x05.
+    if len(head) >= 10 and head[8:10] in (b'{"', b"{}"):
+        (n,) = struct.unpack("<Q", head[:8])
+        if 2 <= n <= _MAX_SAFETENSORS_HEADER:
+            return FORMAT_NADA
+    if head.startswith(b"PK\x03\x04") or head.startswith(_TORCH_LEGACY_MAGIC):
+        return FORMAT_ROSINALITY
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return FORMAT_NVIDIA
+    raise CheckpointError(f"{p}: not a recognised generator file ({size} bytes, unknown content); expected "
+                          f"{SUPPORTED_FORMATS}")
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True) -> Generator:
+    """Load a StyleGAN2 generator from any supported file, in eval mode, on ``device``.
+
+    ``ema=True`` reads the EMA weights (``g_ema`` / ``G_ema``), ``ema=False`` the training
+    weights (``g`` / ``G``); our ``.safetensors`` files hold one set of weights and ignore it.
+    Raises :class:`CheckpointError` (or :class:`UnsafeCheckpointError` for pickles that ask
+    for code) with a one-line message naming the file.
+    """
+    p = _existing_file(path)
+    fmt = detect_format(p)
+    if fmt == FORMAT_NADA:
+        G = _load_nada(p)
+    else:
+        G = _load_foreign(p, fmt, ema)
+    return G.to(_device(device)).eval()
+
+
+def save_generator(G: Generator, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Write ``G`` atomically as a ComfyUI-NADA ``.safetensors`` file; returns the path.
+
+    ``metadata`` (JSON-serialisable dict) is stored as the file's ``provenance``; when None, the
+    provenance ``G`` was loaded with (if any) is kept. The original source's sha256, format and
+    the truncation-centre origin travel along, so :func:`load_generator` gives back the same
+    config, weights, ``w_avg`` and metadata bit for bit.
+    """
+    from safetensors.torch import save_file
+
+    from .atomic import atomic_write
+
+    target = Path(path)
+    if target.suffix.lower() != ".safetensors":
+        raise InputError(f"{target}: generators are saved as .safetensors files; use a name ending in .safetensors")
+    if not isinstance(G, Generator):
+        raise InputError(f"save_generator needs a nada_core Generator, got {type(G).__name__}")
+    old = dict(getattr(G, "metadata", None) or {})
+    provenance = metadata if metadata is not None else old.get("provenance", {})
+    try:
+        provenance_json = json.dumps(provenance, sort_keys=True)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"generator metadata must be JSON-serialisable ({err})") from None
+    header = {
+        "nada_format": NADA_FORMAT_TAG,
+        "format_version": NADA_FORMAT_VERSION,
+        "architecture": json.dumps(G.config.to_dict(), sort_keys=True),
+        "source_sha256": str(old.get("source_sha256") or getattr(G, "source_sha256", "") or ""),
+        "source_format": str(old.get("source_format") or old.get("format") or ""),
+        "w_avg_origin": str(old.get("w_avg_origin") or "stored"),
+        "provenance": provenance_json,
+    }
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in G.state_dict().items()}
+    atomic_write(target, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    return target
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """Metadata of a ComfyUI-NADA ``.safetensors`` generator, from its header only.
+
+    Returns ``{"nada_format", "format_version", "architecture": dict, "source_sha256",
+    "source_format", "w_avg_origin", "provenance": dict}``.
+    """
+    p = _existing_file(path)
+    raw = _read_safetensors_header(p).get("__metadata__")
+    if not isinstance(raw, dict) or raw.get("nada_format") != NADA_FORMAT_TAG:
+        raise CheckpointError(f"{p}: a .safetensors file, but not a ComfyUI-NADA generator (no nada_format "
+                              f"metadata); expected {SUPPORTED_FORMATS}")
+    out: dict[str, Any] = dict(raw)
+    for key in ("architecture", "provenance"):
+        try:
+            out[key] = json.loads(raw.get(key) or "{}")
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{p}: the '{key}' metadata is not valid JSON; the file is corrupt") from None
+    return out
+
+
+def lineage_sha256(G: Any) -> str | None:
+    """sha256 of the pretrained checkpoint ``G`` descends from (None for in-memory generators).
+
+    For a foreign file that is the file's own hash; for our ``.safetensors`` the original source's
+    hash stored in it (or the file's own when it was saved from a generator of unknown origin).
+    Latent codes and training runs are tied to this value.
+    """
+    meta = getattr(G, "metadata", None)
+    value = meta.get("source_sha256") if isinstance(meta, dict) else None
+    value = value or getattr(G, "source_sha256", None)
+    return value if isinstance(value, str) and value else None
+
+
+def summarize_generator(G: Generator) -> dict:
+    """Plain-data description of a (loaded) generator, for ``nada info`` and UIs."""
+    cfg = G.config
+    meta = dict(getattr(G, "metadata", None) or {})
+    return {
+        "format": meta.get("format", ""),
+        "format_description": FORMAT_DESCRIPTIONS.get(meta.get("format", ""), ""),
+        "resolution": cfg.img_resolution,
+        "num_ws": cfg.num_ws,
+        "z_dim": cfg.z_dim,
+        "w_dim": cfg.w_dim,
+        "mapping_layers": cfg.mapping_layers,
+        "channels": {str(r): c for r, c in cfg.channels},
+        "conv_clamp": cfg.conv_clamp,
+        "num_fp16_res": cfg.num_fp16_res,
+        "parameters": G.num_parameters(),
+        "w_avg_origin": meta.get("w_avg_origin", ""),
+        "source_sha256": getattr(G, "source_sha256", ""),
+        "metadata": meta,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------
+
+
+def _existing_file(path: str | os.PathLike) -> Path:
+    if path is None or str(path) == "":
+        raise CheckpointError(f"no generator file given; expected {SUPPORTED_FORMATS}")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such file; expected {SUPPORTED_FORMATS}")
+    if p.is_dir():
+        raise CheckpointError(f"{p}: is a folder, not a file; expected {SUPPORTED_FORMATS}")
+    return p
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    from .devices import resolve_device
+
+    return resolve_device(device)
+
+
+def _load_foreign(p: Path, fmt: str, ema: bool) -> Generator:
+    src = str(p)
+    if fmt == FORMAT_ROSINALITY:
+        from .rosinality_format import convert_rosinality_checkpoint
+        from .safe_unpickle import torch_load_weights_only
+
+        conv = convert_rosinality_checkpoint(torch_load_weights_only(p, src), ema=ema, source=src)
+        stored_w_avg = "latent_avg"
+    else:
+        from .nvidia_format import convert_nvidia_pickle
+        from .safe_unpickle import load_restricted_pickle
+
+        conv = convert_nvidia_pickle(load_restricted_pickle(p, src), ema=ema, source=src)
+        stored_w_avg = "mapping.w_avg"
+    G = _build(conv.config, conv.state_dict, conv.w_avg, src)
+    if conv.w_avg is not None:
+        origin = stored_w_avg
+    else:
+        with torch.no_grad():
+            G.mapping.w_avg.copy_(G.estimate_w_avg(W_AVG_ESTIMATE_SAMPLES, seed=W_AVG_ESTIMATE_SEED))
+        origin = f"estimated (mean of {W_AVG_ESTIMATE_SAMPLES} mapped z, seed {W_AVG_ESTIMATE_SEED})"
+    sha = sha256_file(p)
+    G.source_sha256 = sha
+    G.metadata = {
+        "format": fmt,
+        "ema": ema,
+        "w_avg_origin": origin,
+        "source_sha256": sha,
+        "source_format": fmt,
+        "source_file": p.name,
+        "provenance": {},
+        **conv.notes,
+    }
+    return G
+
+
+def _build(config: GeneratorConfig, state_dict: dict, w_avg: torch.Tensor | None, src: str) -> Generator:
+    with torch.random.fork_rng(devices=[]):  # building must not disturb the caller's random stream
+        G = Generator(config)
+    sd = dict(state_dict)
+    sd["mapping.w_avg"] = w_avg if w_avg is not None else torch.zeros(config.w_dim)
+    try:
+        G.load_state_dict(sd, strict=True)
+    except RuntimeError as err:
+        first = " ".join(str(err).split())[:200]
+        raise CheckpointError(f"{src}: the weights do not fit the architecture they describe ({first})") from None
+    return G
+
+
+def _read_safetensors_header(p: Path) -> dict:
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{p}: too short to be a .safetensors file; expected {SUPPORTED_FORMATS}")
+        (n,) = struct.unpack("<Q", head)
+        if n > _MAX_SAFETENSORS_HEADER or n < 2:
+            raise CheckpointError(f"{p}: not a .safetensors file (bad header size); expected {SUPPORTED_FORMATS}")
+        if 8 + n > size:
+            raise CheckpointError(f"{p}: the .safetensors file is truncated (header cut short)")
+        blob = fh.read(n)
+    try:
+        header = json.loads(blob.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{p}: the .safetensors header is corrupt (not JSON)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{p}: the .safetensors header is corrupt")
+    return header
+
+
+def _load_nada(p: Path) -> Generator:
+    from safetensors import safe_open
+
+    meta = read_metadata(p)
+    if meta.get("format_version") != NADA_FORMAT_VERSION:
+        raise CheckpointError(f"{p}: generator format version {meta.get('format_version')!r} is not supported "
+                              f"by this version of ComfyUI-NADA (expected {NADA_FORMAT_VERSION}); please update")
+    try:
+        config = GeneratorConfig.from_dict(meta["architecture"])
+    except (ValueError, TypeError, KeyError) as err:
+        raise CheckpointError(f"{p}: the stored architecture is invalid ({err})") from None
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as fh:
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        raise CheckpointError(f"{p}: the .safetensors file is truncated or corrupt "
+                              f"({' '.join(str(err).split())[:160]})") from None
+    w_avg = tensors.pop("mapping.w_avg", None)
+    if w_avg is None:
+        raise CheckpointError(f"{p}: the file has no 'mapping.w_avg' tensor; it is incomplete")
+    G = _build(config, tensors, w_avg, str(p))
+    G.source_sha256 = sha256_file(p)
+    G.metadata = {
+        "format": FORMAT_NADA,
+        "w_avg_origin": meta.get("w_avg_origin", ""),
+        # A file saved from a generator of unknown origin starts its own lineage.
+        "source_sha256": meta.get("source_sha256") or G.source_sha256,
+        "source_format": meta.get("source_format", ""),
+        "source_file": p.name,
+        "provenance": meta.get("provenance", {}),
+    }
+    return G
