@@ -28,24 +28,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_device_argument(p)
 
 
-def random_generator(resolution: int = DEMO_RESOLUTION, seed: int = 0):
-    """A small config-f-shaped StyleGAN2 (channels capped at 128, 4 mapping layers) with random weights."""
-    import torch
-
-    from ..stylegan2 import Generator, GeneratorConfig, channels_from_base
-
-    torch.manual_seed(seed)
-    cfg = GeneratorConfig(img_resolution=resolution, z_dim=128, w_dim=128, mapping_layers=4,
-                          channels=channels_from_base(resolution, channel_base=4096, channel_max=128))
-    G = Generator(cfg).eval()
-    with torch.no_grad():  # a fresh StyleGAN2 has zero noise strengths; give the demo some texture
-        for name, p in G.named_parameters():
-            if name.endswith("noise_strength"):
-                p.fill_(0.1)
-    G.mapping.w_avg.copy_(G.estimate_w_avg(num_samples=2000, seed=seed))
-    return G
-
-
 def run(args: argparse.Namespace) -> int:
     from ..checkpoints import load_generator, save_generator
     from ..devices import resolve_device
@@ -62,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     say("nada demo: random weights throughout, so expect abstract images, not faces.")
 
     # 1. A generator, saved and read back through the checkpoint module.
-    G0 = random_generator(DEMO_RESOLUTION, args.seed)
+    from ..demo_training import tiny_random_generator
+
+    G0 = tiny_random_generator(DEMO_RESOLUTION, args.seed)
     gen_path = save_generator(G0, out / "random_generator.safetensors",
                               metadata={"note": "random weights made by `nada demo`"})
     G = load_generator(gen_path, device=device)
@@ -80,20 +64,20 @@ def run(args: argparse.Namespace) -> int:
     say(f"[2/4] samples: seeds 0-7, truncation 0.7 -> {out / 'samples.png'}")
 
     # 3. A latent walk written as an animated GIF.
-    from ..animation import save_animation
+    from ..animation import write_animation
     from ..interpolate import interpolate_path
 
     path = interpolate_path(lat.ws[:3], frames=24, mode="lerp", loop=True)
     with torch.no_grad():
         frames = G.synthesis(path.to(device)).cpu()
-    save_animation(frames, out / "interpolation.gif", fps=12)
+    write_animation(frames, out / "interpolation.gif", fps=12)
     say(f"[3/4] interpolation: 24 frames through seeds 0, 1, 2 -> {out / 'interpolation.gif'}")
 
     # 4. CLIP-guided training with a tiny random CLIP.
     from ..demo_training import run_demo_training
 
     result = run_demo_training(out / "train", steps=args.steps, device=device, progress=not quiet,
-                               generator=G)
+                               generator=G, seed=args.seed)
     say(f"[4/4] training: {args.steps} steps 'photo' -> 'pencil sketch' -> {out / 'train'}")
     for key in ("directional_similarity_before", "directional_similarity_after"):
         if key in result:

@@ -30,14 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from tqdm import tqdm
 
     from ..checkpoints import load_generator
     from ..devices import resolve_device
     from ..errors import InputError
     from ..images import make_grid, save_png
-    from ..latents import check_compatible, latents_from_seeds, load_latents
+    from ..latents import latents_from_seeds, load_latents, render
     from ..seeds import parse_seeds
 
     device = resolve_device(args.device)
@@ -45,23 +44,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--batch must be at least 1")
     G = load_generator(args.generator, device=device, ema=not args.no_ema)
     if args.latents:
-        lat = load_latents(args.latents)
-        check_compatible(lat, G)
-        labels = [f"latent{i}" for i in range(lat.ws.shape[0])]
+        lat = load_latents(args.latents)  # render() checks it belongs to this generator's lineage
+        labels = [f"latent{i}" for i in range(len(lat))]
     else:
         seeds = parse_seeds(args.seeds)
         lat = latents_from_seeds(G, seeds, truncation_psi=args.truncation, truncation_cutoff=args.truncation_cutoff)
         labels = [f"seed{s}" for s in seeds]
 
-    ws = lat.ws
-    n = ws.shape[0]
-    images = []
-    with torch.no_grad(), tqdm(total=n, desc="render", unit="img", disable=n <= args.batch) as bar:
-        for start in range(0, n, args.batch):
-            part = ws[start:start + args.batch].to(device)
-            images.append(G.synthesis(part, noise_mode=args.noise_mode).float().cpu())
-            bar.update(part.shape[0])
-    imgs = torch.cat(images)
+    n = len(lat)
+    with tqdm(total=n, desc="render", unit="img", disable=n <= args.batch) as bar:
+        imgs = render(G, lat, noise_mode=args.noise_mode, batch_size=args.batch,
+                      on_progress=lambda done, total: bar.update(done - bar.n))
     out = Path(args.out)
     cols = args.columns or max(1, math.ceil(math.sqrt(n)))
     save_png(make_grid(imgs, ncols=cols, pad=2, pad_value=1.0), out)

@@ -1,0 +1,212 @@
+"""``nada invert``: project photos into a generator's latent space.
+
+Writes to ``--out DIR``: ``latents.safetensors`` (render it with any generator adapted from the
+same source: ``nada sample --latents``, ``nada interpolate --latents``), ``reconstruction_<name>.png``
+per image, ``comparison.png`` (one row per image: prepared input | reconstruction) and
+``inversion.json`` (PSNR/SSIM per image, crop boxes, settings). Ctrl-C stops the optimisation
+and still writes the best result so far (exit code 130); a second Ctrl-C aborts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from .common import add_device_argument
+
+NAME = "invert"
+HELP = "Invert photos into a generator's latent space (W or W+) and save the latents."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--generator", required=True, help="the source generator (.pt, .pkl or .safetensors)")
+    p.add_argument("--image", nargs="+", required=True, metavar="FILE",
+                   help="image file(s) or folder(s) to invert (PNG, JPEG, WebP, TIFF...; any size: centre-cropped and resized)")
+    p.add_argument("--clip", action="append", metavar="SPEC",
+                   help="optional CLIP model for a semantic similarity term, e.g. "
+                        "'ViT-B-32:models/vit-b-32.safetensors'; repeat for several")
+    p.add_argument("--space", choices=("w", "w+"), default="w+",
+                   help="w: one code per image (most editable); w+: one per layer (closest match; default)")
+    p.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.1)")
+    p.add_argument("--noise", action="store_true",
+                   help="also optimise the per-pixel noise maps (finer detail, stored with the latents)")
+    p.add_argument("--fit", choices=("crop", "pad", "stretch"), default="crop",
+                   help="how non-square images are fitted: centre crop (default), pad with white, or stretch")
+    p.add_argument("--pixel-weight", type=float, default=None, help="weight of the multi-scale pixel loss (default 1)")
+    p.add_argument("--ssim-weight", type=float, default=None, help="weight of the SSIM loss (default 0.5)")
+    p.add_argument("--clip-weight", type=float, default=None, help="weight of the CLIP similarity loss (default 0.5)")
+    p.add_argument("--batch", type=int, default=4, help="images inverted together (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--preview-every", type=int, default=0, help="save progress.png every N steps (default never)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_argument(p)
+
+
+@contextlib.contextmanager
+def stop_on_first_sigint() -> Iterator[list]:
+    """First Ctrl-C sets a flag (checked between steps); the second raises KeyboardInterrupt."""
+    flag: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag:
+            raise KeyboardInterrupt
+        flag.append(signum)
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except (ValueError, OSError):  # pragma: no cover - signals unavailable
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _safe_stem(name: str, index: int, used: set) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem).strip("._") or f"image_{index}"
+    candidate, k = stem, 1
+    while candidate in used:
+        k += 1
+        candidate = f"{stem}_{k}"
+    used.add(candidate)
+    return candidate
+
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+
+
+def _image_files(items: list[str]) -> list[Path]:
+    """Expand folders given to --image into their image files (sorted by name)."""
+    from ..errors import InputError
+
+    files: list[Path] = []
+    for item in items:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES and f.is_file())
+            if not found:
+                raise InputError(f"folder {p} has no images (.png, .jpg, .webp, .tif, .bmp)")
+            files.extend(found)
+        else:
+            files.append(p)
+    return files
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..atomic import atomic_write_text
+    from ..checkpoints import load_generator
+    from ..devices import resolve_device
+    from ..errors import InputError
+    from ..image_prep import prepare_images
+    from ..images import from_unit, make_grid, save_png
+    from ..invert import InvertConfig, invert
+    from ..latents import Latents, save_latents
+
+    if args.steps < 1:
+        raise InputError("--steps must be at least 1")
+    if args.batch < 1:
+        raise InputError("--batch must be at least 1")
+    device = resolve_device(args.device)
+    G = load_generator(args.generator, device=device)
+    clip = None
+    if args.clip:
+        from ..clip import load_clip_ensemble
+
+        clip = load_clip_ensemble([(s, 1.0) for s in args.clip], device=device)
+    cfg = InvertConfig(space=args.space, steps=args.steps, optimize_noise=args.noise, seed=args.seed, fit=args.fit,
+                       preview_every=args.preview_every)
+    for name in ("lr", "pixel_weight", "ssim_weight", "clip_weight"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, float(getattr(args, name)))
+    cfg.validate()
+    prepared = prepare_images(_image_files(args.image), G.img_resolution, fit=args.fit)
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder")
+    out.mkdir(parents=True, exist_ok=True)
+
+    n = len(prepared)
+    batches = [list(range(s, min(n, s + args.batch))) for s in range(0, n, args.batch)]
+    results = []
+    interrupted = False
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps * len(batches), desc="nada invert", unit="step", dynamic_ncols=True)
+    try:
+        with stop_on_first_sigint() as stop_flag:
+            for idx in batches:
+                if stop_flag:
+                    break
+                part = type(prepared)(prepared.images[idx], [prepared.crop_boxes[i] for i in idx],
+                                      [prepared.original_sizes[i] for i in idx], [prepared.names[i] for i in idx])
+
+                def on_progress(step, total, losses, preview, first=idx[0]):
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items() if k != "lr"}, refresh=False)
+                    if preview is not None and args.preview_every:
+                        pair = torch.stack([from_unit(part.images), preview], dim=1).flatten(0, 1)
+                        save_png(make_grid(pair, ncols=2, pad=2), out / f"progress_{first:03d}.png")
+
+                res = invert(G, part, cfg, clip, on_progress=on_progress, should_stop=lambda: bool(stop_flag))
+                results.append(res)
+                interrupted = interrupted or res.interrupted
+    finally:
+        if bar is not None:
+            bar.close()
+    if not results:
+        raise InputError("stopped before any image was inverted; nothing written")
+    interrupted = interrupted or sum(len(r.names) for r in results) < n
+
+    # Outputs ------------------------------------------------------------------------------------
+    latents = Latents.concat([r.latents for r in results])
+    latents.provenance = {"source": "inversion", "generator": Path(args.generator).name,
+                          "images": [nm for r in results for nm in r.names], "space": cfg.space,
+                          "steps": [r.steps_done for r in results], "optimize_noise": cfg.optimize_noise,
+                          "crop_boxes": [list(b) for r in results for b in r.crop_boxes],
+                          "psnr": [p for r in results for p in r.psnr], "ssim": [s for r in results for s in r.ssim],
+                          "interrupted": interrupted}
+    save_latents(latents, out / "latents.safetensors")
+    recon = torch.cat([r.reconstructions for r in results])
+    targets = torch.cat([r.targets for r in results])
+    used: set = set()
+    report = []
+    for i, (name, p, s, box) in enumerate(zip(latents.provenance["images"], latents.provenance["psnr"],
+                                               latents.provenance["ssim"], latents.provenance["crop_boxes"])):
+        stem = _safe_stem(name, i, used)
+        save_png(recon[i], out / f"reconstruction_{stem}.png")
+        report.append({"image": name, "reconstruction": f"reconstruction_{stem}.png", "psnr_db": round(p, 3),
+                       "ssim": round(s, 5), "crop_box": box})
+    pair = torch.stack([from_unit(targets), recon.clamp(-1, 1)], dim=1).flatten(0, 1)
+    save_png(make_grid(pair, ncols=2, pad=2, pad_value=1.0), out / "comparison.png")
+    summary = {"generator": str(args.generator), "space": cfg.space, "steps": cfg.steps,
+               "steps_done": [r.steps_done for r in results], "interrupted": interrupted,
+               "optimize_noise": cfg.optimize_noise, "clip": args.clip or [], "device": str(device),
+               "images": report, "settings": {k: v for k, v in vars(cfg).items()}}
+    atomic_write_text(out / "inversion.json", json.dumps(summary, indent=2, default=list))
+
+    for row in report:
+        print(f"{row['image']}: PSNR {row['psnr_db']:.2f} dB, SSIM {row['ssim']:.4f}")
+    print(f"wrote {out / 'latents.safetensors'} ({len(latents)} codes, {cfg.space}) and comparison.png")
+    if interrupted:
+        print(f"interrupted: saved the best result so far ({len(latents)} of {n} images)", file=sys.stderr)
+        return 130
+    return 0
