@@ -1,0 +1,282 @@
+"""Seconds per training step and peak memory: our trainer vs the research code's work pattern.
+
+Generators are config-f StyleGAN2 (512-d latents, 8 mapping layers, NVIDIA's channel rule) with
+random weights; the guide is an open_clip ViT-B/32 with random weights (no download). The numbers
+depend only on the architectures, not on the weights. Batch 2, as in the paper.
+
+Variants per resolution:
+
+- ``ours, select every step``: adaptive layer freezing re-run every step (``--layers K``);
+- ``ours, --interval 10``: the follow-up's schedule, re-selecting every 10 steps;
+- ``ours, all layers``: no selection pass (the paper's setting for texture changes);
+- ``research-style``: a faithful re-implementation, with our modules, of the per-step work of
+  the research code (``ZSSGAN.forward`` + ``train.py``): selection unfreezes *every* layer and
+  back-propagates into all generator weights (gradients thrown away), runs CLIP's full forward
+  (text tower included) on every selection, encodes frozen and trained images in two separate
+  CLIP calls with CLIP weights requiring grad (so CLIP weight gradients are built too), trains
+  whole layers (style affines included), draws random noise, and syncs every step to print
+  the loss.
+
+Usage::
+
+    python benchmarks/bench_train.py --device cuda --resolutions 256 1024 --steps 20
+    python benchmarks/bench_train.py --device cpu --resolutions 64 --steps 2     # smoke test
+
+Peak memory: ``torch.cuda.max_memory_allocated`` per variant on CUDA; on CPU the process's peak
+resident set size (``resource.ru_maxrss``), which only grows, so later rows include earlier ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nada_core.clip import ClipModel, Preprocess, preprocess_unit_images  # noqa: E402
+from nada_core.directions import text_direction  # noqa: E402
+from nada_core.stylegan2 import Generator, GeneratorConfig  # noqa: E402
+from nada_core.trainer import NadaTrainer, TrainConfig  # noqa: E402
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------
+
+
+def config_f_generator(resolution: int, device: torch.device, seed: int = 0) -> Generator:
+    """Config-f StyleGAN2 with random weights (non-zero noise strengths so noise costs what it costs)."""
+    torch.manual_seed(seed)
+    with torch.device(device):
+        G = Generator(GeneratorConfig(img_resolution=resolution, z_dim=512, w_dim=512, mapping_layers=8))
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.1)
+    return G.eval()
+
+
+def random_vit_b32(device: torch.device) -> ClipModel:
+    import open_clip
+
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32", pretrained=None, device=device)
+    return ClipModel(model, open_clip.get_tokenizer("ViT-B-32"), arch="ViT-B-32", source="random-weights",
+                     preprocess=Preprocess(size=224), device=device)
+
+
+# ----------------------------------------------------------------------------------------------
+# Measurement helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _time_steps(step, steps: int, warmup: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+# ----------------------------------------------------------------------------------------------
+# Our trainer
+# ----------------------------------------------------------------------------------------------
+
+
+def bench_ours(G, clip, direction, device, steps, warmup, layers, interval, mixed_precision) -> tuple[float, float]:
+    cfg = TrainConfig(steps=steps + warmup, batch=2, layers=layers, interval=interval, preview_every=0,
+                      mixed_precision=mixed_precision)
+    _reset_peak(device)
+    trainer = NadaTrainer(G, clip, direction, cfg, device=device)
+    sec = _time_steps(trainer.step, steps, warmup, device)
+    peak = _peak_mib(device)
+    del trainer
+    return sec, peak
+
+
+# ----------------------------------------------------------------------------------------------
+# The research code's per-step work, re-implemented with our modules (for timing only)
+# ----------------------------------------------------------------------------------------------
+
+
+class ResearchStyleStep:
+    """One ``ZSSGAN.forward`` + ``loss.backward()`` + ``g_optim.step()`` of the research code.
+
+    Keeps its work pattern, not its bugs' effects on results: what is timed is which passes run
+    and which gradients get built.
+    """
+
+    def __init__(self, G: Generator, clip: ClipModel, direction, device: torch.device, k: int,
+                 mixing: float = 0.9, lr: float = 0.002) -> None:
+        import copy
+
+        self.device, self.k, self.mixing = device, k, mixing
+        self.G_frozen = copy.deepcopy(G).to(device).requires_grad_(False)
+        self.G_train = copy.deepcopy(G).to(device)
+        self.clip = clip
+        self.model = clip.model  # CLIP weights require grad, as after clip.load() in the research code
+        self.pre = clip.preprocess
+        self.tokens = clip.tokenizer([f"a {direction.target_text}"]).to(device)
+        self.dT = direction.vector(clip.name).to(device)
+        # Adam over every parameter of the trainable generator (lr scaled by the g_reg ratio 4/5).
+        ratio = 4 / 5
+        self.opt = torch.optim.Adam(self.G_train.parameters(), lr=lr * ratio, betas=(0.0, 0.99 ** ratio))
+        self.num_ws, self.z_dim = G.num_ws, G.z_dim
+
+    def __enter__(self):
+        self.model.requires_grad_(True)
+        return self
+
+    def __exit__(self, *exc):
+        self.model.requires_grad_(False)
+        for p in self.model.parameters():
+            p.grad = None
+        return False
+
+    def _encode(self, img: torch.Tensor) -> torch.Tensor:
+        pixels = preprocess_unit_images((img + 1.0) * 0.5, self.pre)
+        feats = self.model.encode_image(pixels)
+        return feats / feats.clone().norm(dim=-1, keepdim=True)
+
+    def _global_loss(self, img: torch.Tensor) -> torch.Tensor:
+        # CLIP's full forward: image AND text towers on every call; logits / 100 = cosine.
+        pixels = preprocess_unit_images((img + 1.0) * 0.5, self.pre)
+        out = self.model(pixels, self.tokens)
+        img_f, txt_f, scale = out[0], out[1], out[2]
+        logits = scale * img_f @ txt_f.T
+        return (1.0 - logits / 100.0).mean()
+
+    def _select_layers(self) -> list[int]:
+        self.G_train.requires_grad_(True)  # unfreeze_layers(): everything, weights get gradients
+        z = torch.randn(8, self.z_dim, device=self.device)
+        w0 = self.G_frozen.mapping(z)[:, :1].repeat(1, self.num_ws, 1)
+        w = w0.detach().clone().requires_grad_(True)
+        sgd = torch.optim.SGD([w], lr=0.01)
+        img = self.G_train.synthesis(w, noise_mode="random")
+        loss = self._global_loss(img)
+        sgd.zero_grad()
+        loss.backward()  # builds gradients for every generator weight (discarded later)
+        sgd.step()
+        scores = (w - w0).abs().mean(dim=-1).mean(dim=0)
+        return torch.topk(scores[: self.num_ws - 1], self.k).indices.tolist()  # .cpu().numpy() sync
+
+    def step(self) -> float:
+        layers = self._select_layers()
+        self.G_train.requires_grad_(False)
+        for i in layers:  # whole layers (style affine included), as unfreeze_layers(layer) does
+            self.G_train.synthesis.conv_for_w_index(i).requires_grad_(True)
+        with torch.no_grad():
+            b = 2
+            z1 = torch.randn(b, self.z_dim, device=self.device)
+            if torch.rand(()) < self.mixing:
+                z2 = torch.randn(b, self.z_dim, device=self.device)
+                cut = int(torch.randint(1, self.num_ws, ()))
+                w = torch.cat([self.G_frozen.mapping(z1)[:, :cut], self.G_frozen.mapping(z2)[:, cut:]], dim=1)
+            else:
+                w = self.G_frozen.mapping(z1)
+            frozen = self.G_frozen.synthesis(w, noise_mode="random")
+        trained = self.G_train.synthesis(w, noise_mode="random")
+        e_src = self._encode(frozen)  # separate CLIP calls; graph built for both (CLIP weights need grad)
+        e_trg = self._encode(trained)
+        d = e_trg - e_src
+        d = d / d.clone().norm(dim=-1, keepdim=True)
+        loss = (1.0 - F.cosine_similarity(d, self.dT[None], dim=-1)).mean()
+        self.G_train.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())  # tqdm.write(f"Clip loss: {loss}") syncs every step
+
+
+def bench_research(G, clip, direction, device, steps, warmup, layers) -> tuple[float, float]:
+    _reset_peak(device)
+    with ResearchStyleStep(G, clip, direction, device, k=layers) as rs:
+        sec = _time_steps(rs.step, steps, warmup, device)
+        peak = _peak_mib(device)
+    del rs
+    return sec, peak
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps (default: best available)")
+    p.add_argument("--resolutions", type=int, nargs="+", default=[256, 1024], help="generator sizes (default 256 1024)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per variant (default 20)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    p.add_argument("--layers", type=int, default=8, help="k for the adaptive-selection variants (default 8)")
+    p.add_argument("--interval", type=int, default=10, help="interval of the scheduled variant (default 10)")
+    p.add_argument("--mixed-precision", action="store_true", help="bf16 autocast for our trainer (CUDA only)")
+    p.add_argument("--skip-research", action="store_true", help="do not time the research-style step")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = p.parse_args(argv)
+
+    from nada_core.devices import resolve_device
+
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clip = random_vit_b32(device)
+    direction = text_direction(clip, "photo", "pencil sketch", templates=True)
+    mem_label = "peak CUDA MiB" if device.type == "cuda" else "peak RSS MiB (cumulative)"
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"\nStyleGAN-NADA training step, batch 2, ViT-B/32 guide (random weights), {gpu}, torch {torch.__version__}, "
+          f"{args.steps} timed steps after {args.warmup} warm-up{', bf16' if args.mixed_precision else ''}\n")
+    print(f"| resolution | variant | s/step | {mem_label} | speed-up vs research-style |")
+    print("|---:|---|---:|---:|---:|")
+    for res in args.resolutions:
+        G = config_f_generator(res, device)
+        k = min(args.layers, G.num_ws - 1)
+        rows = []
+        research = None
+        if not args.skip_research:
+            research = bench_research(G, clip, direction, device, args.steps, args.warmup, k)
+        rows.append((f"ours, select k={k} every step",
+                     bench_ours(G, clip, direction, device, args.steps, args.warmup, k, 1, args.mixed_precision)))
+        rows.append((f"ours, k={k}, --interval {args.interval}",
+                     bench_ours(G, clip, direction, device, args.steps, args.warmup, k, args.interval,
+                                args.mixed_precision)))
+        rows.append(("ours, all layers (no selection)",
+                     bench_ours(G, clip, direction, device, args.steps, args.warmup, "all", 1, args.mixed_precision)))
+        if research is not None:
+            rows.insert(0, (f"research-style, select k={k} every step", research))
+        for name, (sec, peak) in rows:
+            ratio = f"{research[0] / sec:.2f}x" if research is not None else "-"
+            print(f"| {res} | {name} | {sec:.3f} | {peak:,.0f} | {ratio} |", flush=True)
+        del G
+        _reset_peak(device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

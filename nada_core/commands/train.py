@@ -1,0 +1,317 @@
+"""``nada train``: adapt a generator to a new domain described in words or by example images.
+
+Writes to ``--out``: ``generator.safetensors`` (the adapted generator, with the prompts, the
+settings and the source file's sha256 in its metadata), ``train_state.safetensors`` (everything
+``--resume`` needs), ``preview_<step>.png`` (source row above adapted row, fixed seeds),
+``loss.png``, ``metrics.json`` (CLIP metrics before/after on held-out seeds) and, with
+``--snapshot-every N``, ``snapshots/generator_<step>.safetensors``. Ctrl-C stops after the
+current step, saves everything so far and exits (code 130); ``--resume OUT`` continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .common import add_device_argument
+
+NAME = "train"
+HELP = "Adapt a generator with CLIP guidance (StyleGAN-NADA): 'photo' -> 'pencil sketch'."
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+# Options whose value a resumed run takes from the saved run unless given again.
+_TRAIN_FLAGS = {
+    "batch": "batch", "layers": "layers", "interval": "interval", "falloff": "falloff", "lr": "lr",
+    "mixing": "mixing", "global_weight": "global_weight", "angle_weight": "angle_weight",
+    "directional_weight": "directional_weight", "seed": "seed", "truncation": "truncation",
+    "select_codes": "n_select_codes", "select_steps": "select_steps", "select_lr": "select_lr",
+    "noise_mode": "noise_mode",
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("inputs")
+    g.add_argument("--generator", help="source generator (.pt, .pkl or .safetensors); on --resume defaults to "
+                                       "the file the run started from")
+    g.add_argument("--clip", action="append", metavar="SPEC",
+                   help="CLIP guide, e.g. 'ViT-B-32:models/open_clip/vit-b-32.safetensors' or an open_clip "
+                        "folder; repeat for several guides")
+    g.add_argument("--clip-weight", action="append", type=float, metavar="W",
+                   help="loss weight of the matching --clip (in order; default 1.0 each)")
+    g.add_argument("--source", help="text for the source domain, e.g. 'photo'")
+    tgt = g.add_mutually_exclusive_group()
+    tgt.add_argument("--target", help="text for the target domain, e.g. 'pencil sketch'")
+    tgt.add_argument("--target-images", metavar="DIR", help="folder of example images of the target domain "
+                                                            "(few-shot image direction)")
+    g.add_argument("--source-samples", type=int, default=16,
+                   help="generator samples that stand for the source with --target-images (default 16)")
+    g.add_argument("--templates", action=argparse.BooleanOptionalAction, default=None,
+                   help="average the prompts over photo templates ('a photo of a {}.', ...) (default on)")
+
+    t = p.add_argument_group("training")
+    t.add_argument("--steps", type=int, default=None, help="training steps (default 300)")
+    t.add_argument("--batch", type=int, default=None, help="codes per step (default 2)")
+    t.add_argument("--layers", default=None,
+                   help="W+ layers trained per step (adaptive selection) or 'all' (default all)")
+    t.add_argument("--interval", type=int, default=None, help="re-select layers every N steps (default 1)")
+    t.add_argument("--falloff", type=int, default=None,
+                   help="train one layer fewer every N steps, down to 1 (default 0 = off)")
+    t.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.002)")
+    t.add_argument("--mixing", type=float, default=None, help="style-mixing probability (default 0.9)")
+    t.add_argument("--truncation", type=float, default=None, help="truncation psi of training codes (default 1)")
+    t.add_argument("--directional-weight", type=float, default=None, help="directional loss weight (default 1)")
+    t.add_argument("--global-weight", type=float, default=None, help="global CLIP loss weight (default 0)")
+    t.add_argument("--angle-weight", type=float, default=None,
+                   help="in-domain angle-consistency loss weight (default 0)")
+    t.add_argument("--select-codes", type=int, default=None, help="codes per layer selection (default 8)")
+    t.add_argument("--select-steps", type=int, default=None, help="SGD steps per layer selection (default 1)")
+    t.add_argument("--select-lr", type=float, default=None, help="SGD rate of layer selection (default 0.01)")
+    t.add_argument("--noise-mode", choices=("const", "random"), default=None,
+                   help="per-pixel noise while training (default const)")
+    t.add_argument("--train-torgb", action="store_true", help="also train the toRGB layers of selected entries")
+    t.add_argument("--train-affine", action="store_true", help="also train the style affines of selected layers")
+    t.add_argument("--train-const", action="store_true", help="also train the 4x4 constant (with entry 0)")
+    t.add_argument("--mixed-precision", action="store_true", help="bf16 autocast on CUDA (faster, less memory)")
+    t.add_argument("--seed", type=int, default=None, help="seed of the training codes (default 0)")
+
+    o = p.add_argument_group("output")
+    o.add_argument("--out", required=True, help="output folder")
+    o.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (its --out folder)")
+    o.add_argument("--preview-every", type=int, default=None, help="preview PNG every N steps (default 50; 0 = off)")
+    o.add_argument("--preview-seeds", default=None, help="seeds of the preview columns (default 0-3)")
+    o.add_argument("--snapshot-every", type=int, default=None,
+                   help="save the generator every N steps under snapshots/ (default 0 = off)")
+    o.add_argument("--eval-seeds", default="1000-1015",
+                   help="held-out seeds for metrics.json (default 1000-1015; 'none' skips metrics)")
+    o.add_argument("--quiet", action="store_true", help="no progress bar or progress messages")
+    add_device_argument(p)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _config_from_args(args, saved: dict | None):
+    from ..trainer import TrainConfig
+
+    base = dict(saved) if saved else {}
+    for flag, key in _TRAIN_FLAGS.items():
+        val = getattr(args, flag)
+        if val is not None:
+            base[key] = val
+    for key in ("steps", "preview_every", "snapshot_every"):
+        val = getattr(args, key)
+        if val is not None:
+            base[key] = val
+    if args.preview_seeds is not None:
+        from ..seeds import parse_seeds
+
+        base["preview_seeds"] = tuple(parse_seeds(args.preview_seeds))
+    for key in ("train_torgb", "train_affine", "train_const", "mixed_precision"):
+        if getattr(args, key):
+            base[key] = True
+    if "betas" in base:
+        base["betas"] = tuple(base["betas"])
+    if "preview_seeds" in base:
+        base["preview_seeds"] = tuple(base["preview_seeds"])
+    return TrainConfig(**base)
+
+
+def _clip_specs(args, saved_extra: dict) -> list[tuple[str, float]]:
+    from ..errors import InputError
+
+    specs = args.clip or [s for s, _ in saved_extra.get("clip", [])]
+    if not specs:
+        raise InputError("no CLIP guide given; pass --clip 'ViT-B-32:/path/to/weights.safetensors'")
+    weights = args.clip_weight
+    if weights is None:
+        saved = dict((s, w) for s, w in saved_extra.get("clip", []))
+        weights = [saved.get(s, 1.0) for s in specs] if not args.clip else [1.0] * len(specs)
+    if len(weights) > len(specs):
+        raise InputError(f"{len(weights)} --clip-weight values for {len(specs)} --clip guides; give one weight per "
+                         "--clip, in the same order")
+    weights = list(weights) + [1.0] * (len(specs) - len(weights))
+    return list(zip(specs, weights))
+
+
+def _target_images(folder: str) -> list[Path]:
+    from ..errors import InputError
+
+    d = Path(folder).expanduser()
+    if not d.is_dir():
+        raise InputError(f"--target-images {d}: no such folder; pass a folder of example images")
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise InputError(f"--target-images {d}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _save_preview(preview, path: Path) -> None:
+    from ..images import make_grid, save_png
+
+    rows, cols = preview.shape[0], preview.shape[1]
+    flat = preview.reshape(rows * cols, *preview.shape[2:])
+    save_png(make_grid(flat, ncols=cols, pad=2), path)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from ..atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..checkpoints import load_generator
+    from ..clip import load_clip_ensemble
+    from ..devices import resolve_device
+    from ..directions import image_direction, text_direction
+    from ..errors import InputError
+    from ..images import load_image
+    from ..seeds import parse_seeds
+    from ..trainer import NadaTrainer, read_state
+
+    out = Path(args.out).expanduser()
+    saved_info: dict = {}
+    if args.resume:
+        _, saved_info = read_state(args.resume)
+    saved_extra = dict(saved_info.get("extra") or {})
+    device = resolve_device(args.device)
+    say = (lambda *a: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+
+    # Inputs -----------------------------------------------------------------------------------
+    gen_path = args.generator or saved_extra.get("generator")
+    if not gen_path:
+        raise InputError("no source generator given; pass --generator PATH")
+    cfg = _config_from_args(args, saved_info.get("config"))
+    G = load_generator(gen_path, device=device)
+    clip_specs = _clip_specs(args, saved_extra)
+    guide = load_clip_ensemble(clip_specs, device=device)
+    templates = args.templates if args.templates is not None else saved_extra.get("templates", True)
+    target_images = args.target_images or (saved_extra.get("target_images") if not args.target else None)
+    if target_images:
+        files = _target_images(target_images)
+        say(f"image direction: {len(files)} target images, {args.source_samples} source samples")
+        direction = image_direction(guide, [load_image(f) for f in files], G, num_samples=args.source_samples)
+    else:
+        source = args.source if args.source is not None else saved_extra.get("source")
+        target = args.target if args.target is not None else saved_extra.get("target")
+        if source is None or target is None:
+            raise InputError("describe the change: pass --source TEXT and --target TEXT (or --target-images DIR)")
+        direction = text_direction(guide, source, target, templates=templates)
+
+    trainer = NadaTrainer(G, guide, direction, cfg, device=device)
+    trainer.extra_info = {
+        "generator": str(Path(gen_path).expanduser().resolve()),
+        "clip": [[s, w] for s, w in clip_specs],
+        "source": getattr(direction, "source_text", None),
+        "target": getattr(direction, "target_text", None),
+        "target_images": str(Path(target_images).expanduser().resolve()) if target_images else None,
+        "templates": bool(templates),
+    }
+    if args.resume:
+        trainer.load_state(args.resume)
+        say(f"resuming at step {trainer.step_index} of {cfg.steps}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    eval_seeds = None if args.eval_seeds.strip().lower() == "none" else parse_seeds(args.eval_seeds)
+    outcome = train_to_folder(trainer, out, eval_seeds=eval_seeds, progress=not args.quiet, say=say)
+    if outcome["interrupted"]:  # printed even with --quiet: the user needs to know how to continue
+        print(f"nada train: interrupted at step {trainer.step_index} of {cfg.steps}; saved {out}; continue with: "
+              f"nada train --resume {out} --out {out}", file=sys.stderr)
+        return 130
+    return 0
+
+
+def train_to_folder(trainer, out: Path, eval_seeds=None, progress: bool = True, say=print,
+                    should_stop=None) -> dict:
+    """Run ``trainer`` and write every output into ``out``; returns the metrics dict.
+
+    Writes previews as they come, then (also after Ctrl-C, ``should_stop`` or a NaN loss: the
+    last good weights) ``generator.safetensors``, ``train_state.safetensors``, ``loss.png`` and
+    ``metrics.json``. ``eval_seeds``: held-out seeds for the before/after CLIP metrics (None =
+    skip). A NaN/inf loss is re-raised after saving.
+    """
+    from ..metrics import METRIC_NAMES, evaluate
+    from ..plots import save_loss_plot
+    from ..trainer import NonFiniteLossError
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg, guide, direction = trainer.config, trainer.clip, trainer.direction
+    before = evaluate(trainer.G_frozen, trainer.G_frozen, guide, direction, eval_seeds) if eval_seeds else None
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=trainer.step_index, desc="nada train", unit="step", dynamic_ncols=True)
+
+    def on_progress(info) -> None:
+        if info.preview is not None:
+            _save_preview(info.preview, out / f"preview_{info.step:06d}.png")
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.4f}" for k, v in info.losses.items()}, refresh=False)
+            bar.update(1)
+
+    failure: BaseException | None = None
+    result = None
+    try:
+        result = trainer.run(on_progress=on_progress, should_stop=should_stop, out_dir=out)
+    except NonFiniteLossError as err:
+        failure = err
+    finally:
+        if bar is not None:
+            bar.close()
+
+    paths = trainer.save(out)
+    if trainer.history:
+        save_loss_plot(_loss_series(trainer.history), out / "loss.png",
+                       title=f"nada train: {_describe(direction)}")
+    interrupted = bool(result.interrupted) if result is not None else False
+    metrics: dict = {"steps": trainer.step_index, "total_steps": cfg.steps, "interrupted": interrupted,
+                     "failed": str(failure) if failure else None,
+                     "seconds_per_step": result.seconds_per_step if result and result.history else None,
+                     "device": str(trainer.device)}
+    if before is not None:
+        metrics["eval_seeds"] = list(eval_seeds)
+        metrics["eval_truncation"] = before["truncation"]
+        for key in METRIC_NAMES:
+            metrics[f"{key}_before"] = before[key]
+        if not interrupted:  # after Ctrl-C, exit promptly instead of evaluating
+            try:
+                after = evaluate(trainer.G_frozen, trainer.G_train, guide, direction, eval_seeds)
+                for key in METRIC_NAMES:
+                    metrics[f"{key}_after"] = after[key]
+            except KeyboardInterrupt:
+                interrupted = True
+                metrics["interrupted"] = True
+    _write_json(out / "metrics.json", metrics)
+    if failure is not None:
+        raise failure
+    say(f"saved {paths['generator']} ({trainer.step_index} steps)")
+    if "directional_similarity_after" in metrics:
+        say(f"directional CLIP similarity {metrics['directional_similarity_before']:.3f} -> "
+            f"{metrics['directional_similarity_after']:.3f}; outputs in {out}/")
+    metrics["paths"] = {k: str(v) for k, v in paths.items()}
+    return metrics
+
+
+def _describe(direction) -> str:
+    if getattr(direction, "kind", None) == "image":
+        return "image direction"
+    return f"{direction.source_text!r} -> {direction.target_text!r}"
+
+
+def _loss_series(history: list[dict]) -> dict[str, list[float]]:
+    keys: list[str] = []
+    for h in history:
+        for k in h:
+            if k not in keys:
+                keys.append(k)
+    series = {k: [h.get(k, float("nan")) for h in history] for k in keys}
+    others = [k for k in series if k != "total"]
+    if len(others) == 1 and series[others[0]] == series.get("total"):
+        del series["total"]  # one loss term at weight 1: the total is the same curve
+    return series

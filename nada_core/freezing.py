@@ -1,0 +1,283 @@
+"""Adaptive layer freezing (StyleGAN-NADA Sec. 4.2) and the follow-up's interval/falloff schedule.
+
+Which synthesis layers to train is decided by asking *the latent codes* where the target lies:
+
+1. draw ``n_codes`` (paper: N_w = 8) codes ``z`` from a seeded generator, map them with the
+   frozen mapping network and copy each ``w`` into every W+ entry -> ``[n_codes, num_ws, w_dim]``;
+2. take ``steps`` (paper: N_i = 1) plain SGD steps (lr 0.01 in the research code) on those W+
+   codes against the *global* CLIP loss towards the target, generator weights fixed;
+3. score each W+ index by the mean absolute change of its entry and keep the top ``k``;
+4. unfreeze the synthesis layers those indices *drive*; everything else stays frozen.
+
+Correct W+ -> layer mapping
+---------------------------
+Our ``synthesis.convs[i]`` is styled by ``ws[:, i]`` (see :mod:`nada_core.stylegan2`), so index
+``i`` unfreezes ``synthesis.conv_for_w_index(i)``. (The research code maps index 1 to a toRGB
+and index ``i >= 2`` to the conv driven by ``ws[:, i - 1]``: off by one; not reproduced here.)
+
+The last W+ index drives only the final toRGB. It is a candidate only when toRGB training is on
+(``FreezeOptions.train_torgb``); otherwise choosing it would train nothing and waste one of the
+``k`` slots, so it is left out of the ranking.
+
+What "a layer" contains
+-----------------------
+For W+ index ``i``: the styled conv's weight, bias and noise strength (role ``conv``). With
+``train_affine`` also that conv's style affine; with ``train_torgb`` the toRGB driven by ``i``
+(odd indices and the last one); with ``train_const`` the learned 4x4 constant, which belongs to
+index 0 (it feeds ``convs[0]``). The mapping network is never trained here: it is shared by the
+frozen and the trained generator and keeps their latent spaces aligned.
+
+Schedule (follow-up work, ``faster-layer-freezing-notes.md``)
+-------------------------------------------------------------
+Layers are re-selected only at steps ``0, interval, 2 * interval, ...`` and kept in between
+(no CLIP cost on the other steps). With ``falloff = F > 0``, ``k`` shrinks by one every ``F``
+steps, never below ``min_k`` (default 1): ``k(step) = max(min_k, k - step // F)``, evaluated at
+each re-selection. ``k = None`` (``"all"``) disables selection: every candidate layer trains and
+no selection pass runs; a ``k`` at or above the number of candidates is the same, until falloff
+brings it below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Iterable, Sequence
+
+import torch
+
+from .errors import InputError
+
+# Global CLIP loss used for selection: images [N, 3, R, R] in about [-1, 1] -> scalar tensor.
+GlobalLoss = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class FreezeOptions:
+    """Which parameter groups beyond the styled convs may train (all off, as in the paper)."""
+
+    train_torgb: bool = False
+    train_affine: bool = False
+    train_const: bool = False
+
+
+# ----------------------------------------------------------------------------------------------
+# W+ index -> parameters
+# ----------------------------------------------------------------------------------------------
+
+
+def candidate_w_indices(G, options: FreezeOptions = FreezeOptions()) -> list[int]:
+    """W+ indices that own at least one trainable parameter under ``options``.
+
+    Every index drives a styled conv except the last (final toRGB only), which is a candidate
+    only when ``options.train_torgb`` is set.
+    """
+    syn = G.synthesis
+    return [i for i in range(G.num_ws)
+            if syn.conv_for_w_index(i) is not None or (options.train_torgb and syn.torgb_for_w_index(i) is not None)]
+
+
+def parameter_names_for_w_index(G, index: int, options: FreezeOptions = FreezeOptions()) -> list[str]:
+    """Names (as in ``G.named_parameters()``) of the parameters W+ ``index`` makes trainable."""
+    syn = G.synthesis
+    names_by_id = {id(p): name for name, p in G.named_parameters()}
+    roles = G.parameter_roles()
+    allowed = {"conv"}
+    if options.train_torgb:
+        allowed.add("torgb")
+    if options.train_affine:
+        allowed.add("affine")
+    modules = [syn.conv_for_w_index(index)]
+    if options.train_torgb:
+        modules.append(syn.torgb_for_w_index(index))
+    names: list[str] = []
+    for module in modules:
+        if module is None:
+            continue
+        for p in module.parameters():
+            name = names_by_id[id(p)]
+            # An affine inside a toRGB is trainable only when both toRGB and affine training are on.
+            if roles[name] in allowed:
+                names.append(name)
+    if options.train_const and index == 0:
+        names.append("synthesis.const")
+    return names
+
+
+def trainable_parameter_names(G, indices: Iterable[int], options: FreezeOptions = FreezeOptions()) -> list[str]:
+    """Union of :func:`parameter_names_for_w_index` over ``indices``, in ``named_parameters`` order."""
+    wanted: set[str] = set()
+    for i in indices:
+        wanted.update(parameter_names_for_w_index(G, int(i), options))
+    return [name for name, _ in G.named_parameters() if name in wanted]
+
+
+def apply_selection(G, indices: Iterable[int], options: FreezeOptions = FreezeOptions()) -> list[str]:
+    """Set ``requires_grad`` True exactly on the parameters of ``indices``, False on all others.
+
+    Covers the whole generator, mapping network included. Returns the trainable names.
+    """
+    names = set(trainable_parameter_names(G, indices, options))
+    for name, p in G.named_parameters():
+        p.requires_grad_(name in names)
+    return [name for name, _ in G.named_parameters() if name in names]
+
+
+# ----------------------------------------------------------------------------------------------
+# Selection pass
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LayerSelection:
+    """Result of one selection pass.
+
+    ``indices``: chosen W+ indices, highest score first. ``scores``: ``[num_ws]`` float32 CPU
+    tensor of mean |change| per W+ index (non-candidates included, for inspection).
+    """
+
+    indices: list[int]
+    scores: torch.Tensor
+
+
+@torch.no_grad()
+def _initial_codes(G, n_codes: int, rng: torch.Generator, device: torch.device) -> torch.Tensor:
+    z = torch.randn(n_codes, G.z_dim, generator=rng).to(device)
+    w = G.mapping(z)[:, :1]  # [n, 1, w_dim]; truncation psi 1, as in training
+    return w.expand(-1, G.num_ws, -1).clone()  # [n, num_ws, w_dim], each row one w repeated
+
+
+def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
+                  candidates: Sequence[int] | None = None, n_codes: int = 8, steps: int = 1,
+                  lr: float = 0.01, noise_mode: str = "const",
+                  autocast: Callable[[], object] | None = None) -> LayerSelection:
+    """Rank W+ indices by how far the global CLIP loss pushes them; return the top ``k``.
+
+    ``G`` is the generator being trained (its current weights are used, as in the paper).
+    Gradients are computed for the W+ codes only: every generator parameter has
+    ``requires_grad`` turned off for the pass (and restored after), so no weight gradient is
+    ever built. ``rng`` (a CPU ``torch.Generator``) draws the ``n_codes`` latent codes.
+    ``k`` is clipped to the number of candidates. ``autocast`` optionally returns a context
+    manager for mixed precision around the forward passes.
+    """
+    if k < 1:
+        raise InputError(f"layer count k must be at least 1, got {k}")
+    if n_codes < 1 or steps < 1 or not lr > 0:
+        raise InputError("layer selection needs n_codes >= 1, steps >= 1 and lr > 0")
+    cands = list(candidate_w_indices(G) if candidates is None else candidates)
+    if not cands:
+        raise InputError("no W+ index has trainable layers; enable conv or toRGB training")
+    device = G.synthesis.const.device
+    params = list(G.parameters())
+    saved_flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        with torch.inference_mode(False), torch.enable_grad():
+            w0 = _initial_codes(G, n_codes, rng, device)
+            w = w0.clone().requires_grad_(True)
+            for _ in range(steps):
+                ctx = autocast() if autocast is not None else _nullcontext()
+                with ctx:
+                    img = G.synthesis(w, noise_mode=noise_mode)
+                    loss = global_loss(img)
+                (grad,) = torch.autograd.grad(loss.float(), w)
+                with torch.no_grad():
+                    w = (w - lr * grad).requires_grad_(True)  # plain SGD step, as in the paper
+            scores = (w.detach() - w0).abs().mean(dim=-1).mean(dim=0).float().cpu()  # [num_ws]
+    finally:
+        for p, flag in zip(params, saved_flags):
+            p.requires_grad_(flag)
+    kk = min(int(k), len(cands))
+    cand_scores = scores[torch.tensor(cands, dtype=torch.long)]
+    order = torch.topk(cand_scores, kk).indices.tolist()
+    return LayerSelection(indices=[cands[j] for j in order], scores=scores)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ----------------------------------------------------------------------------------------------
+# Schedule + stateful selector used by the trainer
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSchedule:
+    """When to re-select and how many layers: see the module docstring for the exact rule."""
+
+    k: int | None = None  # None = all layers, no selection
+    interval: int = 1
+    falloff: int = 0
+    min_k: int = 1
+
+    def __post_init__(self) -> None:
+        if self.k is not None and (not isinstance(self.k, int) or self.k < 1):
+            raise InputError(f"layers k must be a whole number >= 1 or 'all', got {self.k!r}")
+        if not isinstance(self.interval, int) or self.interval < 1:
+            raise InputError(f"selection interval must be a whole number >= 1, got {self.interval!r}")
+        if not isinstance(self.falloff, int) or self.falloff < 0:
+            raise InputError(f"falloff must be a whole number >= 0 (0 = off), got {self.falloff!r}")
+        if not isinstance(self.min_k, int) or self.min_k < 1:
+            raise InputError(f"min_k must be a whole number >= 1, got {self.min_k!r}")
+
+    def k_at(self, step: int) -> int | None:
+        """Layer count for a selection made at 0-based ``step`` (None = all)."""
+        if self.k is None:
+            return None
+        if self.falloff <= 0:
+            return self.k
+        return max(min(self.min_k, self.k), self.k - step // self.falloff)
+
+    def reselects_at(self, step: int) -> bool:
+        return step % self.interval == 0
+
+
+class LayerSelector:
+    """Keeps the current selection and re-runs :func:`select_layers` when the schedule says so.
+
+    State (``state_dict``/``load_state_dict``) is the current index list, so a resumed run
+    continues with exactly the layers an uninterrupted run would have.
+    """
+
+    def __init__(self, schedule: LayerSchedule, options: FreezeOptions = FreezeOptions(),
+                 n_codes: int = 8, steps: int = 1, lr: float = 0.01) -> None:
+        self.schedule = schedule
+        self.options = options
+        self.n_codes, self.steps, self.lr = n_codes, steps, lr
+        self.current: list[int] | None = None
+        self.last_scores: torch.Tensor | None = None
+        self.ran_selection = False  # whether the last indices_for_step call ran a selection pass
+
+    def indices_for_step(self, step: int, G, global_loss: GlobalLoss | None, rng: torch.Generator,
+                         noise_mode: str = "const", autocast=None) -> tuple[list[int], bool]:
+        """Return ``(indices, changed)`` for 0-based training ``step``; runs a selection pass only
+        when the schedule asks for one and ``k`` is below the number of candidates."""
+        cands = candidate_w_indices(G, self.options)
+        self.ran_selection = False
+        if not (self.current is None or self.schedule.reselects_at(step)):
+            return list(self.current), False
+        k = self.schedule.k_at(step)
+        if k is None or k >= len(cands):
+            new = list(cands)  # everything trains: no selection pass, no CLIP cost
+        else:
+            if global_loss is None:
+                raise InputError("layer selection needs a global loss")
+            sel = select_layers(G, global_loss, k, rng=rng, candidates=cands, n_codes=self.n_codes,
+                                steps=self.steps, lr=self.lr, noise_mode=noise_mode, autocast=autocast)
+            self.last_scores = sel.scores
+            self.ran_selection = True
+            new = sel.indices
+        changed = new != self.current
+        self.current = new
+        return list(new), changed
+
+    def state_dict(self) -> dict:
+        return {"current": None if self.current is None else [int(i) for i in self.current]}
+
+    def load_state_dict(self, state: dict) -> None:
+        cur = state.get("current")
+        self.current = None if cur is None else [int(i) for i in cur]

@@ -1,0 +1,163 @@
+"""CLIP nodes: load CLIP guides, and turn text or example images into a CLIP-space direction."""
+
+from __future__ import annotations
+
+from . import comfy_bridge, paths
+from . import types as T
+from .common import (
+    CATEGORY_LOADERS,
+    CATEGORY_TRAIN,
+    bool_input,
+    combo,
+    float_input,
+    int_input,
+    register,
+    seed_input,
+    socket,
+    string_input,
+)
+
+NONE = "none"
+PRECISIONS = ["fp32", "fp16", "bf16"]
+MODEL_NAME_TOOLTIP = ("open_clip architecture of a plain weights file, e.g. ViT-B-32, ViT-B-16, ViT-L-14 (add "
+                      "-quickgelu for OpenAI-trained weights converted to open_clip). Ignored for Hugging Face "
+                      "folders and OpenAI .pt files, which say what they are.")
+
+
+def clip_spec(clip_name: str, model_name: str) -> str:
+    """Dropdown choice + architecture -> a ``nada_core.clip.load_clip`` spec string."""
+    path = paths.resolve_model(clip_name, paths.OPEN_CLIP, allow_dir=True)
+    arch = (model_name or "").strip()
+    if path.is_dir() or not arch or arch.lower() == "auto" or (path.parent / paths.OPEN_CLIP_CONFIG).is_file():
+        return str(path)
+    return f"{arch}:{path}"
+
+
+def _signature(name: str) -> str:
+    """Change marker of a CLIP file or folder for ComfyUI's cache."""
+    try:
+        path = paths.resolve_model(name, paths.OPEN_CLIP, allow_dir=True)
+    except paths.ModelNotFound:
+        return ""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return "|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+
+
+@register("NADA Load CLIP")
+class NadaLoadCLIP:
+    DESCRIPTION = ("Loads the CLIP model(s) that guide training, from ComfyUI/models/open_clip: a weights file "
+                   "(.safetensors, .bin, .pt) or a Hugging Face folder (with open_clip_config.json). A second model "
+                   "can guide together with the first (the paper used ViT-B-32 + ViT-B-16 for shape changes).")
+    CATEGORY = CATEGORY_LOADERS
+    RETURN_TYPES = (T.CLIP,)
+    RETURN_NAMES = ("clip",)
+    OUTPUT_TOOLTIPS = ("The CLIP guide(s) with their weights.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        choices = paths.list_models(paths.OPEN_CLIP)
+        return {
+            "required": {
+                "clip_name": combo(choices, "CLIP weights file or Hugging Face folder in ComfyUI/models/open_clip."),
+                "model_name": string_input("ViT-B-32", MODEL_NAME_TOOLTIP),
+                "weight": float_input(1.0, 0.0, 10.0, 0.05, "Loss weight of this CLIP model."),
+                "precision": combo(PRECISIONS, "fp32 is exact; fp16/bf16 halve the memory on a GPU.", default="fp32"),
+            },
+            "optional": {
+                "clip_name_2": combo([NONE] + choices, "Optional second CLIP model guiding together with the first.",
+                                     default=NONE),
+                "model_name_2": string_input("ViT-B-16", "Architecture of the second model (see model_name)."),
+                "weight_2": float_input(1.0, 0.0, 10.0, 0.05, "Loss weight of the second model (0 = not used)."),
+            },
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, clip_name, clip_name_2=NONE):
+        names = [clip_name] + ([clip_name_2] if clip_name_2 and clip_name_2 != NONE else [])
+        for name in names:
+            try:
+                paths.resolve_model(name, paths.OPEN_CLIP, allow_dir=True)
+            except paths.ModelNotFound as err:
+                return f"{cls.DISPLAY_NAME}: {err}"
+        return True
+
+    @classmethod
+    def IS_CHANGED(cls, clip_name, clip_name_2=NONE, **_other_inputs):
+        sig = _signature(clip_name)
+        if clip_name_2 and clip_name_2 != NONE:
+            sig += "||" + _signature(clip_name_2)
+        return sig
+
+    def load(self, clip_name: str, model_name: str, weight: float, precision: str,
+             clip_name_2: str = NONE, model_name_2: str = "", weight_2: float = 1.0):
+        from nada_core.clip import load_clip_ensemble
+
+        specs = [(clip_spec(clip_name, model_name), float(weight))]
+        if clip_name_2 and clip_name_2 != NONE:
+            specs.append((clip_spec(clip_name_2, model_name_2), float(weight_2)))
+        return (load_clip_ensemble(specs, device=comfy_bridge.torch_device(), precision=precision),)
+
+
+@register("NADA Text Direction")
+class NadaTextDirection:
+    DESCRIPTION = ("Describes the domain change in words: from what the generator makes now (source, e.g. 'photo') "
+                   "to what it should make (target, e.g. 'pencil sketch'). Each CLIP model gets its own direction.")
+    CATEGORY = CATEGORY_TRAIN
+    RETURN_TYPES = (T.DIRECTION,)
+    RETURN_NAMES = ("direction",)
+    OUTPUT_TOOLTIPS = ("The CLIP-space direction source -> target, for NADA Train and NADA Metrics.",)
+    FUNCTION = "direction"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "clip": socket(T.CLIP, "The CLIP guide(s) from NADA Load CLIP."),
+                "source_text": string_input("photo", "What the generator makes now, in a few words (e.g. 'photo', "
+                                            "'human', 'dog')."),
+                "target_text": string_input("pencil sketch", "What it should make (e.g. 'pencil sketch', 'Pixar "
+                                            "character', 'werewolf'). Keep it parallel to the source text."),
+                "templates": bool_input(True, "Average each prompt over 24 phrasings ('a photo of a {}', ...) for a "
+                                        "steadier direction (paper), or use the prompts exactly as written.",
+                                        on="averaged phrasings", off="as written"),
+            }
+        }
+
+    def direction(self, clip, source_text: str, target_text: str, templates: bool):
+        from nada_core.directions import text_direction
+
+        return (text_direction(clip, source_text, target_text, templates=bool(templates)),)
+
+
+@register("NADA Image Direction")
+class NadaImageDirection:
+    DESCRIPTION = ("Describes the domain change with example images instead of words: from samples of the generator "
+                   "to your examples of the target style (a few images are enough; paper appendix C).")
+    CATEGORY = CATEGORY_TRAIN
+    RETURN_TYPES = (T.DIRECTION,)
+    RETURN_NAMES = ("direction",)
+    OUTPUT_TOOLTIPS = ("The CLIP-space direction source samples -> examples, for NADA Train and NADA Metrics.",)
+    FUNCTION = "direction"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "clip": socket(T.CLIP, "The CLIP guide(s) from NADA Load CLIP."),
+                "generator": socket(T.GENERATOR, "The source generator; its samples stand for the source domain."),
+                "images": socket(T.IMAGE, "Example images of the target domain (a batch; any size, alpha is put on white)."),
+                "num_samples": int_input(16, 1, 256, "How many generator samples stand for the source domain (paper: 16)."),
+                "seed": seed_input("First seed of those samples.", control=False),
+                "truncation": float_input(1.0, 0.05, 2.0, 0.01, "Truncation psi of the source samples (1 = full variety)."),
+            }
+        }
+
+    def direction(self, clip, generator, images, num_samples: int, seed: int, truncation: float):
+        from nada_core.directions import image_direction
+        from nada_core.images import from_comfy
+
+        bar = comfy_bridge.Progress(int(num_samples))
+        return (image_direction(clip, from_comfy(images), generator, num_samples=int(num_samples), seed=int(seed),
+                                truncation_psi=float(truncation), should_stop=comfy_bridge.interrupt_requested,
+                                progress=lambda done, total: bar.update(done)),)

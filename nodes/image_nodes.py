@@ -1,0 +1,70 @@
+"""Image helper nodes: load a folder of example images as one batch."""
+
+from __future__ import annotations
+
+from . import paths
+from . import types as T
+from .common import CATEGORY_IMAGE, combo, int_input, node_error, register
+from .invert_nodes import FIT_MODES, FIT_TOOLTIP
+
+
+def _folder_signature(folder) -> str:
+    files = paths.list_files(folder, paths.IMAGE_EXTENSIONS)
+    parts = []
+    for name in files:
+        st = (folder / name).stat()
+        parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+    return "|".join(parts)
+
+
+@register("NADA Load Image Folder")
+class NadaLoadImageFolder:
+    DESCRIPTION = ("Loads every image in a sub-folder of ComfyUI/input as one batch, all brought to the same square "
+                   "size (e.g. a few examples of the target style for NADA Image Direction).")
+    CATEGORY = CATEGORY_IMAGE
+    RETURN_TYPES = (T.IMAGE,)
+    RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("The images, [count, size, size, 3], sorted by file name.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "folder": combo(paths.list_input_subfolders(), "Sub-folder of ComfyUI/input holding the images "
+                                "(PNG, JPEG, WebP, TIFF, BMP)."),
+                "size": int_input(256, 16, 4096, "Side of the square the images are brought to (CLIP resizes again "
+                                  "to its own input size, so 224-512 is plenty)."),
+                "fit": combo(FIT_MODES, FIT_TOOLTIP, default="crop"),
+                "max_images": int_input(0, 0, 10000, "Load at most this many (0 = all)."),
+            }
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, folder):
+        try:
+            path = paths.resolve_dir(paths.input_dir(), folder, "image folder")
+        except paths.ModelNotFound as err:
+            return f"{cls.DISPLAY_NAME}: {err}"
+        if not paths.list_files(path, paths.IMAGE_EXTENSIONS):
+            return f"{cls.DISPLAY_NAME}: folder '{folder}' holds no images; put PNG or JPEG files in {path}"
+        return True
+
+    @classmethod
+    def IS_CHANGED(cls, folder, **_other_inputs):
+        try:
+            return _folder_signature(paths.resolve_dir(paths.input_dir(), folder, "image folder"))
+        except paths.ModelNotFound:
+            return ""
+
+    def load(self, folder: str, size: int, fit: str, max_images: int):
+        from nada_core.image_prep import prepare_images
+
+        path = paths.resolve_dir(paths.input_dir(), folder, "image folder")
+        names = paths.list_files(path, paths.IMAGE_EXTENSIONS)
+        if max_images:
+            names = names[: int(max_images)]
+        if not names:
+            raise node_error(self, f"folder '{folder}' holds no images; put PNG or JPEG files in {path}")
+        prepared = prepare_images([path / n for n in names], int(size), fit)
+        return (prepared.images.permute(0, 2, 3, 1).contiguous().float(),)

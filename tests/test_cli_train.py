@@ -1,0 +1,223 @@
+"""``nada train`` end to end, as a user runs it, on tiny files written by the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nada_core import cli
+from nada_core.checkpoints import load_generator, read_metadata, save_generator, sha256_file
+from nada_core.trainer import read_state
+from tests.clip_factory import save_tiny_clip
+from tests.factories import tiny_generator
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs")
+    gen = save_generator(tiny_generator(16), root / "source.safetensors")
+    clip_spec = save_tiny_clip(root / "clip", layout="safetensors")
+    clip_b = save_tiny_clip(root / "clip_b", layout="safetensors", seed=1)
+    return {"generator": str(gen), "clip": clip_spec, "clip_b": clip_b, "root": root}
+
+
+def _train(files, out, *extra, steps=4):
+    return cli.main(["train", "--generator", files["generator"], "--clip", files["clip"],
+                     "--source", "photo", "--target", "pencil sketch", "--steps", str(steps), "--batch", "2",
+                     "--layers", "2", "--lr", "0.01", "--device", "cpu", "--out", str(out), "--quiet", *extra])
+
+
+def _params(path) -> dict[str, torch.Tensor]:
+    return dict(load_generator(path).named_parameters())
+
+
+def test_train_writes_every_output(files, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "run"
+    rc = _train(files, out, "--preview-every", "2", "--eval-seeds", "1000-1003", "--no-templates",
+                "--global-weight", "0.2", steps=4)
+    assert rc == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["generator.safetensors", "loss.png", "metrics.json", "preview_000002.png",
+                     "preview_000004.png", "train_state.safetensors"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("directional_similarity", "target_score", "diversity", "source_correspondence"):
+        assert isinstance(metrics[f"{key}_before"], float) and isinstance(metrics[f"{key}_after"], float)
+    assert metrics["directional_similarity_before"] == 0.0 and metrics["directional_similarity_after"] != 0.0
+    assert metrics["steps"] == 4 and metrics["seconds_per_step"] > 0 and metrics["eval_seeds"] == [1000, 1001,
+                                                                                                    1002, 1003]
+    meta = read_metadata(out / "generator.safetensors")
+    nada = meta["provenance"]["nada"]
+    assert nada["direction"]["source_text"] == "photo" and nada["direction"]["target_text"] == "pencil sketch"
+    assert nada["direction"]["templates"] is False
+    assert nada["settings"]["global_weight"] == 0.2 and nada["settings"]["layers"] == 2
+    assert meta["source_sha256"] == sha256_file(files["generator"])
+    # Preview: 2 rows (source, adapted) x 4 seed columns of 16 px with 2 px gaps.
+    with Image.open(out / "preview_000004.png") as im:
+        assert im.size == (4 * 16 + 3 * 2, 2 * 16 + 2)
+    with Image.open(out / "loss.png") as im:
+        assert im.format == "PNG" and im.size[0] > 200
+    # The adapted generator differs from the source only in the synthesis network.
+    src, adapted = _params(files["generator"]), _params(out / "generator.safetensors")
+    changed = {k for k in src if not torch.equal(src[k], adapted[k])}
+    assert changed and all(k.startswith("synthesis.convs.") for k in changed)
+
+
+def test_resume_continues_exactly(files, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    common = ("--eval-seeds", "none", "--preview-every", "0", "--mixing", "0.9", "--interval", "2")
+    assert _train(files, full, *common, steps=6) == 0
+    assert _train(files, part, *common, steps=3) == 0
+    assert read_state(part)[1]["step"] == 3
+    # Resume needs only the folder and the new step count: inputs and settings come from the state.
+    rc = cli.main(["train", "--resume", str(part), "--out", str(part), "--steps", "6", "--eval-seeds", "none",
+                   "--device", "cpu", "--quiet"])
+    assert rc == 0
+    a, b = _params(full / "generator.safetensors"), _params(part / "generator.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_state(part)[1]["history"] == read_state(full)[1]["history"]
+
+
+def test_resume_refuses_other_settings(files, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _train(files, out, "--eval-seeds", "none", steps=2) == 0
+    rc = cli.main(["train", "--resume", str(out), "--out", str(out), "--steps", "4", "--lr", "0.05",
+                   "--eval-seeds", "none", "--device", "cpu", "--quiet"])
+    assert rc == 2
+    assert "cannot resume" in capsys.readouterr().err
+
+
+def test_ctrl_c_saves_what_it_has(files, tmp_path, monkeypatch, capsys):
+    from nada_core import trainer as trainer_mod
+
+    real_step = trainer_mod.NadaTrainer._step
+
+    def step_then_ctrl_c(self):
+        if self.step_index == 2:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(trainer_mod.NadaTrainer, "_step", step_then_ctrl_c)
+    out = tmp_path / "run"
+    rc = _train(files, out, "--eval-seeds", "1000-1001", steps=10)
+    assert rc == 130
+    assert "--resume" in capsys.readouterr().err
+    meta = read_metadata(out / "generator.safetensors")
+    assert meta["provenance"]["nada"]["steps_done"] == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["interrupted"] is True and metrics["steps"] == 2
+    assert "directional_similarity_after" not in metrics
+    load_generator(out / "generator.safetensors")
+
+
+def test_two_clip_guides_with_weights_and_snapshots(files, tmp_path):
+    out = tmp_path / "run"
+    rc = cli.main(["train", "--generator", files["generator"], "--clip", files["clip"], "--clip", files["clip_b"],
+                   "--clip-weight", "1.0", "--clip-weight", "0.5", "--source", "photo", "--target", "sketch",
+                   "--steps", "2", "--snapshot-every", "1", "--layers", "all", "--eval-seeds", "none",
+                   "--device", "cpu", "--out", str(out), "--quiet"])
+    assert rc == 0
+    meta = read_metadata(out / "generator.safetensors")["provenance"]["nada"]
+    assert [m["weight"] for m in meta["clip_models"]] == [1.0, 0.5]
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["generator_000001.safetensors",
+                                                                     "generator_000002.safetensors"]
+    history = read_state(out)[1]["history"]
+    assert any(k.startswith("directional/") for k in history[0])  # one loss curve per guide
+
+
+def test_target_images_direction(files, tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "examples"
+    images.mkdir()
+    for i, colour in enumerate([(240, 240, 240), (30, 30, 30)]):
+        Image.new("RGB", (40, 24), colour).save(images / f"ex{i}.png")
+    (images / "notes.txt").write_text("not an image")
+    out = tmp_path / "run"
+    rc = cli.main(["train", "--generator", files["generator"], "--clip", files["clip"], "--target-images",
+                   str(images), "--source-samples", "4", "--steps", "2", "--eval-seeds", "none",
+                   "--device", "cpu", "--out", str(out), "--quiet"])
+    assert rc == 0
+    nada = read_metadata(out / "generator.safetensors")["provenance"]["nada"]
+    assert nada["direction"]["kind"] == "image" and nada["direction"]["num_target_images"] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layers", "few"], "layers"),
+    (["--clip-weight", "1", "--clip-weight", "2"], "--clip-weight"),
+    (["--steps", "0"], "steps"),
+    (["--lr", "-1"], "lr"),
+    (["--mixing", "2"], "mixing"),
+])
+def test_bad_arguments_give_one_line_errors(files, tmp_path, capsys, args, message):
+    rc = _train(files, tmp_path / "run", "--eval-seeds", "none", *args, steps=2)
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+
+
+def test_missing_inputs_are_named(files, tmp_path, capsys):
+    rc = cli.main(["train", "--generator", files["generator"], "--clip", files["clip"], "--source", "photo",
+                   "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet"])
+    assert rc == 2 and "--target" in capsys.readouterr().err
+    rc = cli.main(["train", "--generator", files["generator"], "--clip", files["clip"], "--target-images",
+                   str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet"])
+    assert rc == 2 and "no such folder" in capsys.readouterr().err
+    rc = cli.main(["train", "--generator", files["generator"], "--source", "photo", "--target", "sketch",
+                   "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet"])
+    assert rc == 2 and "--clip" in capsys.readouterr().err
+    rc = cli.main(["train", "--generator", files["generator"], "--clip", files["clip"], "--source", "photo",
+                   "--target", "Photo", "--out", str(tmp_path / "o"), "--device", "cpu", "--quiet"])
+    assert rc == 2 and "same" in capsys.readouterr().err
+
+
+def test_real_command_line_in_a_subprocess(files, tmp_path):
+    clip_dir = save_tiny_clip(tmp_path / "clip", layout="hf")  # self-describing: works in a new process
+    out = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "nada_core", "train", "--generator", files["generator"],
+                           "--clip", clip_dir, "--source", "photo", "--target", "pencil sketch", "--steps", "3",
+                           "--layers", "2", "--preview-every", "3", "--eval-seeds", "1000-1001", "--device", "cpu",
+                           "--out", str(out)], capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "nada train" in proc.stderr and "3/3" in proc.stderr  # the tqdm bar
+    assert "directional=" in proc.stderr  # current losses on the bar
+    assert (out / "generator.safetensors").is_file() and (out / "preview_000003.png").is_file()
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 3
+
+
+def test_demo_training_writes_outputs_and_says_weights_are_random(tmp_path):
+    from nada_core.demo_training import run_demo_training, tiny_random_clip
+
+    lines = []
+    result = run_demo_training(tmp_path / "demo", steps=3, device="cpu", progress=False,
+                               generator=tiny_generator(16), say=lines.append)
+    assert any("RANDOM weights" in line and "abstract" in line for line in lines)
+    names = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"generator.safetensors", "train_state.safetensors", "loss.png", "metrics.json",
+            "preview_000003.png"} <= names
+    assert result["steps"] == 3 and result["directional_similarity_before"] == 0.0
+    assert result["directional_similarity_after"] != 0.0
+    nada = read_metadata(tmp_path / "demo" / "generator.safetensors")["provenance"]["nada"]
+    assert nada["direction"]["target_text"] == "pencil sketch"
+    # The tiny random CLIP is reproducible and leaves the global RNG alone.
+    state = torch.get_rng_state()
+    a, b = tiny_random_clip(seed=3, image_size=32, width=64), tiny_random_clip(seed=3, image_size=32, width=64)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a.encode_text(["photo"]), b.encode_text(["photo"]))

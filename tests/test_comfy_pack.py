@@ -1,0 +1,207 @@
+"""The pack inside the real ComfyUI (v0.8): loading, model folders, every shipped workflow validated
+and executed by ComfyUI's own executor, Cancel, the output cache, and how errors reach the user.
+
+ComfyUI runs in one worker process for the module (see tests/comfy_harness.py), on the CPU, with a
+temporary base directory holding tiny models under the names the workflows use.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.comfy_harness import (PACK_DIR_NAME, REPO, ComfyWorker, comfy_root, load_api_workflow, make_model_tree,
+                                 prepare_base, tiny_overrides, unavailable_reason)
+from workflows.build_workflows import BUILTIN_NODES, FFHQ, WORKFLOW_NAMES
+
+REASON = unavailable_reason()
+pytestmark = [pytest.mark.comfyui, pytest.mark.slow,
+              pytest.mark.skipif(REASON is not None, reason=REASON or "")]
+
+
+@pytest.fixture(scope="module")
+def comfy(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy_base")
+    user_stylegan = base / "nas" / "stylegan"
+    prepare_base(base, user_stylegan=user_stylegan)
+    make_model_tree(base)
+    worker = ComfyWorker(base)
+    worker.user_stylegan = user_stylegan
+    yield worker
+    worker.close()
+
+
+def run(comfy, prompt, **kw) -> dict:
+    return comfy.call("execute", prompt=prompt, prompt_id=str(uuid.uuid4()), timeout=300, **kw)
+
+
+def message(result, event):
+    return next((data for e, data in result["messages"] if e == event), None)
+
+
+def assert_success(result):
+    assert result["valid"], json.dumps(result.get("node_errors") or result.get("error"), indent=1)[:3000]
+    err = message(result, "execution_error")
+    assert err is None, f"{err['node_type']}: {err['exception_message']}\n{''.join(err['traceback'])}"
+    assert result["success"] and message(result, "execution_success") is not None
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def test_pack_loads_without_import_failure(comfy):
+    boot = comfy.boot
+    ours = [p for p in boot["import_problems"] if PACK_DIR_NAME in p]
+    assert ours == [], ours
+    assert any(d.endswith(PACK_DIR_NAME) or Path(d) == REPO for d in boot["loaded_module_dirs"].values())
+    from nodes import NODE_CLASS_MAPPINGS
+
+    assert set(boot["nada_nodes"]) == set(NODE_CLASS_MAPPINGS)
+
+
+def test_model_folders_are_registered_and_merged_with_extra_model_paths(comfy):
+    folders = comfy.call("folders", names=["stylegan", "open_clip"])
+    stylegan = folders["stylegan"]
+    assert stylegan["paths"][0] == str(comfy.user_stylegan), "the folder from extra_model_paths.yaml stays first"
+    assert stylegan["paths"][1] == str(comfy.base / "models" / "stylegan")
+    assert {".pt", ".pkl", ".safetensors"} <= set(stylegan["extensions"])
+    assert {".pth", ".bin", ".safetensors"} <= set(folders["open_clip"]["extensions"])
+
+
+def test_loader_dropdowns_list_models_from_every_folder(comfy):
+    (comfy.user_stylegan / "on_nas.pkl").write_bytes(b"not loaded, only listed")
+    info = comfy.call("input_types", classes=["NadaLoadGenerator", "NadaLoadCLIP"])
+    names = info["NadaLoadGenerator"]["input_types"]["required"]["generator_name"][0]
+    assert {"on_nas.pkl", "tiny_ffhq.safetensors", "nada/ffhq_sketch.safetensors"} <= set(names)
+    clips = info["NadaLoadCLIP"]["input_types"]["required"]["clip_name"][0]
+    assert "vit_base_patch32_clip_224.openai" in clips  # a Hugging Face folder, listed as one entry
+    assert info["NadaLoadGenerator"]["display"] == "NADA Load Generator"
+
+
+def test_builtin_node_table_matches_comfyui(comfy):
+    """The workflow builder's description of ComfyUI's own nodes must be what ComfyUI defines."""
+    info = comfy.call("input_types", classes=sorted(BUILTIN_NODES))
+    for name, spec in BUILTIN_NODES.items():
+        real = info[name]["input_types"]
+        real_inputs = {**real.get("required", {}), **real.get("optional", {})}
+        assert [n for n, _, _ in spec["inputs"]] == list(real_inputs), name
+        for n, typ, default in spec["inputs"]:
+            kind = real_inputs[n][0]
+            if typ == "COMBO":
+                assert isinstance(kind, list) or kind == "COMBO", (name, n)
+            else:
+                assert kind == typ, (name, n, kind)
+            opts = real_inputs[n][1] if len(real_inputs[n]) > 1 else {}
+            if default is not None and typ != "COMBO":
+                assert opts.get("default") == default, (name, n)
+        assert [t for _, t in spec["outputs"]] == info[name]["return_types"], name
+
+
+# ---------------------------------------------------------------------------------------- workflows
+
+
+@pytest.mark.parametrize("name", WORKFLOW_NAMES)
+def test_shipped_workflow_validates_and_runs(comfy, name):
+    result = run(comfy, load_api_workflow(name, tiny_overrides(name)))
+    assert_success(result)
+    outputs = result["history"]["outputs"]
+    out_dir = comfy.base / "output"
+    for node_id, ui in outputs.items():
+        for img in ui.get("images", []):
+            folder = out_dir if img["type"] == "output" else comfy.base / "temp"
+            assert (folder / img["subfolder"] / img["filename"]).is_file()
+    api = load_api_workflow(name)
+    saving = [i for i, n in api.items() if n["class_type"] in ("SaveImage", "SaveAnimatedWEBP")]
+    assert saving and all(i in outputs for i in saving), f"outputs: {sorted(outputs)}"
+    if name in ("text_to_domain", "images_to_domain"):
+        train_id = next(i for i, n in api.items() if n["class_type"] == "NadaTrain")
+        steps = [p for p in result["progress"] if p["node"] == train_id]
+        assert [p["value"] for p in steps] == [1, 2, 3]
+        previews = [p["preview"] for p in steps if p["preview"]]
+        assert previews and previews[0]["format"] == "JPEG" and previews[0]["mode"] == "RGB"
+        text_id = next(i for i, n in api.items() if n["class_type"] == "PreviewAny")
+        assert "directional similarity" in outputs[text_id]["text"][0]
+        save_id = next(i for i, n in api.items() if n["class_type"] == "NadaSaveGenerator")
+        saved = outputs[save_id]["text"][0]
+        assert (comfy.user_stylegan / saved).is_file() or (comfy.base / "models" / "stylegan" / saved).is_file()
+    if name == "domain_morph":
+        from PIL import Image
+
+        webp = outputs["5"]["images"][0]
+        with Image.open(out_dir / webp["subfolder"] / webp["filename"]) as im:
+            assert im.n_frames == 4 and im.size == (66, 66)
+    if name == "invert_and_translate":
+        assert list((out_dir / "nada").glob("portrait_*.safetensors"))
+
+
+def test_workflow_naming_a_missing_model_explains_where_to_put_it(comfy):
+    result = comfy.call("validate", prompt=load_api_workflow("sample_saved_domain",
+                                                             {"1": {"generator_name": FFHQ}}), prompt_id="x")
+    assert not result["valid"]
+    details = " ".join(e["details"] for e in result["node_errors"]["1"]["errors"])
+    assert f"stylegan file '{FFHQ}' not found; put it in {comfy.user_stylegan}" in details
+    assert str(comfy.base / "models" / "stylegan") in details
+
+
+def test_node_errors_reach_the_user_as_one_clear_message(comfy):
+    prompt = load_api_workflow("text_to_domain", tiny_overrides("text_to_domain"))
+    prompt["3"]["inputs"]["target_text"] = "Photo"  # same as the source text
+    result = run(comfy, prompt)
+    err = message(result, "execution_error")
+    assert err is not None and err["node_type"] == "NadaTextDirection"
+    first_line = err["exception_message"].strip().splitlines()[0]
+    assert first_line.startswith("NADA Text Direction: source and target prompts are the same")
+    assert err["exception_type"].endswith("NadaNodeError")
+
+
+# ------------------------------------------------------------------------------------ cancel, cache
+
+
+def test_cancel_stops_training_promptly(comfy):
+    overrides = tiny_overrides("text_to_domain")
+    overrides["4"].update(steps=400, preview_every=0, seed=123)
+    result = run(comfy, load_api_workflow("text_to_domain", overrides), interrupt_at={"node": "4", "value": 2})
+    interrupted = message(result, "execution_interrupted")
+    assert interrupted is not None and interrupted["node_type"] == "NadaTrain", result["messages"]
+    assert message(result, "execution_success") is None and message(result, "execution_error") is None
+    steps = [p["value"] for p in result["progress"] if p["node"] == "4"]
+    assert max(steps) == 2, f"no step may run after Cancel, got progress {steps}"
+    assert result["interrupt_to_end"] < 5.0
+    assert "5" not in result["executing"], "nodes after the cancelled one must not run"
+
+
+def test_same_graph_twice_is_served_from_the_cache(comfy):
+    overrides = tiny_overrides("text_to_domain")
+    overrides["4"]["seed"] = 77  # a graph not run by other tests
+    prompt = load_api_workflow("text_to_domain", overrides)
+    first = run(comfy, prompt)
+    assert_success(first)
+    assert "4" in first["executing"]
+    second = run(comfy, prompt)
+    assert_success(second)
+    assert "4" not in second["executing"], "NadaTrain must not retrain an unchanged graph"
+    assert "4" in message(second, "execution_cached")["nodes"]
+    assert [p for p in second["progress"] if p["node"] == "4"] == []
+    prompt["4"]["inputs"]["seed"] = 78  # a real change retrains
+    third = run(comfy, prompt)
+    assert_success(third)
+    assert "4" in third["executing"] and "1" not in third["executing"]
+
+
+def test_comfyui_startup_reports_no_import_failure_for_the_pack(tmp_path):
+    """ComfyUI's own start-up path (main.py --quick-test-for-ci exits 0 even when a pack fails, so read its log)."""
+    prepare_base(tmp_path)
+    proc = subprocess.run([sys.executable, "main.py", "--quick-test-for-ci", "--cpu", "--base-directory", str(tmp_path),
+                           "--disable-auto-launch", "--disable-api-nodes", "--database-url", "sqlite:///:memory:"],
+                          cwd=comfy_root(), capture_output=True, text=True, timeout=240)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    lines = [ln for ln in log.splitlines() if PACK_DIR_NAME in ln]
+    assert any("seconds" in ln for ln in lines), "the pack should appear in ComfyUI's import times:\n" + log[-3000:]
+    assert not any("IMPORT FAILED" in ln or "Cannot import" in ln for ln in lines), "\n".join(lines)
+    assert (tmp_path / "models" / "stylegan").is_dir() and (tmp_path / "models" / "open_clip").is_dir()

@@ -1,0 +1,215 @@
+"""The shipped canvas workflows in ComfyUI's real web app, in headless Chromium.
+
+One ComfyUI server (CPU, temporary base directory with tiny models, this pack as a custom node)
+and one browser serve the module. Each ``workflows/NAME.json`` is loaded into the app with
+``app.loadGraphData``, model names and step counts are pointed at the tiny models through the
+nodes' widgets (as a user would pick them), the app converts the graph (``app.graphToPrompt``) and
+queues it through its own Queue path (``app.queuePrompt``), and the run must succeed on the server.
+The browser is driven over the Chrome DevTools Protocol with the repository's small websocket client.
+
+Needs Debian's ``chromium`` (``apt-get install -y chromium``); set ``NADA_CHROMIUM`` to use another binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.comfy_harness import load_api_workflow, make_model_tree, tiny_overrides, unavailable_reason
+from workflows.build_workflows import BUILTIN_NODES, VIRTUAL_NODES, WORKFLOW_NAMES
+
+CHROMIUM = os.environ.get("NADA_CHROMIUM") or next(
+    (p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+REASON = unavailable_reason() or (None if CHROMIUM else
+                                  "headless Chromium not found (apt-get install -y chromium, or set NADA_CHROMIUM)")
+pytestmark = [pytest.mark.comfyui, pytest.mark.slow,
+              pytest.mark.skipif(REASON is not None, reason=REASON or "")]
+
+REPO = Path(__file__).resolve().parents[1]
+WF_DIR = REPO / "workflows"
+
+
+class Browser:
+    """Headless Chromium with one page, driven through the DevTools protocol."""
+
+    def __init__(self, workdir: Path) -> None:
+        from nada_core.queue.websocket import WebSocket
+
+        self.profile = workdir / "chromium-profile"
+        self.profile.mkdir(parents=True)
+        self.log = open(workdir / "chromium.log", "wb")
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
+             "--remote-allow-origins=*", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=self.log, stdin=subprocess.DEVNULL, start_new_session=True)
+        port_file = self.profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not port_file.is_file() or not port_file.read_text().strip():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"Chromium did not start (exit {self.proc.poll()}); see {workdir / 'chromium.log'}")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+            page = next(t for t in json.loads(r.read()) if t["type"] == "page")
+        self.ws = WebSocket.connect(page["webSocketDebuggerUrl"])
+        self._id = 0
+
+    def cdp(self, method: str, timeout: float = 120.0, **params) -> dict:
+        self._id += 1
+        self.ws.send_text(json.dumps({"id": self._id, "method": method, "params": params}))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+            if msg is None:
+                break
+            data = json.loads(msg)
+            if data.get("id") == self._id:
+                if "error" in data:
+                    raise RuntimeError(f"{method}: {data['error']}")
+                return data["result"]
+        raise TimeoutError(f"{method}: no answer within {timeout:.0f} s")
+
+    def eval(self, expression: str, timeout: float = 120.0):
+        """Evaluate JavaScript (awaiting promises); returns the JSON-decoded value of a JSON string."""
+        res = self.cdp("Runtime.evaluate", timeout=timeout, expression=expression, awaitPromise=True,
+                       returnByValue=True)
+        if "exceptionDetails" in res:
+            raise RuntimeError(f"JavaScript failed: {res['exceptionDetails'].get('exception', {}).get('description')}")
+        return res["result"].get("value")
+
+    def close(self) -> None:
+        try:
+            self.ws.close()
+        except OSError:
+            pass
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from tests.comfy_server import ComfyServer
+
+    base = tmp_path_factory.mktemp("frontend")
+    (base / "input").mkdir()
+    make_model_tree(base)
+    server = ComfyServer(base, custom_nodes=[REPO]).start()
+    browser = None
+    try:
+        browser = Browser(tmp_path_factory.mktemp("browser"))
+        server.wait_ready(timeout=180)
+        browser.cdp("Page.navigate", url=server.url)
+        deadline = time.monotonic() + 90
+        while browser.eval("!!(window.app && window.app.graph && window.app.api)") is not True:
+            if time.monotonic() > deadline:
+                raise TimeoutError("ComfyUI's web app did not start in the browser")
+            time.sleep(0.25)
+        yield browser, server
+    finally:
+        if browser is not None:
+            browser.close()
+        server.stop()
+
+
+LOAD_AND_QUEUE = """(async () => {
+  await app.loadGraphData(%(workflow)s);
+  const overrides = %(overrides)s;
+  for (const [id, change] of Object.entries(overrides)) {
+    const node = app.graph.getNodeById(Number(id));
+    for (const [name, value] of Object.entries(change)) {
+      const widget = (node.widgets || []).find(w => w.name === name);
+      if (!widget) throw new Error(`node ${id} (${node.type}) has no widget ${name}`);
+      widget.value = value;
+    }
+  }
+  const nodes = app.graph.nodes.map(n => ({id: n.id, type: n.type, has_errors: !!n.has_errors,
+    registered: !!LiteGraph.registered_node_types[n.type], widgets: (n.widgets || []).map(w => w.name)}));
+  const converted = await app.graphToPrompt();
+  const original = app.api.queuePrompt;
+  let response = null, failure = null;
+  app.api.queuePrompt = async function (...args) {
+    try { response = await original.apply(this, args); return response; }
+    catch (e) { failure = e.response || String(e); throw e; }
+  };
+  let ok;
+  try { ok = await app.queuePrompt(0, 1); } finally { app.api.queuePrompt = original; }
+  return JSON.stringify({nodes, prompt: converted.output, ok, response, failure});
+})()"""
+
+
+def backend_inputs(class_type: str, object_info: dict) -> set[str]:
+    spec = object_info[class_type]["input"]
+    return set(spec.get("required", {})) | set(spec.get("optional", {}))
+
+
+def test_app_knows_every_pack_node_with_tooltips(app):
+    browser, server = app
+    from nodes import NODE_CLASS_MAPPINGS
+
+    registered = json.loads(browser.eval("JSON.stringify(Object.keys(LiteGraph.registered_node_types))"))
+    assert set(NODE_CLASS_MAPPINGS) <= set(registered)
+    info = server.get("/object_info")
+    for name in NODE_CLASS_MAPPINGS:
+        node = info[name]
+        assert node["category"].startswith("NADA/") and node["display_name"].startswith("NADA ")
+        assert node["description"]
+        for section in ("required", "optional"):
+            for inp, spec in node["input"].get(section, {}).items():
+                assert spec[1].get("tooltip"), f"{name}.{inp}"
+
+
+@pytest.mark.parametrize("name", WORKFLOW_NAMES)
+def test_canvas_workflow_runs_from_the_web_app(app, name):
+    browser, server = app
+    canvas = json.loads((WF_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    overrides = tiny_overrides(name)
+    result = json.loads(browser.eval(LOAD_AND_QUEUE % {"workflow": json.dumps(canvas),
+                                                       "overrides": json.dumps(overrides)}))
+    broken = [n for n in result["nodes"] if n["has_errors"] or not n["registered"]]
+    assert broken == [], f"missing or broken nodes after loading {name}.json: {broken}"
+    assert sorted(n["id"] for n in result["nodes"]) == sorted(n["id"] for n in canvas["nodes"])
+
+    # The app's own conversion equals the shipped API file (with the same tiny-model changes).
+    expected = load_api_workflow(name, overrides)
+    converted = result["prompt"]
+    assert sorted(converted, key=int) == sorted(expected, key=int)
+    assert not any(n["type"] in VIRTUAL_NODES for n in canvas["nodes"] if str(n["id"]) in converted)
+    info = server.get("/object_info")
+    for node_id, entry in expected.items():
+        got = converted[node_id]
+        assert got["class_type"] == entry["class_type"]
+        keys = backend_inputs(entry["class_type"], info)
+        assert {k: v for k, v in got["inputs"].items() if k in keys} == entry["inputs"], f"{name} #{node_id}"
+        if entry["class_type"] not in BUILTIN_NODES:
+            assert set(got["inputs"]) == set(entry["inputs"]), f"{name} #{node_id}: extra inputs from the app"
+
+    assert result["failure"] is None, f"the server refused the queued prompt: {result['failure']}"
+    # (app.queuePrompt's own return value is not a success flag: it is `!lastNodeErrors`, and the
+    # server answers `node_errors: {}` on success, so it is false either way; use the response.)
+    assert result["response"] and result["response"]["node_errors"] == {}
+    prompt_id = result["response"]["prompt_id"]
+    history = server.wait_for(lambda: (server.history(prompt_id) or {}).get("status", {}).get("completed") is not None
+                              and server.history(prompt_id), timeout=120, what=f"{name} to finish")
+    status = history["status"]
+    errors = [m for m in status["messages"] if m[0] in ("execution_error", "execution_interrupted")]
+    assert status["status_str"] == "success" and status["completed"] and not errors, errors
+    saving = [i for i, e in expected.items() if e["class_type"] in ("SaveImage", "SaveAnimatedWEBP")]
+    for node_id in saving:
+        images = history["outputs"][node_id]["images"]
+        assert images and all((server.output_dir / i["subfolder"] / i["filename"]).is_file() for i in images)

@@ -1,0 +1,207 @@
+"""The shipped workflows (workflows/*.json, *.api.json), checked without ComfyUI.
+
+Every node type exists, links connect matching types, widget values fit the inputs, the canvas and
+API files describe the same graph, and the files are what workflows/build_workflows.py produces.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nodes import NODE_CLASS_MAPPINGS
+from workflows import build_workflows as bw
+
+WF_DIR = Path(bw.__file__).resolve().parent
+NAMES = bw.WORKFLOW_NAMES
+
+
+def load(name: str) -> tuple[dict, dict]:
+    canvas = json.loads((WF_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    api = json.loads((WF_DIR / f"{name}.api.json").read_text(encoding="utf-8"))
+    return canvas, api
+
+
+def definition(class_type: str) -> tuple[list[tuple[str, str, dict, bool]], list[str]]:
+    """(inputs as (name, type or "COMBO", options, required), output types) from the node definition
+    itself: ``INPUT_TYPES()`` for our nodes, the builder's table for ComfyUI's (that table is checked
+    against the real ComfyUI in test_comfy_pack.py)."""
+    if class_type in NODE_CLASS_MAPPINGS:
+        cls = NODE_CLASS_MAPPINGS[class_type]
+        spec = cls.INPUT_TYPES()
+        inputs = []
+        for section in ("required", "optional"):
+            for name, entry in spec.get(section, {}).items():
+                kind = "COMBO" if isinstance(entry[0], list) else entry[0]
+                opts = dict(entry[1]) if len(entry) > 1 else {}
+                if kind == "COMBO":
+                    opts["choices"] = entry[0]
+                inputs.append((name, kind, opts, section == "required"))
+        return inputs, list(cls.RETURN_TYPES)
+    b = bw.BUILTIN_NODES[class_type]
+    return [(n, t, {}, True) for n, t, _ in b["inputs"]], [t for _, t in b["outputs"]]
+
+
+def is_widget(kind: str, opts: dict) -> bool:
+    return (kind in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")) and not opts.get("forceInput")
+
+
+def canvas_widget_map(node: dict) -> dict[str, object]:
+    """Canvas ``widgets_values`` -> {input name: value}, following ComfyUI's front-end layout rules
+    (a seed's control value follows it; LoadImage's upload button follows the file list)."""
+    values = list(node["widgets_values"])
+    out = {}
+    inputs, _ = definition(node["type"])
+    for name, kind, opts, _ in inputs:
+        if not is_widget(kind, opts):
+            continue
+        out[name] = values.pop(0)
+        if kind == "INT" and opts.get("control_after_generate", name in ("seed", "noise_seed")):
+            assert values.pop(0) == "fixed", f"{node['type']}.{name}: shared workflows must not randomise seeds"
+        if node["type"] == "LoadImage" and name == "image":
+            assert values.pop(0) == "image"
+    if node["type"] == "PreviewAny":
+        assert values == [None, None, None]
+        values = []
+    assert values == [], f"{node['type']} #{node['id']}: {len(values)} widget values left over"
+    return out
+
+
+def real_nodes(canvas: dict) -> list[dict]:
+    return [n for n in canvas["nodes"] if n["type"] not in bw.VIRTUAL_NODES]
+
+
+def test_files_are_up_to_date():
+    built = bw.build_all()
+    assert sorted(built) == sorted(p.name for p in WF_DIR.glob("*.json"))
+    for fname, text in built.items():
+        assert (WF_DIR / fname).read_text(encoding="utf-8") == text, f"{fname} is stale; run workflows/build_workflows.py"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_canvas_file_structure(name):
+    canvas, _ = load(name)
+    assert canvas["version"] == 0.4 and isinstance(canvas["links"], list)
+    ids = [n["id"] for n in canvas["nodes"]]
+    assert len(ids) == len(set(ids)) and canvas["last_node_id"] == max(ids)
+    assert canvas["last_link_id"] == len(canvas["links"]) == len({link[0] for link in canvas["links"]})
+    assert sum(n["type"] == "MarkdownNote" for n in canvas["nodes"]) == 1, "each workflow explains itself in a note"
+    for n in canvas["nodes"]:
+        assert {"id", "type", "pos", "size", "flags", "order", "mode", "inputs", "outputs", "properties",
+                "widgets_values"} <= set(n)
+        assert len(n["pos"]) == 2 and len(n["size"]) == 2 and n["mode"] == 0
+    by_id = {n["id"]: n for n in canvas["nodes"]}
+    for link_id, src, slot, dst, dst_slot, typ in canvas["links"]:
+        assert link_id in by_id[src]["outputs"][slot]["links"]
+        assert by_id[dst]["inputs"][dst_slot]["link"] == link_id
+    linked_inputs = [i["link"] for n in canvas["nodes"] for i in n["inputs"] if i["link"] is not None]
+    assert sorted(linked_inputs) == sorted(link[0] for link in canvas["links"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_links_connect_matching_types(name):
+    canvas, _ = load(name)
+    by_id = {n["id"]: n for n in canvas["nodes"]}
+    for _, src, slot, dst, dst_slot, typ in canvas["links"]:
+        _, outputs = definition(by_id[src]["type"])
+        assert outputs[slot] == typ == by_id[src]["outputs"][slot]["type"]
+        target = by_id[dst]["inputs"][dst_slot]
+        inputs, _ = definition(by_id[dst]["type"])
+        declared = {n: k for n, k, _, _ in inputs}[target["name"]]
+        assert declared in (typ, "*"), f"{name}: {typ} linked into {by_id[dst]['type']}.{target['name']} ({declared})"
+        assert target["type"] == declared
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_canvas_and_api_describe_the_same_graph(name):
+    canvas, api = load(name)
+    nodes = real_nodes(canvas)
+    assert sorted(api, key=int) == sorted(str(n["id"]) for n in nodes)
+    link_by_id = {link[0]: link for link in canvas["links"]}
+    for n in nodes:
+        entry = api[str(n["id"])]
+        assert entry["class_type"] == n["type"]
+        assert entry["_meta"]["title"] == n.get("title", entry["_meta"]["title"])
+        expected = dict(canvas_widget_map(n))
+        for inp in n["inputs"]:
+            if inp["link"] is not None:
+                _, src, slot, _, _, _ = link_by_id[inp["link"]]
+                expected[inp["name"]] = [str(src), slot]
+        assert entry["inputs"] == expected, f"{name} #{n['id']} {n['type']}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_inputs_are_complete_and_in_range(name):
+    _, api = load(name)
+    def is_output(class_type: str) -> bool:
+        if class_type in NODE_CLASS_MAPPINGS:
+            return bool(getattr(NODE_CLASS_MAPPINGS[class_type], "OUTPUT_NODE", False))
+        return class_type in ("SaveImage", "SaveAnimatedWEBP", "PreviewAny", "PreviewImage")
+
+    assert any(is_output(e["class_type"]) for e in api.values()), "ComfyUI refuses a prompt without an output node"
+    for node_id, entry in api.items():
+        inputs, _ = definition(entry["class_type"])
+        known = {n: (k, o, r) for n, k, o, r in inputs}
+        assert set(entry["inputs"]) <= set(known), f"{name} #{node_id}: unknown inputs"
+        for inp, (kind, opts, required) in known.items():
+            if required:
+                assert inp in entry["inputs"], f"{name} #{node_id} {entry['class_type']} lacks {inp}"
+            if inp not in entry["inputs"]:
+                continue
+            value = entry["inputs"][inp]
+            if isinstance(value, list) and kind not in ("COMBO",):
+                assert value[0] in api and isinstance(value[1], int)
+                continue
+            if kind in ("INT", "FLOAT"):
+                assert isinstance(value, (int, float)) and not isinstance(value, bool)
+                if "min" in opts:
+                    assert opts["min"] <= value <= opts["max"], f"{name} #{node_id}.{inp} = {value}"
+            elif kind == "BOOLEAN":
+                assert isinstance(value, bool)
+            elif kind == "STRING":
+                assert isinstance(value, str)
+            elif kind == "COMBO" and "choices" in opts and "default" in opts:
+                assert value in opts["choices"], f"{name} #{node_id}.{inp} = {value!r}"
+
+
+def test_workflows_use_the_documented_model_names():
+    names = set()
+    for name in NAMES:
+        _, api = load(name)
+        for entry in api.values():
+            if entry["class_type"] == "NadaLoadGenerator":
+                names.add(entry["inputs"]["generator_name"])
+            if entry["class_type"] == "NadaLoadCLIP":
+                assert entry["inputs"]["clip_name"] == bw.CLIP_FOLDER and entry["inputs"]["model_name"] == "ViT-B-32"
+                assert entry["inputs"]["clip_name_2"] == "none"
+    assert names == {bw.FFHQ, bw.ADAPTED}
+    _, api = load("text_to_domain")
+    save = next(e for e in api.values() if e["class_type"] == "NadaSaveGenerator")
+    assert "nada/" + save["inputs"]["file_name"] + ".safetensors" == bw.ADAPTED, \
+        "text_to_domain saves the file the other workflows load"
+
+
+def test_builder_refuses_inconsistent_descriptions():
+    wf = bw.Workflow("broken", "t", "n", [bw.Node(1, "NadaLoadGenerator", (0, 0), {"generator_name": "x", "nope": 1})])
+    with pytest.raises(ValueError, match="no widget named"):
+        bw.build_canvas(wf)
+    wf = bw.Workflow("broken", "t", "n", [bw.Node(1, "NadaLoadGenerator", (0, 0), {})])
+    with pytest.raises(ValueError, match="set 'generator_name' explicitly"):
+        bw.build_api(wf)
+    wf = bw.Workflow("broken", "t", "n", [
+        bw.Node(1, "NadaLoadGenerator", (0, 0), {"generator_name": "x"}),
+        bw.Node(2, "NadaRender", (0, 0), {}, {"generator": (1, 0), "latents": (1, 0)})])
+    with pytest.raises(ValueError, match="no link input 'latents'"):
+        bw.build_canvas(wf)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_workflow_has_a_picture(name):
+    """docs/workflows/NAME.png shows the outputs (made by workflows/render_examples.py)."""
+    from PIL import Image
+
+    path = WF_DIR.parent / "docs" / "workflows" / f"{name}.png"
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width >= 600 and im.height >= 300
