@@ -101,11 +101,14 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
     """
     p = _existing_file(path)
     fmt = detect_format(p)
-    if fmt == FORMAT_NADA:
-        G = _load_nada(p)
-    else:
-        G = _load_foreign(p, fmt, ema)
-    return G.to(_device(device)).eval()
+    # Outside inference mode (ComfyUI runs nodes inside it): inference tensors could never be
+    # trained or inverted through later.
+    with torch.inference_mode(False):
+        if fmt == FORMAT_NADA:
+            G = _load_nada(p)
+        else:
+            G = _load_foreign(p, fmt, ema)
+        return G.to(_device(device)).eval()
 
 
 def save_generator(G: Generator, path: str | os.PathLike, metadata: dict | None = None) -> Path:

@@ -1018,15 +1018,18 @@ def load_clip(spec: str, device: str | torch.device = "cpu", precision: str | No
     except InputError as err:
         raise ClipError(str(err)) from None
     parsed = parse_clip_spec(spec)
-    if parsed.kind == "folder":
-        model = _load_folder(parsed.path, precision, quick_gelu, parsed.raw)
-    elif parsed.kind == "file":
-        model = _load_file(parsed.path, parsed.arch, precision, quick_gelu, parsed.raw)
-    elif parsed.kind == "tag":
-        model = _load_tag(parsed.arch, parsed.tag, precision, quick_gelu, parsed.raw)
-    else:
-        model = _load_hub(parsed.tag, precision, quick_gelu, parsed.raw)
-    return model.to(dev)
+    # ComfyUI runs nodes under inference mode; tensors made there can never take part in autograd,
+    # so build the model outside it (gradients must flow through the image tower for training).
+    with torch.inference_mode(False):
+        if parsed.kind == "folder":
+            model = _load_folder(parsed.path, precision, quick_gelu, parsed.raw)
+        elif parsed.kind == "file":
+            model = _load_file(parsed.path, parsed.arch, precision, quick_gelu, parsed.raw)
+        elif parsed.kind == "tag":
+            model = _load_tag(parsed.arch, parsed.tag, precision, quick_gelu, parsed.raw)
+        else:
+            model = _load_hub(parsed.tag, precision, quick_gelu, parsed.raw)
+        return model.to(dev)
 
 
 def _finish(model, tokenizer, *, arch, source, preprocess_cfg: dict, quick_gelu, precision, spec) -> ClipModel:

@@ -39,6 +39,7 @@ brings it below.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Callable, Iterable, Sequence
 
@@ -175,7 +176,7 @@ def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
             w0 = _initial_codes(G, n_codes, rng, device)
             w = w0.clone().requires_grad_(True)
             for _ in range(steps):
-                ctx = autocast() if autocast is not None else _nullcontext()
+                ctx = autocast() if autocast is not None else contextlib.nullcontext()
                 with ctx:
                     img = G.synthesis(w, noise_mode=noise_mode)
                     loss = global_loss(img)
@@ -190,14 +191,6 @@ def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
     cand_scores = scores[torch.tensor(cands, dtype=torch.long)]
     order = torch.topk(cand_scores, kk).indices.tolist()
     return LayerSelection(indices=[cands[j] for j in order], scores=scores)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 # ----------------------------------------------------------------------------------------------

@@ -97,7 +97,6 @@ def pil_to_unit(pil) -> torch.Tensor:
 
     16-bit and 32-bit images keep their precision; alpha is composited over white.
     """
-    from PIL import Image
 
     mode = pil.mode
     if mode in ("I;16", "I;16B", "I;16L", "I"):

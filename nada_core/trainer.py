@@ -454,7 +454,10 @@ class NadaTrainer:
     # Properties ---------------------------------------------------------------------------------
     @property
     def generator(self) -> Generator:
-        """The adapted generator (live: it keeps changing while training continues)."""
+        """The adapted generator (live: it keeps changing while training continues), tagged with
+        ``source_sha256`` and provenance ``metadata`` so ``save_generator(trainer.generator, path)``
+        records where it came from."""
+        self._tag_generator(self.G_train, self.metadata())
         return self.G_train
 
     def export_generator(self, device: str | torch.device | None = None) -> Generator:
@@ -765,7 +768,8 @@ class NadaTrainer:
         only in ``steps``, previews and snapshots (anything else would not continue the same
         run) and are otherwise checked. Returns ``self``.
         """
-        tensors, info = read_state(path)
+        with torch.inference_mode(False):  # ordinary tensors: Adam updates its state in place
+            tensors, info = read_state(path)
         cfg_saved = TrainConfig.from_dict(info["config"])
         diffs = [k for k, v in cfg_saved.to_dict().items()
                  if k not in _RESUMABLE_CHANGES and self.config.to_dict()[k] != v]

@@ -12,14 +12,6 @@ FIT_TOOLTIP = ("How a photo that is not square becomes the generator's square: c
 PREVIEW_EVERY = 25  # steps between live previews on the node
 
 
-def first_clip_model(clip):
-    """The first (highest-listed) model of a CLIP guide, for losses that take one model."""
-    if clip is None:
-        return None
-    members = getattr(clip, "models", None)
-    return members[0] if members else clip
-
-
 @register("NADA Invert Image")
 class NadaInvertImage:
     DESCRIPTION = ("Finds latent codes that make the generator reproduce your photo(s) (GAN inversion). Invert in the "
@@ -44,7 +36,7 @@ class NadaInvertImage:
             },
             "optional": {
                 "clip": socket(T.CLIP, "Optional CLIP model: adds a semantic similarity term (needs a CLIP trained on "
-                               "real photos; the first model of the guide is used)."),
+                               "real photos; every model of the guide counts by its weight)."),
             },
         }
 
@@ -54,8 +46,7 @@ class NadaInvertImage:
         from nada_core.invert import InvertConfig, invert
 
         cfg = InvertConfig(space=space, steps=int(steps), fit=fit, seed=int(seed), preview_every=PREVIEW_EVERY)
-        model = first_clip_model(clip)
-        if model is None:
+        if clip is None:
             cfg.clip_weight = 0.0
         comfy_bridge.free_memory()  # inversion back-propagates through the generator: make room
         bar = comfy_bridge.Progress(cfg.steps)
@@ -66,7 +57,7 @@ class NadaInvertImage:
                 pil = Image.fromarray(to_uint8(make_grid(preview, pad=2, pad_value=1.0))[0])
             bar.update(step, pil)
 
-        result = invert(generator, image, cfg, clip=model, layout="comfy", on_progress=on_progress,
+        result = invert(generator, image, cfg, clip=clip, layout="comfy", on_progress=on_progress,
                         should_stop=comfy_bridge.interrupt_requested)
         if result.interrupted:
             comfy_bridge.raise_interrupted(f"inversion stopped at step {result.steps_done} of {cfg.steps}")

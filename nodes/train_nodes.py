@@ -136,7 +136,6 @@ class NadaTrain:
         from nada_core.images import to_comfy
         from nada_core.seeds import parse_seeds
         from nada_core.trainer import NadaTrainer, TrainConfig
-        import torch
 
         config = TrainConfig(steps=int(steps), batch=int(batch), lr=float(lr), layers=layers, interval=int(interval),
                              falloff=int(falloff), mixing=float(mixing), global_weight=float(global_weight),
@@ -156,8 +155,7 @@ class NadaTrain:
         adapted = trainer.export_generator()
         comparison = comparison_image(trainer.preview())
         plot = draw_loss_plot(loss_series(trainer.history), title=f"NADA training loss ({result.steps_done} steps)")
-        with torch.no_grad():
-            scores = evaluate(trainer.G_frozen, adapted, clip, direction)
+        scores = evaluate(trainer.G_frozen, adapted, clip, direction)
         text = format_metrics(scores, title=f"NADA metrics after {result.steps_done} steps")
         return (adapted, to_comfy(comparison), _pil_to_comfy(plot), text)
 
@@ -187,15 +185,13 @@ class NadaMetrics:
         }
 
     def measure(self, clip, direction, source_generator, adapted_generator, seeds: str, truncation: float):
-        import torch
         from nada_core.metrics import evaluate
         from nada_core.seeds import parse_seeds
 
         seed_list = parse_seeds(seeds)
         if len(seed_list) < 2:
             raise node_error(self, "give at least two seeds (diversity compares pairs), e.g. '1000-1015'")
-        with torch.no_grad():
-            scores = evaluate(source_generator, adapted_generator, clip, direction, seeds=seed_list,
-                              truncation=float(truncation))
+        scores = evaluate(source_generator, adapted_generator, clip, direction, seeds=seed_list,
+                          truncation=float(truncation))
         text = format_metrics(scores)
         return {"ui": {"text": [text]}, "result": (text,)}

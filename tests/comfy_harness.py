@@ -66,8 +66,6 @@ def make_model_tree(base: Path) -> dict[str, Any]:
     tiny CLIP in the Hugging Face layout), ``base/input/portrait.png`` and
     ``base/input/nada_examples/*.png``.
     """
-    import numpy as np
-    from PIL import Image
 
     from nada_core.checkpoints import save_generator
     from tests.clip_factory import save_tiny_clip

@@ -23,3 +23,15 @@ def test_failed_write_leaves_previous_file_and_no_temp(tmp_path):
         atomic_write(target, half_write)
     assert target.read_bytes() == b"good"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_saved_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        target = atomic_write_text(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644

@@ -33,13 +33,6 @@ from reference_stylegan2 import nvidia_reference, rosinality_reference
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def assert_close_to_reference(got: torch.Tensor, expected: torch.Tensor) -> float:
     assert got.shape == expected.shape
@@ -639,3 +632,16 @@ def test_info_command_as_a_user_runs_it(sample_files, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "os.system" in err and str(bad) in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_loading_under_inference_mode_gives_trainable_tensors(tmp_path):
+    # ComfyUI runs nodes under torch.inference_mode(); a loaded generator must still be trainable.
+    from factories import tiny_generator
+
+    path = save_generator(tiny_generator(8), tmp_path / "g.safetensors")
+    with torch.inference_mode():
+        G = load_generator(path)
+    assert not any(p.is_inference() for p in G.parameters())
+    G.synthesis.convs[0].conv.weight.requires_grad_(True)
+    G(torch.randn(1, G.z_dim)).sum().backward()
+    assert G.synthesis.convs[0].conv.weight.grad is not None

@@ -26,13 +26,6 @@ SHA_SOURCE = "5" * 64
 SHA_OTHER = "6" * 64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _save(G, path: Path, sha: str | None) -> Path:
     if sha:

@@ -20,13 +20,6 @@ from tests.factories import tiny_generator
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
@@ -221,3 +214,58 @@ def test_demo_training_writes_outputs_and_says_weights_are_random(tmp_path):
     a, b = tiny_random_clip(seed=3, image_size=32, width=64), tiny_random_clip(seed=3, image_size=32, width=64)
     assert torch.equal(torch.get_rng_state(), state)
     assert torch.equal(a.encode_text(["photo"]), b.encode_text(["photo"]))
+
+
+def _colours(img) -> set:
+    import numpy as np
+
+    return {tuple(int(c) for c in px) for px in np.asarray(img.convert("RGB")).reshape(-1, 3)}
+
+
+def test_loss_plot_draws_each_series_and_survives_nan(tmp_path):
+    from PIL import Image
+
+    from nada_core.plots import _PALETTE, draw_loss_plot, ema, save_loss_plot
+
+    assert ema([1.0, 1.0, 1.0], 0.1) == pytest.approx([1.0, 1.0, 1.0])  # bias-corrected: no pull to 0
+    assert ema([2.0, 0.0], 0.5) == pytest.approx([2.0, 2.0 / 3.0])
+    img = draw_loss_plot({"total": [1.0, float("nan"), 0.8, 0.7], "global": [0.9, 0.9, 0.85, 0.8]})
+    colours = _colours(img)
+    assert _PALETTE[0] in colours and _PALETTE[1] in colours  # both curves drawn in their colours
+    empty = draw_loss_plot({"total": []})
+    assert _PALETTE[0] not in _colours(empty)
+    path = save_loss_plot({"total": [0.5]}, tmp_path / "one.png")
+    with Image.open(path) as im:
+        assert im.size == (800, 450)
+
+
+def test_real_ctrl_c_in_a_subprocess_saves_and_exits_130(files, tmp_path):
+    import signal
+    import time
+
+    clip_dir = save_tiny_clip(tmp_path / "clip", layout="hf")
+    out = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "nada_core", "train", "--generator", files["generator"],
+                             "--clip", clip_dir, "--source", "photo", "--target", "pencil sketch", "--steps", "100000",
+                             "--layers", "2", "--preview-every", "2", "--eval-seeds", "1000-1001", "--device", "cpu",
+                             "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "preview_000004.png").exists():  # training is under way
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "training did not start in time"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in err and "Traceback" not in err
+    steps = read_metadata(out / "generator.safetensors")["provenance"]["nada"]["steps_done"]
+    assert 4 <= steps < 100000
+    assert read_state(out)[1]["step"] == steps
+    load_generator(out / "generator.safetensors")
+    assert json.loads((out / "metrics.json").read_text())["interrupted"] is True

@@ -28,13 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 PROMPTS = ["a photo of a face.", "a pencil sketch of a face.", "zzz"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
@@ -552,3 +545,14 @@ def test_importing_the_modules_stays_light():
             "print('open_clip' in sys.modules, 'huggingface_hub' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=str(REPO))
     assert out.stdout.split() == ["False", "False"], out.stderr[-400:]
+
+
+def test_loading_under_inference_mode_gives_a_differentiable_model(tmp_path):
+    # ComfyUI loads everything under torch.inference_mode(); gradients must still reach the image.
+    spec = save_tiny_clip(tmp_path, "hf")
+    with torch.inference_mode():
+        model = load_clip(spec)
+    assert not any(p.is_inference() for p in model.model.parameters())
+    img = (torch.rand(1, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    model.encode_image(img).sum().backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0

@@ -19,13 +19,6 @@ from tests.clip_factory import load_tiny_clip
 from tests.factories import tiny_generator
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):

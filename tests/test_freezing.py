@@ -12,14 +12,6 @@ from tests.factories import tiny_generator
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The suite runs on 2 shared cores: one thread per process avoids OpenMP oversubscription.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _only_index_matters(index: int, seed: int = 0):
     """A generator whose output depends on ``ws[:, index]`` only, through the styled conv it drives.

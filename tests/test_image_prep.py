@@ -11,13 +11,6 @@ from nada_core.errors import InputError
 from nada_core.image_prep import centre_crop_box, prepare_images
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _three_bands(w: int, h: int, axis: str) -> np.ndarray:
     """uint8 image: outer bands red/blue, the centred square (the crop) pure green."""

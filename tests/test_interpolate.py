@@ -15,13 +15,6 @@ from nada_core.latents import Latents, latents_from_seeds, render
 from tests.factories import tiny_generator
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _tensors(G):
     out = dict(G.named_parameters())

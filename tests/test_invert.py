@@ -21,14 +21,6 @@ from tests.factories import tiny_generator
 FAST = dict(w_avg_samples=500)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: threads only add overhead (and the test machine's cores are shared).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def G():

@@ -15,13 +15,6 @@ from nada_core.seeds import z_from_seeds
 from tests.factories import tiny_generator
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 SHA_A = "a" * 64
 SHA_B = "b" * 64
 

@@ -26,8 +26,6 @@ from tests.clip_factory import save_tiny_clip
 from tests.comfy_harness import save_adapted_copy
 from tests.factories import tiny_generator
 
-torch.set_num_threads(1)
-
 
 def node(name):
     return NODES[name]()

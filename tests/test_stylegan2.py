@@ -13,13 +13,6 @@ from nada_core.stylegan2 import (Generator, GeneratorConfig, SynthesisLayer, ToR
 from reference_stylegan2 import nvidia_reference
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def make_generator(res: int = 16, seed: int = 0, **kw) -> Generator:
     """A small generator with every usually-zero parameter made non-zero."""

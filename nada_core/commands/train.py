@@ -34,57 +34,57 @@ _TRAIN_FLAGS = {
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("inputs")
-    g.add_argument("--generator", help="source generator (.pt, .pkl or .safetensors); on --resume defaults to "
+    g.add_argument("--generator", metavar="PATH", help="source generator (.pt, .pkl or .safetensors); on --resume defaults to "
                                        "the file the run started from")
     g.add_argument("--clip", action="append", metavar="SPEC",
                    help="CLIP guide, e.g. 'ViT-B-32:models/open_clip/vit-b-32.safetensors' or an open_clip "
                         "folder; repeat for several guides")
     g.add_argument("--clip-weight", action="append", type=float, metavar="W",
                    help="loss weight of the matching --clip (in order; default 1.0 each)")
-    g.add_argument("--source", help="text for the source domain, e.g. 'photo'")
+    g.add_argument("--source", metavar="TEXT", help="text for the source domain, e.g. 'photo'")
     tgt = g.add_mutually_exclusive_group()
-    tgt.add_argument("--target", help="text for the target domain, e.g. 'pencil sketch'")
+    tgt.add_argument("--target", metavar="TEXT", help="text for the target domain, e.g. 'pencil sketch'")
     tgt.add_argument("--target-images", metavar="DIR", help="folder of example images of the target domain "
                                                             "(few-shot image direction)")
-    g.add_argument("--source-samples", type=int, default=16,
+    g.add_argument("--source-samples", metavar="N", type=int, default=16,
                    help="generator samples that stand for the source with --target-images (default 16)")
     g.add_argument("--templates", action=argparse.BooleanOptionalAction, default=None,
                    help="average the prompts over photo templates ('a photo of a {}.', ...) (default on)")
 
     t = p.add_argument_group("training")
-    t.add_argument("--steps", type=int, default=None, help="training steps (default 300)")
-    t.add_argument("--batch", type=int, default=None, help="codes per step (default 2)")
-    t.add_argument("--layers", default=None,
+    t.add_argument("--steps", metavar="N", type=int, default=None, help="training steps (default 300)")
+    t.add_argument("--batch", metavar="B", type=int, default=None, help="codes per step (default 2)")
+    t.add_argument("--layers", metavar="K|all", default=None,
                    help="W+ layers trained per step (adaptive selection) or 'all' (default all)")
-    t.add_argument("--interval", type=int, default=None, help="re-select layers every N steps (default 1)")
-    t.add_argument("--falloff", type=int, default=None,
+    t.add_argument("--interval", metavar="I", type=int, default=None, help="re-select layers every N steps (default 1)")
+    t.add_argument("--falloff", metavar="F", type=int, default=None,
                    help="train one layer fewer every N steps, down to 1 (default 0 = off)")
-    t.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.002)")
-    t.add_argument("--mixing", type=float, default=None, help="style-mixing probability (default 0.9)")
-    t.add_argument("--truncation", type=float, default=None, help="truncation psi of training codes (default 1)")
-    t.add_argument("--directional-weight", type=float, default=None, help="directional loss weight (default 1)")
-    t.add_argument("--global-weight", type=float, default=None, help="global CLIP loss weight (default 0)")
-    t.add_argument("--angle-weight", type=float, default=None,
+    t.add_argument("--lr", metavar="LR", type=float, default=None, help="Adam learning rate (default 0.002)")
+    t.add_argument("--mixing", metavar="P", type=float, default=None, help="style-mixing probability (default 0.9)")
+    t.add_argument("--truncation", metavar="PSI", type=float, default=None, help="truncation psi of training codes (default 1)")
+    t.add_argument("--directional-weight", metavar="W", type=float, default=None, help="directional loss weight (default 1)")
+    t.add_argument("--global-weight", metavar="W", type=float, default=None, help="global CLIP loss weight (default 0)")
+    t.add_argument("--angle-weight", metavar="W", type=float, default=None,
                    help="in-domain angle-consistency loss weight (default 0)")
-    t.add_argument("--select-codes", type=int, default=None, help="codes per layer selection (default 8)")
-    t.add_argument("--select-steps", type=int, default=None, help="SGD steps per layer selection (default 1)")
-    t.add_argument("--select-lr", type=float, default=None, help="SGD rate of layer selection (default 0.01)")
+    t.add_argument("--select-codes", metavar="N", type=int, default=None, help="codes per layer selection (default 8)")
+    t.add_argument("--select-steps", metavar="N", type=int, default=None, help="SGD steps per layer selection (default 1)")
+    t.add_argument("--select-lr", metavar="LR", type=float, default=None, help="SGD rate of layer selection (default 0.01)")
     t.add_argument("--noise-mode", choices=("const", "random"), default=None,
                    help="per-pixel noise while training (default const)")
     t.add_argument("--train-torgb", action="store_true", help="also train the toRGB layers of selected entries")
     t.add_argument("--train-affine", action="store_true", help="also train the style affines of selected layers")
     t.add_argument("--train-const", action="store_true", help="also train the 4x4 constant (with entry 0)")
     t.add_argument("--mixed-precision", action="store_true", help="bf16 autocast on CUDA (faster, less memory)")
-    t.add_argument("--seed", type=int, default=None, help="seed of the training codes (default 0)")
+    t.add_argument("--seed", metavar="S", type=int, default=None, help="seed of the training codes (default 0)")
 
     o = p.add_argument_group("output")
-    o.add_argument("--out", required=True, help="output folder")
+    o.add_argument("--out", metavar="DIR", required=True, help="output folder")
     o.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (its --out folder)")
-    o.add_argument("--preview-every", type=int, default=None, help="preview PNG every N steps (default 50; 0 = off)")
-    o.add_argument("--preview-seeds", default=None, help="seeds of the preview columns (default 0-3)")
-    o.add_argument("--snapshot-every", type=int, default=None,
+    o.add_argument("--preview-every", metavar="N", type=int, default=None, help="preview PNG every N steps (default 50; 0 = off)")
+    o.add_argument("--preview-seeds", metavar="SEEDS", default=None, help="seeds of the preview columns (default 0-3)")
+    o.add_argument("--snapshot-every", metavar="N", type=int, default=None,
                    help="save the generator every N steps under snapshots/ (default 0 = off)")
-    o.add_argument("--eval-seeds", default="1000-1015",
+    o.add_argument("--eval-seeds", metavar="SEEDS", default="1000-1015",
                    help="held-out seeds for metrics.json (default 1000-1015; 'none' skips metrics)")
     o.add_argument("--quiet", action="store_true", help="no progress bar or progress messages")
     add_device_argument(p)
