@@ -13,9 +13,9 @@ Variants per resolution:
   the research code (``ZSSGAN.forward`` + ``train.py``): selection unfreezes *every* layer and
   back-propagates into all generator weights (gradients thrown away), runs CLIP's full forward
   (text tower included) on every selection, encodes frozen and trained images in two separate
-  CLIP calls with CLIP weights requiring grad (so CLIP weight gradients are built too), trains
-  whole layers (style affines included), draws random noise, and syncs every step to print
-  the loss.
+  CLIP calls, trains whole layers (style affines included), draws random noise, and syncs every
+  step to print the loss. As in the research code's current version, CLIP's weights do not
+  require grad, and on CUDA CLIP runs in fp16 (what ``clip.load`` gives on a GPU).
 
 Usage::
 
@@ -143,7 +143,9 @@ class ResearchStyleStep:
         self.G_frozen = copy.deepcopy(G).to(device).requires_grad_(False)
         self.G_train = copy.deepcopy(G).to(device)
         self.clip = clip
-        self.model = clip.model  # CLIP weights require grad, as after clip.load() in the research code
+        # clip.load() on a GPU returns fp16 weights; the research code freezes them (requires_grad False).
+        self.dtype = torch.float16 if device.type == "cuda" else torch.float32
+        self.model = copy.deepcopy(clip.model).to(self.dtype).requires_grad_(False)
         self.pre = clip.preprocess
         self.tokens = clip.tokenizer([f"a {direction.target_text}"]).to(device)
         self.dT = direction.vector(clip.name).to(device)
@@ -153,25 +155,21 @@ class ResearchStyleStep:
         self.num_ws, self.z_dim = G.num_ws, G.z_dim
 
     def __enter__(self):
-        self.model.requires_grad_(True)
         return self
 
     def __exit__(self, *exc):
-        self.model.requires_grad_(False)
-        for p in self.model.parameters():
-            p.grad = None
         return False
 
     def _encode(self, img: torch.Tensor) -> torch.Tensor:
-        pixels = preprocess_unit_images((img + 1.0) * 0.5, self.pre)
-        feats = self.model.encode_image(pixels)
+        pixels = preprocess_unit_images((img + 1.0) * 0.5, self.pre).to(self.dtype)
+        feats = self.model.encode_image(pixels).float()
         return feats / feats.clone().norm(dim=-1, keepdim=True)
 
     def _global_loss(self, img: torch.Tensor) -> torch.Tensor:
         # CLIP's full forward: image AND text towers on every call; logits / 100 = cosine.
-        pixels = preprocess_unit_images((img + 1.0) * 0.5, self.pre)
+        pixels = preprocess_unit_images((img + 1.0) * 0.5, self.pre).to(self.dtype)
         out = self.model(pixels, self.tokens)
-        img_f, txt_f, scale = out[0], out[1], out[2]
+        img_f, txt_f, scale = out[0].float(), out[1].float(), out[2].float()
         logits = scale * img_f @ txt_f.T
         return (1.0 - logits / 100.0).mean()
 
@@ -205,7 +203,7 @@ class ResearchStyleStep:
                 w = self.G_frozen.mapping(z1)
             frozen = self.G_frozen.synthesis(w, noise_mode="random")
         trained = self.G_train.synthesis(w, noise_mode="random")
-        e_src = self._encode(frozen)  # separate CLIP calls; graph built for both (CLIP weights need grad)
+        e_src = self._encode(frozen)  # two separate CLIP calls
         e_trg = self._encode(trained)
         d = e_trg - e_src
         d = d / d.clone().norm(dim=-1, keepdim=True)
@@ -236,7 +234,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     p.add_argument("--layers", type=int, default=8, help="k for the adaptive-selection variants (default 8)")
     p.add_argument("--interval", type=int, default=10, help="interval of the scheduled variant (default 10)")
-    p.add_argument("--mixed-precision", action="store_true", help="bf16 autocast for our trainer (CUDA only)")
+    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=True,
+                   help="bf16 autocast for our trainer on CUDA, as `nada train` does by default")
     p.add_argument("--skip-research", action="store_true", help="do not time the research-style step")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = p.parse_args(argv)
@@ -251,7 +250,7 @@ def main(argv=None) -> int:
     mem_label = "peak CUDA MiB" if device.type == "cuda" else "peak RSS MiB (cumulative)"
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"\nStyleGAN-NADA training step, batch 2, ViT-B/32 guide (random weights), {gpu}, torch {torch.__version__}, "
-          f"{args.steps} timed steps after {args.warmup} warm-up{', bf16' if args.mixed_precision else ''}\n")
+          f"{args.steps} timed steps after {args.warmup} warm-up{', ours with bf16 autocast' if args.mixed_precision and device.type == 'cuda' else ''}\n")
     print(f"| resolution | variant | s/step | {mem_label} | speed-up vs research-style |")
     print("|---:|---|---:|---:|---:|")
     for res in args.resolutions:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
+from .errors import CheckpointError
 from .stylegan2 import GeneratorConfig
 
 
@@ -23,3 +24,12 @@ class Converted:
     state_dict: dict[str, torch.Tensor]
     w_avg: torch.Tensor | None
     notes: dict[str, Any]
+
+
+def reject_unused_tensors(source: str, names: Iterable[str], used: set[str], expected: str) -> None:
+    """Raise when a file holds generator tensors the converter did not map (another architecture)."""
+    extra = sorted(set(names) - used)
+    if extra:
+        shown = ", ".join(extra[:4]) + (" ..." if len(extra) > 4 else "")
+        raise CheckpointError(f"{source}: the generator has tensors {expected} does not ({shown}); "
+                              f"it is a different architecture")

@@ -46,7 +46,7 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 
-from .errors import ClipError, InputError
+from .errors import ClipError, InputError, non_negative_weight
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -962,13 +962,7 @@ class ClipEnsemble:
 
 
 def _check_weight(weight, label: str) -> float:
-    try:
-        w = float(weight)
-    except (TypeError, ValueError):
-        raise InputError(f"weight of CLIP model {label} must be a number, got {weight!r}") from None
-    if not math.isfinite(w) or w < 0:
-        raise InputError(f"weight of CLIP model {label} must be a finite number >= 0, got {weight!r}")
-    return w
+    return non_negative_weight(weight, f"weight of CLIP model {label}")
 
 
 def as_ensemble(guide: ClipModel | ClipEnsemble) -> ClipEnsemble:

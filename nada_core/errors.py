@@ -27,3 +27,16 @@ class InputError(NadaError):
 
 class Interrupted(NadaError):
     """Long work was stopped by the user (Cancel in ComfyUI, Ctrl-C on the CLI)."""
+
+
+def non_negative_weight(value, what: str) -> float:
+    """``float(value)`` when it is a finite number >= 0; otherwise :class:`InputError` naming ``what``."""
+    import math
+
+    try:
+        w = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(w) or w < 0:
+        raise InputError(f"{what} must be a finite number >= 0, got {value!r}")
+    return w

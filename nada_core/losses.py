@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from .errors import InputError, non_negative_weight
 
 #: Floor on |E_I(train) - E_I(frozen)| in the directional cosine (unit embeddings; see module doc).
 DIRECTION_EPS = 1e-5
@@ -110,14 +110,7 @@ class NadaLoss:
 
     def __post_init__(self) -> None:
         for name in ("directional", "global_", "angle"):
-            value = getattr(self, name)
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise InputError(f"loss weight {name.rstrip('_')} must be a number, got {value!r}") from None
-            if not math.isfinite(value) or value < 0:
-                raise InputError(f"loss weight {name.rstrip('_')} must be a finite number >= 0, got {value!r}")
-            setattr(self, name, value)
+            setattr(self, name, non_negative_weight(getattr(self, name), f"loss weight {name.rstrip('_')}"))
         if self.directional == 0 and self.global_ == 0 and self.angle == 0:
             raise InputError("all CLIP loss weights are 0; give the directional loss a weight (1.0 is the default)")
         if not (self.eps > 0 and math.isfinite(self.eps)):

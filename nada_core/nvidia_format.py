@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint_common import Converted
+from .checkpoint_common import Converted, reject_unused_tensors
 from .errors import CheckpointError
 from .safe_unpickle import PersistentStub, TFNetworkStub
 from .stylegan2 import GeneratorConfig, make_fir_kernel
@@ -249,9 +249,5 @@ def _map_tensors(t: dict[str, torch.Tensor], cfg: GeneratorConfig, use_noise: bo
         sd[f"synthesis.to_rgbs.{j}.conv.affine.weight"] = take(f"{b}.torgb.affine.weight", [ch[r], cfg.w_dim])
         sd[f"synthesis.to_rgbs.{j}.conv.affine.bias"] = take(f"{b}.torgb.affine.bias", [ch[r]])
         sd[f"synthesis.to_rgbs.{j}.bias"] = take(f"{b}.torgb.bias", [cfg.img_channels])
-    extra = sorted(set(t) - used)
-    if extra:
-        shown = ", ".join(extra[:4]) + (" ..." if len(extra) > 4 else "")
-        raise CheckpointError(f"{source}: the generator has tensors a StyleGAN2 'skip' generator does not "
-                              f"({shown}); it is a different architecture")
+    reject_unused_tensors(source, t, used, "a StyleGAN2 'skip' generator")
     return sd, w_avg

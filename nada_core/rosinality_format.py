@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint_common import Converted
+from .checkpoint_common import Converted, reject_unused_tensors
 from .errors import CheckpointError
 from .stylegan2 import GeneratorConfig, channels_from_multiplier, make_fir_kernel
 
@@ -228,9 +228,5 @@ def _map_tensors(sd: dict, cfg: GeneratorConfig, source: str) -> tuple[dict[str,
                 out[f"synthesis.convs.{k}.noise_const"] = noise
         notes["noise_const"] = f"not stored in the file; generated with seed {_NOISE_SEED}"
 
-    extra = sorted(set(sd) - used)
-    if extra:
-        shown = ", ".join(extra[:4]) + (" ..." if len(extra) > 4 else "")
-        raise CheckpointError(f"{source}: the generator has tensors a StyleGAN2 generator does not ({shown}); "
-                              f"it is a different architecture")
+    reject_unused_tensors(source, sd, used, "a StyleGAN2 generator")
     return out, notes

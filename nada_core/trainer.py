@@ -65,7 +65,8 @@ class TrainConfig:
     target), ``angle_weight`` (in-domain angle consistency between the samples of a batch).
     ``preview_every`` (0 = off) renders ``preview_seeds`` at ``preview_truncation``.
     ``snapshot_every`` (0 = off) saves the generator under ``snapshots/`` every N steps.
-    ``mixed_precision``: bf16 autocast on CUDA (ignored on other devices; fp16 is not offered as
+    ``mixed_precision``: bf16 autocast on CUDA, on by default (ignored on other devices and on GPUs
+    without bf16; weights and optimiser state stay float32; fp16 is not offered as
     StyleGAN2's modulated convs overflow it without loss scaling). ``noise_mode``: "const"
     (each layer's stored noise) or "random" (fresh noise per step, identical for the frozen and
     trained image of a pair).
@@ -94,7 +95,7 @@ class TrainConfig:
     preview_seeds: tuple[int, ...] = (0, 1, 2, 3)
     preview_truncation: float = 0.7
     snapshot_every: int = 0
-    mixed_precision: bool = False
+    mixed_precision: bool = True
     noise_mode: str = "const"
 
     def __post_init__(self) -> None:
@@ -439,7 +440,8 @@ class NadaTrainer:
         self.layer_history: list[list[int]] = []
         self._frozen_preview: torch.Tensor | None = None
         self.extra_info: dict = {}  # caller's JSON-able notes kept in the training state (CLI: inputs)
-        self._amp = cfg.mixed_precision and self.device.type == "cuda"
+        self._amp = (cfg.mixed_precision and self.device.type == "cuda"
+                     and torch.cuda.is_bf16_supported())
 
     # Construction -----------------------------------------------------------------------------
     def _make_train_generator(self) -> Generator:

@@ -344,7 +344,9 @@ def test_training_under_inference_mode_with_inference_tensors(tmp_path):
     spec = save_tiny_clip(tmp_path)
     with torch.inference_mode():  # as ComfyUI runs a node: models loaded and used inside
         G = tiny_generator(16)
-        clip = load_clip(spec)
+        clip = load_clip(spec)  # load_clip itself leaves inference mode; a model built by other
+        # code inside it holds inference tensors, which the trainer must cope with too:
+        clip.model.load_state_dict({k: v.clone() for k, v in clip.model.state_dict().items()}, assign=True)
         assert next(G.parameters()).is_inference() and next(clip.model.parameters()).is_inference()
         d = text_direction(clip, "photo", "pencil sketch", templates=False)
         tr = NadaTrainer(G, clip, d, _cfg(steps=3, layers=2, preview_every=3), "cpu")

@@ -74,7 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--train-torgb", action="store_true", help="also train the toRGB layers of selected entries")
     t.add_argument("--train-affine", action="store_true", help="also train the style affines of selected layers")
     t.add_argument("--train-const", action="store_true", help="also train the 4x4 constant (with entry 0)")
-    t.add_argument("--mixed-precision", action="store_true", help="bf16 autocast on CUDA (faster, less memory)")
+    t.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast on CUDA: faster, less memory (default on; no effect on CPU/MPS)")
     t.add_argument("--seed", metavar="S", type=int, default=None, help="seed of the training codes (default 0)")
 
     o = p.add_argument_group("output")
@@ -109,9 +110,11 @@ def _config_from_args(args, saved: dict | None):
         from ..seeds import parse_seeds
 
         base["preview_seeds"] = tuple(parse_seeds(args.preview_seeds))
-    for key in ("train_torgb", "train_affine", "train_const", "mixed_precision"):
+    for key in ("train_torgb", "train_affine", "train_const"):
         if getattr(args, key):
             base[key] = True
+    if args.mixed_precision is not None:
+        base["mixed_precision"] = bool(args.mixed_precision)
     if "betas" in base:
         base["betas"] = tuple(base["betas"])
     if "preview_seeds" in base:
