@@ -14,7 +14,8 @@ Variants per resolution:
   back-propagates into all generator weights (gradients thrown away), runs CLIP's full forward
   (text tower included) on every selection, encodes frozen and trained images in two separate
   CLIP calls, trains whole layers (style affines included), draws random noise, and syncs every
-  step to print the loss. As in the research code's current version, CLIP's weights do not
+  step to print the loss. Its modulated convolutions always run as per-sample grouped
+  convolutions, as rosinality's do. As in the research code's current version, CLIP's weights do not
   require grad, and on CUDA CLIP runs in fp16 (what ``clip.load`` gives on a GPU).
 
 Usage::
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nada_core.clip import ClipModel, Preprocess, preprocess_unit_images  # noqa: E402
 from nada_core.directions import text_direction  # noqa: E402
-from nada_core.stylegan2 import Generator, GeneratorConfig  # noqa: E402
+from nada_core.stylegan2 import Generator, GeneratorConfig, ModulatedConv2d  # noqa: E402
 from nada_core.trainer import NadaTrainer, TrainConfig  # noqa: E402
 
 
@@ -142,6 +143,9 @@ class ResearchStyleStep:
         self.device, self.k, self.mixing = device, k, mixing
         self.G_frozen = copy.deepcopy(G).to(device).requires_grad_(False)
         self.G_train = copy.deepcopy(G).to(device)
+        for m in list(self.G_frozen.modules()) + list(self.G_train.modules()):
+            if isinstance(m, ModulatedConv2d):  # rosinality's modulated conv: always the grouped form
+                m.grouped = True
         self.clip = clip
         # clip.load() on a GPU returns fp16 weights; the research code freezes them (requires_grad False).
         self.dtype = torch.float16 if device.type == "cuda" else torch.float32

@@ -92,7 +92,7 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True) -> Generator:
-    """Load a StyleGAN2 generator from any supported file, in eval mode, on ``device``.
+    """Load a StyleGAN2 generator from any supported file, in eval mode with frozen weights, on ``device``.
 
     ``ema=True`` reads the EMA weights (``g_ema`` / ``G_ema``), ``ema=False`` the training
     weights (``g`` / ``G``); our ``.safetensors`` files hold one set of weights and ignore it.
@@ -108,7 +108,9 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
             G = _load_nada(p)
         else:
             G = _load_foreign(p, fmt, ema)
-        return G.to(_device(device)).eval()
+        # Loaded for use, not training: frozen weights also pick the fastest inference path.
+        # Call ``G.requires_grad_(True)`` to fine-tune it yourself (NadaTrainer does its own copy).
+        return G.to(_device(device)).eval().requires_grad_(False)
 
 
 def save_generator(G: Generator, path: str | os.PathLike, metadata: dict | None = None) -> Path:

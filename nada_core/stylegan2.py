@@ -234,7 +234,8 @@ class ModulatedConv2d(nn.Module):
     """Style-modulated convolution (optionally demodulated, optionally 2x upsampling).
 
     ``x [N, in, H, W], w [N, w_dim] -> [N, out, H', W']`` with ``H' = 2H`` when ``up``.
-    Per-sample weights are applied as one grouped convolution.
+    Without autograd, per-sample weights run as one grouped convolution; with autograd, the
+    style scaling moves onto the activations (same result, much cheaper backward).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, w_dim: int,
@@ -246,6 +247,7 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.affine = EqualizedLinear(w_dim, in_channels, bias_init=1.0)
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.grouped: bool | None = None  # None: pick per call; True/False: force one formulation
         if up:
             self.register_buffer("resample_kernel", make_fir_kernel(resample_filter, gain=4.0), persistent=False)
 
@@ -254,6 +256,15 @@ class ModulatedConv2d(nn.Module):
         if c != self.in_channels:
             raise ValueError(f"expected {self.in_channels} input channels, got {c}")
         styles = self.affine(w)  # [N, in]
+        grouped = self.grouped
+        if grouped is None:
+            grouped = not (torch.is_grad_enabled()
+                           and (x.requires_grad or styles.requires_grad or self.weight.requires_grad))
+        return self._forward_grouped(x, styles) if grouped else self._forward_scaled(x, styles)
+
+    def _forward_grouped(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+        """Per-sample modulated weights in one grouped convolution: fastest without autograd."""
+        n, c, h, wd = x.shape
         weight = self.weight[None] * self.weight_gain * styles[:, None, :, None, None]  # [N, out, in, k, k]
         if self.demodulate:
             weight = weight * (weight.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
@@ -261,15 +272,41 @@ class ModulatedConv2d(nn.Module):
         x = x.reshape(1, n * c, h, wd)
         k = self.kernel_size
         if self.up:
-            # Transposed conv (stride 2) then low-pass: the standard StyleGAN2 upsampling conv.
             wt = weight.transpose(1, 2).reshape(n * c, self.out_channels, k, k)
-            x = F.conv_transpose2d(x, wt, stride=2, groups=n)
-            f = self.resample_kernel
-            pad = (len(f) - 2) - (k - 1)  # total padding so that the output is exactly 2H
-            x = fir_filter(x, f.to(x.device), ((pad + 1) // 2 + 1, pad // 2 + 1))
+            x = self._upsample_conv(x, wt, groups=n)
         else:
             x = F.conv2d(x, weight.reshape(n * self.out_channels, c, k, k), padding=k // 2, groups=n)
         return x.reshape(n, self.out_channels, *x.shape[2:])
+
+    def _forward_scaled(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+        """The same maths with the style scaling moved onto the activations.
+
+        ``conv(x * s, W) * d`` equals ``conv(x, W * s * d)`` per sample, but the convolution
+        shares one weight across the batch. With autograd this avoids building a per-sample weight
+        gradient: the style gradient is a cheap reduction, and when the weight itself is frozen
+        (layer selection, inversion) no weight gradient is computed at all.
+        """
+        weight = self.weight * self.weight_gain  # [out, in, k, k]
+        k = self.kernel_size
+        x = x * styles.to(x.dtype)[:, :, None, None]
+        w = weight.to(x.dtype)
+        if self.up:
+            x = self._upsample_conv(x, w.transpose(0, 1), groups=1)
+        else:
+            x = F.conv2d(x, w, padding=k // 2)
+        if self.demodulate:
+            # d[n, o] = rsqrt(sum_{i,kh,kw} (W[o,i,kh,kw] * s[n,i])^2 + eps)
+            dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, out]
+            x = x * dcoefs.to(x.dtype)[:, :, None, None]
+        return x
+
+    def _upsample_conv(self, x: torch.Tensor, weight_t: torch.Tensor, groups: int) -> torch.Tensor:
+        """Transposed conv (stride 2) then low-pass: the standard StyleGAN2 upsampling conv."""
+        k = self.kernel_size
+        x = F.conv_transpose2d(x, weight_t, stride=2, groups=groups)
+        f = self.resample_kernel
+        pad = (len(f) - 2) - (k - 1)  # total padding so that the output is exactly 2H
+        return fir_filter(x, f.to(x.device), ((pad + 1) // 2 + 1, pad // 2 + 1))
 
 
 class SynthesisLayer(nn.Module):

@@ -36,7 +36,7 @@ from .errors import CheckpointError, InputError
 from .losses import angle_consistency_loss, directional_loss, global_loss
 from .freezing import FreezeOptions, LayerSchedule, LayerSelector, apply_selection, candidate_w_indices, \
     trainable_parameter_names
-from .stylegan2 import Generator
+from .stylegan2 import Generator, ModulatedConv2d
 
 STATE_FORMAT = "nada-train-state"
 STATE_VERSION = 1
@@ -420,6 +420,11 @@ class NadaTrainer:
                 g.target = g.target.detach().to(self.device, torch.float32).clone()
             self.G_frozen = _copy_generator(generator, self.device).requires_grad_(False)
             self.G_train = self._make_train_generator()
+            # One formulation of the modulated convs for both twins, with or without autograd, so
+            # that before the first update G_train(w) == G_frozen(w) bit for bit (dI starts at 0).
+            for m in list(self.G_frozen.modules()) + list(self.G_train.modules()):
+                if isinstance(m, ModulatedConv2d):
+                    m.grouped = False
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         cfg = self.config

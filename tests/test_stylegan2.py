@@ -63,7 +63,8 @@ def test_generator_shapes(res, variant):
         img = G.synthesis(ws)
     assert ws.shape == (3, G.num_ws, G.w_dim)
     assert img.shape == (3, G.img_channels, res, res) and torch.isfinite(img).all()
-    assert torch.equal(img, G(z))
+    with torch.no_grad():
+        assert torch.equal(img, G(z))
 
 
 def test_1024_config_f_parameter_count():
@@ -287,3 +288,42 @@ def test_config_round_trip_and_validation():
         GeneratorConfig(img_resolution=16, channels=((4, 8), (8, 8)))
     with pytest.raises(ValueError, match="mapping_layers"):
         GeneratorConfig(img_resolution=8, mapping_layers=0)
+
+
+def test_both_modulated_conv_formulations_agree_in_value_and_gradient():
+    """Grouped per-sample weights (inference) and activation scaling (autograd) are the same maths."""
+    from nada_core.stylegan2 import ModulatedConv2d
+
+    torch.manual_seed(0)
+    for up, demod, k in ((False, True, 3), (True, True, 3), (False, False, 1)):
+        conv = ModulatedConv2d(6, 5, k, w_dim=4, demodulate=demod, up=up)
+        x = torch.randn(3, 6, 8, 8, requires_grad=True)
+        w = torch.randn(3, 4, requires_grad=True)
+        outs, grads = [], []
+        for grouped in (True, False):
+            conv.grouped = grouped
+            y = conv(x, w)
+            outs.append(y)
+            grads.append(torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum(),
+                                             [x, w, conv.weight]))
+        assert outs[0].shape == (3, 5, 16 if up else 8, 16 if up else 8)
+        torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+        for g0, g1 in zip(*grads):
+            torch.testing.assert_close(g0, g1, rtol=1e-4, atol=1e-5)
+
+
+def test_automatic_formulation_choice_follows_autograd():
+    from nada_core.stylegan2 import ModulatedConv2d
+
+    conv = ModulatedConv2d(4, 4, 3, w_dim=4)
+    calls = []
+    conv._forward_grouped = lambda x, s: calls.append("grouped") or x
+    conv._forward_scaled = lambda x, s: calls.append("scaled") or x
+    x, w = torch.randn(2, 4, 4, 4), torch.randn(2, 4)
+    with torch.no_grad():
+        conv(x, w)
+    conv(x, w)                      # the weight requires grad: training
+    conv.requires_grad_(False)
+    conv(x, w)                      # nothing needs a gradient
+    conv(x, w.requires_grad_(True))  # codes being optimised (layer selection, inversion)
+    assert calls == ["grouped", "scaled", "grouped", "scaled"]
