@@ -15,19 +15,8 @@ from nada_core.directions import (DEFAULT_TEMPLATES, Direction, apply_templates,
                                   sample_source_images, text_direction)
 from nada_core.errors import InputError, Interrupted
 from nada_core.seeds import z_from_seeds
-from tests.clip_factory import load_tiny_clip
 from tests.factories import tiny_generator
 
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return load_tiny_clip(tmp_path_factory.mktemp("clip"))
-
-
-@pytest.fixture(scope="module")
-def tiny_b(tmp_path_factory):
-    return load_tiny_clip(tmp_path_factory.mktemp("clip_b"), layout="hf", seed=1)
 
 
 def _np_unit(v):

@@ -13,19 +13,8 @@ from nada_core.directions import text_direction
 from nada_core.errors import InputError
 from nada_core.losses import (NadaLoss, angle_consistency_loss, directional_loss, encode_pair,
                               ensemble_global_loss, global_loss)
-from tests.clip_factory import load_tiny_clip
 from tests.factories import tiny_generator
 
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return load_tiny_clip(tmp_path_factory.mktemp("clip"))
-
-
-@pytest.fixture(scope="module")
-def tiny_b(tmp_path_factory):
-    return load_tiny_clip(tmp_path_factory.mktemp("clip_b"), layout="hf", seed=1)
 
 
 def _rand(n, d, seed):
