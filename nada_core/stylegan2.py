@@ -255,12 +255,21 @@ class ModulatedConv2d(nn.Module):
         n, c, h, wd = x.shape
         if c != self.in_channels:
             raise ValueError(f"expected {self.in_channels} input channels, got {c}")
+        y, dcoefs = self.modulate(x, w)
+        return y if dcoefs is None else y * dcoefs[:, :, None, None]
+
+    def modulate(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The convolution with the demodulation left to the caller: ``(y, d)`` with the result
+        ``y * d[:, :, None, None]``, or ``(y, None)`` when ``y`` is already final. Lets
+        :class:`SynthesisLayer` fold ``d`` into its noise/bias/activation pass."""
         styles = self.affine(w)  # [N, in]
         grouped = self.grouped
         if grouped is None:
             grouped = not (torch.is_grad_enabled()
                            and (x.requires_grad or styles.requires_grad or self.weight.requires_grad))
-        return self._forward_grouped(x, styles) if grouped else self._forward_scaled(x, styles)
+        if grouped:
+            return self._forward_grouped(x, styles), None
+        return self._forward_scaled(x, styles)
 
     def _forward_grouped(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
         """Per-sample modulated weights in one grouped convolution: fastest without autograd."""
@@ -278,7 +287,7 @@ class ModulatedConv2d(nn.Module):
             x = F.conv2d(x, weight.reshape(n * self.out_channels, c, k, k), padding=k // 2, groups=n)
         return x.reshape(n, self.out_channels, *x.shape[2:])
 
-    def _forward_scaled(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
+    def _forward_scaled(self, x: torch.Tensor, styles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The same maths with the style scaling moved onto the activations.
 
         ``conv(x * s, W) * d`` equals ``conv(x, W * s * d)`` per sample, but the convolution
@@ -294,11 +303,11 @@ class ModulatedConv2d(nn.Module):
             x = self._upsample_conv(x, w.transpose(0, 1), groups=1)
         else:
             x = F.conv2d(x, w, padding=k // 2)
-        if self.demodulate:
-            # d[n, o] = rsqrt(sum_{i,kh,kw} (W[o,i,kh,kw] * s[n,i])^2 + eps)
-            dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, out]
-            x = x * dcoefs.to(x.dtype)[:, :, None, None]
-        return x
+        if not self.demodulate:
+            return x, None
+        # d[n, o] = rsqrt(sum_{i,kh,kw} (W[o,i,kh,kw] * s[n,i])^2 + eps)
+        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, out]
+        return x, dcoefs.to(x.dtype)
 
     def _upsample_conv(self, x: torch.Tensor, weight_t: torch.Tensor, groups: int) -> torch.Tensor:
         """Transposed conv (stride 2) then low-pass: the standard StyleGAN2 upsampling conv."""
@@ -324,15 +333,27 @@ class SynthesisLayer(nn.Module):
         self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode = "const") -> torch.Tensor:
-        x = self.conv(x, w)
-        if noise_mode == "const":
-            x = x + (self.noise_const * self.noise_strength).to(x.dtype)
-        elif noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
-            x = x + noise * self.noise_strength.to(x.dtype)
-        elif noise_mode != "none":
+        if noise_mode not in ("const", "random", "none"):
             raise ValueError(f"noise_mode must be 'const', 'random' or 'none', got {noise_mode!r}")
-        return lrelu_act(x, self.bias, self.conv_clamp)
+        y, dcoefs = self.conv.modulate(x, w)
+        # lrelu(v) * g == lrelu(v * g) for g > 0, so the gain rides along in one fused
+        # multiply-add with demodulation, noise and bias: ``lrelu(g*d*y + g*(noise + bias))``.
+        # (Memory passes over the big activations dominate the cost of these ops.)
+        g = _LRELU_GAIN
+        offset = self.bias.to(y.dtype)[:, None, None] * g  # [C, 1, 1]
+        if noise_mode == "const":
+            offset = offset + (self.noise_const * (self.noise_strength * g)).to(y.dtype)  # [C, H, W]
+        if dcoefs is None:
+            y = torch.add(offset, y, alpha=g)
+        else:
+            y = torch.addcmul(offset, y, dcoefs[:, :, None, None] * g)
+        if noise_mode == "random":
+            noise = torch.randn(y.shape[0], 1, self.resolution, self.resolution, device=y.device, dtype=y.dtype)
+            y = y + noise * (self.noise_strength * g).to(y.dtype)
+        y = F.leaky_relu(y, _LRELU_SLOPE)
+        if self.conv_clamp is not None:
+            y = y.clamp(-self.conv_clamp, self.conv_clamp)
+        return y
 
 
 class ToRGB(nn.Module):
