@@ -29,58 +29,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..animation import write_animation
     from ..checkpoints import load_generator, save_generator
+    from ..demo_training import run_demo_training, tiny_random_generator
     from ..devices import resolve_device
     from ..images import make_grid, save_png
-    from ..latents import latents_from_seeds
-    from ..seeds import parse_seeds
+    from ..interpolate import interpolate_path
+    from ..latents import latents_from_seeds, render
 
     quiet = bool(os.environ.get("NADA_DEMO_QUIET"))
     device = resolve_device(args.device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    say = print
-    say("nada demo: random weights throughout, so expect abstract images, not faces.")
+    print("nada demo: random weights throughout, so expect abstract images, not faces.")
 
     # 1. A generator, saved and read back through the checkpoint module.
-    from ..demo_training import tiny_random_generator
-
     G0 = tiny_random_generator(DEMO_RESOLUTION, args.seed)
     gen_path = save_generator(G0, out / "random_generator.safetensors",
                               metadata={"note": "random weights made by `nada demo`"})
     G = load_generator(gen_path, device=device)
-    say(f"[1/4] generator: {G.img_resolution} px, {G.num_ws} W+ entries, "
-        f"{G.num_parameters():,} parameters -> {gen_path}")
+    print(f"[1/4] generator: {G.img_resolution} px, {G.num_ws} W+ entries, "
+          f"{G.num_parameters():,} parameters -> {gen_path}")
 
     # 2. A seed grid (same seeds, same images on every run).
-    seeds = parse_seeds("0-7")
-    lat = latents_from_seeds(G, seeds, truncation_psi=0.7)
-    import torch
-
-    with torch.no_grad():
-        imgs = G.synthesis(lat.ws.to(device)).cpu()
-    save_png(make_grid(imgs, ncols=4, pad=2), out / "samples.png")
-    say(f"[2/4] samples: seeds 0-7, truncation 0.7 -> {out / 'samples.png'}")
+    lat = latents_from_seeds(G, "0-7", truncation_psi=0.7)
+    save_png(make_grid(render(G, lat), ncols=4, pad=2), out / "samples.png")
+    print(f"[2/4] samples: seeds 0-7, truncation 0.7 -> {out / 'samples.png'}")
 
     # 3. A latent walk written as an animated GIF.
-    from ..animation import write_animation
-    from ..interpolate import interpolate_path
-
     path = interpolate_path(lat.ws[:3], frames=24, mode="lerp", loop=True)
     with torch.no_grad():
         frames = G.synthesis(path.to(device)).cpu()
     write_animation(frames, out / "interpolation.gif", fps=12)
-    say(f"[3/4] interpolation: 24 frames through seeds 0, 1, 2 -> {out / 'interpolation.gif'}")
+    print(f"[3/4] interpolation: 24 frames through seeds 0, 1, 2 -> {out / 'interpolation.gif'}")
 
     # 4. CLIP-guided training with a tiny random CLIP.
-    from ..demo_training import run_demo_training
-
     result = run_demo_training(out / "train", steps=args.steps, device=device, progress=not quiet,
                                generator=G, seed=args.seed)
-    say(f"[4/4] training: {args.steps} steps 'photo' -> 'pencil sketch' -> {out / 'train'}")
+    print(f"[4/4] training: {args.steps} steps 'photo' -> 'pencil sketch' -> {out / 'train'}")
     for key in ("directional_similarity_before", "directional_similarity_after"):
         if key in result:
-            say(f"      {key}: {result[key]:.4f}")
-    say(f"done in {time.perf_counter() - t0:.1f} s. Outputs in {out}/")
+            print(f"      {key}: {result[key]:.4f}")
+    print(f"done in {time.perf_counter() - t0:.1f} s. Outputs in {out}/")
     return 0
