@@ -25,15 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from nada_core.invert import InvertConfig, invert  # noqa: E402
-from nada_core.stylegan2 import Generator, GeneratorConfig  # noqa: E402
+from nada_core.editing.invert import InvertConfig, invert  # noqa: E402
+from nada_core.models.stylegan2 import Generator, GeneratorConfig  # noqa: E402
 
 
 def random_clip(device: torch.device, arch: str = "ViT-B-32"):
     """A ClipModel around an open_clip model with random weights (no download)."""
     import open_clip
 
-    from nada_core.clip import ClipModel, Preprocess
+    from nada_core.guidance.clip import ClipModel, Preprocess
 
     model = open_clip.create_model(arch, pretrained=None)
     size = model.visual.image_size

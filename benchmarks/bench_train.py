@@ -40,10 +40,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nada_core.clip import ClipModel, Preprocess, preprocess_unit_images  # noqa: E402
-from nada_core.directions import text_direction  # noqa: E402
-from nada_core.stylegan2 import Generator, GeneratorConfig, ModulatedConv2d  # noqa: E402
-from nada_core.trainer import NadaTrainer, TrainConfig  # noqa: E402
+from nada_core.guidance.clip import ClipModel, Preprocess, preprocess_unit_images  # noqa: E402
+from nada_core.guidance.directions import text_direction  # noqa: E402
+from nada_core.models.stylegan2 import Generator, GeneratorConfig, ModulatedConv2d  # noqa: E402
+from nada_core.training.trainer import NadaTrainer, TrainConfig  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ MODEL_NAME_TOOLTIP = ("open_clip architecture of a plain weights file, e.g. ViT-
 
 
 def clip_spec(clip_name: str, model_name: str) -> str:
-    """Dropdown choice + architecture -> a ``nada_core.clip.load_clip`` spec string."""
+    """Dropdown choice + architecture -> a ``nada_core.guidance.clip.load_clip`` spec string."""
     path = paths.resolve_model(clip_name, paths.OPEN_CLIP, allow_dir=True)
     arch = (model_name or "").strip()
     if path.is_dir() or not arch or arch.lower() == "auto" or (path.parent / paths.OPEN_CLIP_CONFIG).is_file():
@@ -91,7 +91,7 @@ class NadaLoadCLIP:
 
     def load(self, clip_name: str, model_name: str, weight: float, precision: str,
              clip_name_2: str = NONE, model_name_2: str = "", weight_2: float = 1.0):
-        from nada_core.clip import load_clip_ensemble
+        from nada_core.guidance.clip import load_clip_ensemble
 
         specs = [(clip_spec(clip_name, model_name), float(weight))]
         if clip_name_2 and clip_name_2 != NONE:
@@ -125,7 +125,7 @@ class NadaTextDirection:
         }
 
     def direction(self, clip, source_text: str, target_text: str, templates: bool):
-        from nada_core.directions import text_direction
+        from nada_core.guidance.directions import text_direction
 
         return (text_direction(clip, source_text, target_text, templates=bool(templates)),)
 
@@ -154,8 +154,8 @@ class NadaImageDirection:
         }
 
     def direction(self, clip, generator, images, num_samples: int, seed: int, truncation: float):
-        from nada_core.directions import image_direction
-        from nada_core.images import from_comfy
+        from nada_core.guidance.directions import image_direction
+        from nada_core.media.images import from_comfy
 
         bar = comfy_bridge.Progress(int(num_samples))
         return (image_direction(clip, from_comfy(images), generator, num_samples=int(num_samples), seed=int(seed),

@@ -75,7 +75,7 @@ class NadaLoadGenerator:
             return ""
 
     def load(self, generator_name: str, weights: str):
-        from nada_core.checkpoints import load_generator
+        from nada_core.formats.checkpoints import load_generator
 
         path = paths.resolve_model(generator_name, paths.STYLEGAN)
         G = load_generator(path, device=comfy_bridge.torch_device(), ema=(weights != "non-EMA"))
@@ -125,7 +125,7 @@ class NadaSaveGenerator:
         }
 
     def save(self, generator, file_name: str, overwrite: bool):
-        from nada_core.checkpoints import save_generator
+        from nada_core.formats.checkpoints import save_generator
 
         stem = _clean_save_name(self, file_name)
         folder = paths.generator_save_dir()
@@ -149,7 +149,7 @@ def _alpha_for(G, alpha: float, layers: str):
     """One alpha for the whole network, or per-layer alphas when ``layers`` is given."""
     if not (layers or "").strip():
         return float(alpha)
-    from nada_core.interpolate import layer_alphas
+    from nada_core.editing.interpolate import layer_alphas
 
     return layer_alphas(G.num_ws, layers, alpha=float(alpha), others=0.0)
 
@@ -176,7 +176,7 @@ class NadaBlendGenerators:
         }
 
     def blend(self, generator_a, generator_b, alpha: float, layers: str):
-        from nada_core.interpolate import blend_generators
+        from nada_core.editing.interpolate import blend_generators
 
         return (blend_generators(generator_a, generator_b, _alpha_for(generator_a, alpha, layers)),)
 
@@ -212,8 +212,8 @@ class NadaBlendFrames:
         import math
 
         import torch
-        from nada_core.images import make_grid, to_comfy
-        from nada_core.interpolate import render_blend_sequence
+        from nada_core.media.images import make_grid, to_comfy
+        from nada_core.editing.interpolate import render_blend_sequence
 
         bar = comfy_bridge.Progress(frames)
         cols = max(1, math.ceil(math.sqrt(len(latent))))

@@ -58,7 +58,7 @@ class NadaLoadImageFolder:
             return ""
 
     def load(self, folder: str, size: int, fit: str, max_images: int):
-        from nada_core.image_prep import prepare_images
+        from nada_core.media.image_prep import prepare_images
 
         path = paths.resolve_dir(paths.input_dir(), folder, "image folder")
         names = paths.list_files(path, paths.IMAGE_EXTENSIONS)

@@ -42,8 +42,8 @@ class NadaInvertImage:
 
     def invert(self, generator, image, space: str, steps: int, fit: str, seed: int, clip=None):
         from PIL import Image
-        from nada_core.images import make_grid, to_comfy, to_uint8
-        from nada_core.invert import InvertConfig, invert
+        from nada_core.media.images import make_grid, to_comfy, to_uint8
+        from nada_core.editing.invert import InvertConfig, invert
 
         cfg = InvertConfig(space=space, steps=int(steps), fit=fit, seed=int(seed), preview_every=PREVIEW_EVERY)
         if clip is None:

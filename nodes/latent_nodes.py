@@ -32,8 +32,8 @@ RENDER_BATCH = 8
 
 def render_to_comfy(G, latents, noise_mode: str = "const"):
     """Render ``latents`` with ``G`` -> ComfyUI ``IMAGE`` ``[N, R, R, 3]`` in [0, 1], with a progress bar."""
-    from nada_core.images import to_comfy
-    from nada_core.latents import render
+    from nada_core.media.images import to_comfy
+    from nada_core.editing.latents import render
 
     bar = comfy_bridge.Progress(len(latents))
     imgs = render(G, latents, noise_mode=noise_mode, batch_size=RENDER_BATCH,
@@ -62,7 +62,7 @@ class NadaLatentFromSeeds:
         }
 
     def make(self, generator, seeds: str, truncation: float):
-        from nada_core.latents import latents_from_seeds
+        from nada_core.editing.latents import latents_from_seeds
 
         return (latents_from_seeds(generator, seeds, truncation_psi=truncation),)
 
@@ -111,7 +111,7 @@ class NadaSample:
         }
 
     def sample(self, generator, seed: int, batch_size: int, truncation: float):
-        from nada_core.latents import latents_from_seeds
+        from nada_core.editing.latents import latents_from_seeds
 
         seeds = list(range(int(seed), int(seed) + int(batch_size)))
         latents = latents_from_seeds(generator, seeds, truncation_psi=truncation)
@@ -148,7 +148,7 @@ class NadaSaveLatent:
         }
 
     def save(self, latent, filename_prefix: str):
-        from nada_core.latents import save_latents
+        from nada_core.editing.latents import save_latents
 
         out_root = paths.output_dir()
         prefix = (filename_prefix or "").strip().replace("\\", "/") or "nada/latents"
@@ -212,14 +212,14 @@ class NadaLoadLatent:
         return f"{path}|{st.st_size}|{st.st_mtime_ns}"
 
     def load(self, latent_file: str):
-        from nada_core.latents import load_latents
+        from nada_core.editing.latents import load_latents
 
         return (load_latents(_resolve_latent_file(latent_file)),)
 
 
 # ------------------------------------------------------------------------------- paths and mixing
 
-EASINGS = ["linear", "ease-in-out", "smoothstep", "cosine", "ease-in", "ease-out"]  # nada_core.interpolate.EASINGS
+EASINGS = ["linear", "ease-in-out", "smoothstep", "cosine", "ease-in", "ease-out"]  # nada_core.editing.interpolate.EASINGS
 EASING_TOOLTIP = "How frames are spaced between keyframes: linear = even steps; the eased modes slow down near each keyframe."
 LAYERS_TOOLTIP = ("W+ entries (one per synthesis layer): 'coarse' (0-3: pose, face shape), 'middle' (4-7: features), "
                   "'fine' (8 and up: colours, texture), or entries like '0-3,8' ('8-' = 8 to the last).")
@@ -254,8 +254,8 @@ class NadaInterpolateLatents:
         }
 
     def interpolate(self, latent_a, frames: int, mode: str, easing: str, loop: bool, latent_b=None, generator=None):
-        from nada_core.interpolate import interpolate_latents
-        from nada_core.latents import Latents
+        from nada_core.editing.interpolate import interpolate_latents
+        from nada_core.editing.latents import Latents
 
         keys = latent_a if latent_b is None else Latents.concat([latent_a, latent_b])
         return (interpolate_latents(keys, frames, mode=mode, easing=easing, loop=loop, G=generator),)
@@ -282,6 +282,6 @@ class NadaStyleMix:
         }
 
     def mix(self, latent_a, latent_b, layers_from_a: str):
-        from nada_core.interpolate import style_mix
+        from nada_core.editing.interpolate import style_mix
 
         return (style_mix(latent_a, latent_b, layers_from_a),)

@@ -24,7 +24,7 @@ METRIC_LABELS = {
 
 
 def format_metrics(result: dict, title: str = "NADA metrics") -> str:
-    """``nada_core.metrics.evaluate`` result -> readable lines for a text output."""
+    """``nada_core.training.metrics.evaluate`` result -> readable lines for a text output."""
     lines = [f"{title} on {result.get('num_samples', '?')} held-out seeds "
              f"(truncation {result.get('truncation', 0.7):g}):"]
     for key, label in METRIC_LABELS.items():
@@ -38,7 +38,7 @@ def format_metrics(result: dict, title: str = "NADA metrics") -> str:
 
 def comparison_image(pair):
     """Trainer preview ``[2, P, 3, R, R]`` (row 0 source, row 1 adapted) -> ``[1, 3, H, W]`` grid in [-1, 1]."""
-    from nada_core.images import make_grid
+    from nada_core.media.images import make_grid
 
     rows, count = pair.shape[0], pair.shape[1]
     return make_grid(pair.reshape(rows * count, *pair.shape[2:]), ncols=count, pad=2, pad_value=1.0)
@@ -46,13 +46,13 @@ def comparison_image(pair):
 
 def _to_pil(img):
     from PIL import Image
-    from nada_core.images import to_uint8
+    from nada_core.media.images import to_uint8
 
     return Image.fromarray(to_uint8(img)[0])
 
 
 def _pil_to_comfy(pil):
-    from nada_core.images import pil_to_unit
+    from nada_core.media.images import pil_to_unit
 
     return pil_to_unit(pil).permute(1, 2, 0).unsqueeze(0).contiguous().float()
 
@@ -120,7 +120,7 @@ class NadaTrain:
 
         try:
             from nada_core.seeds import parse_seeds
-            from nada_core.trainer import parse_layers
+            from nada_core.training.trainer import parse_layers
 
             parse_layers(layers)
             parse_seeds(preview_seeds)
@@ -131,11 +131,11 @@ class NadaTrain:
     def train(self, generator, clip, direction, steps: int, batch: int, lr: float, layers: str, interval: int,
               falloff: int, mixing: float, global_weight: float, angle_weight: float, seed: int,
               preview_every: int, preview_seeds: str):
-        from nada_core.metrics import evaluate
-        from nada_core.plots import draw_loss_plot
-        from nada_core.images import to_comfy
+        from nada_core.training.metrics import evaluate
+        from nada_core.media.plots import draw_loss_plot
+        from nada_core.media.images import to_comfy
         from nada_core.seeds import parse_seeds
-        from nada_core.trainer import NadaTrainer, TrainConfig
+        from nada_core.training.trainer import NadaTrainer, TrainConfig
 
         config = TrainConfig(steps=int(steps), batch=int(batch), lr=float(lr), layers=layers, interval=int(interval),
                              falloff=int(falloff), mixing=float(mixing), global_weight=float(global_weight),
@@ -185,7 +185,7 @@ class NadaMetrics:
         }
 
     def measure(self, clip, direction, source_generator, adapted_generator, seeds: str, truncation: float):
-        from nada_core.metrics import evaluate
+        from nada_core.training.metrics import evaluate
         from nada_core.seeds import parse_seeds
 
         seed_list = parse_seeds(seeds)

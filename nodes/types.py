@@ -1,11 +1,11 @@
 """The socket types this pack adds to ComfyUI, and what travels through them.
 
-- ``STYLEGAN_GENERATOR``: a ``nada_core.stylegan2.Generator`` (eval mode, on ComfyUI's device),
+- ``STYLEGAN_GENERATOR``: a ``nada_core.models.stylegan2.Generator`` (eval mode, on ComfyUI's device),
   carrying ``metadata`` (dict) and ``source_sha256`` (str). Nodes never modify one they receive:
   ComfyUI caches outputs and hands the same object to every consumer.
-- ``STYLEGAN_LATENT``: a ``nada_core.latents.Latents`` (``ws [N, num_ws, w_dim]`` plus labels).
-- ``NADA_CLIP``: a ``nada_core.clip.ClipModel`` or ``ClipEnsemble`` (one or several CLIP guides).
-- ``NADA_DIRECTION``: the CLIP-space direction from ``nada_core.directions`` (from text or images).
+- ``STYLEGAN_LATENT``: a ``nada_core.editing.latents.Latents`` (``ws [N, num_ws, w_dim]`` plus labels).
+- ``NADA_CLIP``: a ``nada_core.guidance.clip.ClipModel`` or ``ClipEnsemble`` (one or several CLIP guides).
+- ``NADA_DIRECTION``: the CLIP-space direction from ``nada_core.guidance.directions`` (from text or images).
 - Built-in ``IMAGE``: ``[B, H, W, C]`` float32 in [0, 1] on the CPU; ``STRING``; ``INT``...
 """
 

@@ -1,4 +1,4 @@
-"""Tiny random CLIP models for tests, saved in every layout :func:`nada_core.clip.load_clip` reads.
+"""Tiny random CLIP models for tests, saved in every layout :func:`nada_core.guidance.clip.load_clip` reads.
 
 Quick use in a test::
 
@@ -194,7 +194,7 @@ def save_tiny_clip(directory: str | os.PathLike, layout: str = "safetensors", se
 
 def load_tiny_clip(directory: str | os.PathLike, layout: str = "safetensors", seed: int = 0,
                    quick_gelu: bool = False, device: str = "cpu"):
-    """``load_clip(save_tiny_clip(...))`` in one call: a ready :class:`nada_core.clip.ClipModel`."""
-    from nada_core.clip import load_clip
+    """``load_clip(save_tiny_clip(...))`` in one call: a ready :class:`nada_core.guidance.clip.ClipModel`."""
+    from nada_core.guidance.clip import load_clip
 
     return load_clip(save_tiny_clip(directory, layout=layout, seed=seed, quick_gelu=quick_gelu), device=device)

@@ -67,7 +67,7 @@ def make_model_tree(base: Path) -> dict[str, Any]:
     ``base/input/nada_examples/*.png``.
     """
 
-    from nada_core.checkpoints import save_generator
+    from nada_core.formats.checkpoints import save_generator
     from tests.clip_factory import save_tiny_clip
     from tests.factories import tiny_generator
     from workflows.build_workflows import CLIP_FOLDER, EXAMPLES_FOLDER, PORTRAIT
@@ -114,7 +114,7 @@ def save_adapted_copy(source: Path, target: Path, seed: int = 1, strength: float
     keeps the source's lineage (latents and blends between the two are allowed, as after training)."""
     import torch
 
-    from nada_core.checkpoints import load_generator, save_generator
+    from nada_core.formats.checkpoints import load_generator, save_generator
 
     G = load_generator(source)
     gen = torch.Generator().manual_seed(seed)

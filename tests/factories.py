@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nada_core.stylegan2 import Generator, GeneratorConfig
+from nada_core.models.stylegan2 import Generator, GeneratorConfig
 
 TINY_CHANNELS = ((4, 32), (8, 32), (16, 16), (32, 16))
 

@@ -1,7 +1,7 @@
 """An independent, deliberately naive StyleGAN2 forward pass for checking the loaders.
 
 It reads the *raw foreign* tensors (rosinality key names, or NVIDIA key names) directly and
-shares no code with :mod:`nada_core.stylegan2`. Where the production code uses grouped
+shares no code with :mod:`nada_core.models.stylegan2`. Where the production code uses grouped
 convolutions, transposed convolutions and ``F.conv2d`` filtering, this file works one sample at
 a time with im2col matrix products, builds the upsampling convolution from explicit zero
 insertion, and applies the FIR low-pass as an explicit sum over its taps. It is slow, so tests

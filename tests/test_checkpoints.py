@@ -23,11 +23,11 @@ import torch
 
 import checkpoint_factories as cf
 from nada_core import cli
-from nada_core.checkpoints import (FORMAT_NADA, FORMAT_NVIDIA, FORMAT_ROSINALITY, detect_format, lineage_sha256,
+from nada_core.formats.checkpoints import (FORMAT_NADA, FORMAT_NVIDIA, FORMAT_ROSINALITY, detect_format, lineage_sha256,
                                    load_generator, read_metadata, save_generator, sha256_file)
 from nada_core.errors import CheckpointError, InputError, UnsafeCheckpointError
-from nada_core.safe_unpickle import scan_globals
-from nada_core.stylegan2 import Generator, GeneratorConfig
+from nada_core.formats.safe_unpickle import scan_globals
+from nada_core.models.stylegan2 import Generator, GeneratorConfig
 from reference_stylegan2 import nvidia_reference, rosinality_reference
 
 REPO = Path(__file__).resolve().parents[1]

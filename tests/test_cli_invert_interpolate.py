@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from nada_core.animation import read_animation
-from nada_core.checkpoints import load_generator, save_generator
+from nada_core.media.animation import read_animation
+from nada_core.formats.checkpoints import load_generator, save_generator
 from nada_core.cli import main
-from nada_core.images import save_png, to_uint8
-from nada_core.latents import latents_from_seeds, load_latents, render
+from nada_core.media.images import save_png, to_uint8
+from nada_core.editing.latents import latents_from_seeds, load_latents, render
 from tests.factories import tiny_generator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def test_invert_as_a_subprocess(files, tmp_path):
 
 
 def test_invert_ctrl_c_keeps_the_best_so_far(files, tmp_path, monkeypatch, capsys):
-    import nada_core.invert as inv
+    import nada_core.editing.invert as inv
 
     real = inv.lr_schedule
 
@@ -201,12 +201,12 @@ def test_invert_errors(files, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------
-# Animation files (nada_core.animation)
+# Animation files (nada_core.media.animation)
 # ---------------------------------------------------------------------------------------------
 
 
 def test_animation_formats_round_trip(tmp_path):
-    from nada_core.animation import animation_format, write_animation
+    from nada_core.media.animation import animation_format, write_animation
     from nada_core.errors import InputError
 
     torch.manual_seed(0)
@@ -231,7 +231,7 @@ def test_animation_formats_round_trip(tmp_path):
 
 
 def test_frame_durations_keep_the_total_time():
-    from nada_core.animation import _durations
+    from nada_core.media.animation import _durations
 
     d = _durations(30, 24.0)
     assert sum(d) == 1250 and set(d) <= {41, 42}

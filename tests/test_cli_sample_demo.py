@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from factories import tiny_generator
-from nada_core.checkpoints import save_generator
+from nada_core.formats.checkpoints import save_generator
 from nada_core.cli import main
-from nada_core.images import make_grid, to_uint8
-from nada_core.latents import latents_from_seeds, save_latents
+from nada_core.media.images import make_grid, to_uint8
+from nada_core.editing.latents import latents_from_seeds, save_latents
 from nada_core.seeds import z_from_seeds
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from nada_core import cli
-from nada_core.checkpoints import load_generator, read_metadata, save_generator, sha256_file
-from nada_core.trainer import read_state
+from nada_core.formats.checkpoints import load_generator, read_metadata, save_generator, sha256_file
+from nada_core.training.trainer import read_state
 from tests.clip_factory import save_tiny_clip
 from tests.factories import tiny_generator
 
@@ -196,7 +196,7 @@ def test_real_command_line_in_a_subprocess(files, tmp_path):
 
 
 def test_demo_training_writes_outputs_and_says_weights_are_random(tmp_path):
-    from nada_core.demo_training import run_demo_training, tiny_random_clip
+    from nada_core.training.demo import run_demo_training, tiny_random_clip
 
     lines = []
     result = run_demo_training(tmp_path / "demo", steps=3, device="cpu", progress=False,
@@ -225,7 +225,7 @@ def _colours(img) -> set:
 def test_loss_plot_draws_each_series_and_survives_nan(tmp_path):
     from PIL import Image
 
-    from nada_core.plots import _PALETTE, draw_loss_plot, ema, save_loss_plot
+    from nada_core.media.plots import _PALETTE, draw_loss_plot, ema, save_loss_plot
 
     assert ema([1.0, 1.0, 1.0], 0.1) == pytest.approx([1.0, 1.0, 1.0])  # bias-corrected: no pull to 0
     assert ema([2.0, 0.0], 0.5) == pytest.approx([2.0, 2.0 / 3.0])

@@ -1,4 +1,4 @@
-"""nada_core.clip: loading every weights layout offline, safe reading, preprocessing, encoders."""
+"""nada_core.guidance.clip: loading every weights layout offline, safe reading, preprocessing, encoders."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from nada_core import clip as nclip
-from nada_core.clip import (ClipEnsemble, Preprocess, load_clip, load_clip_ensemble,
+from nada_core.guidance.clip import (ClipEnsemble, Preprocess, load_clip, load_clip_ensemble,
                             preprocess_unit_images, read_torchscript_state_dict)
 from nada_core.errors import ClipError, InputError
 from tests.clip_factory import (LAYOUTS, OPENAI_MEAN, OPENAI_STD, register_tiny_config, save_tiny_clip,
@@ -337,7 +337,7 @@ def test_unreachable_endpoint_fails_fast_in_a_fresh_process(tmp_path):
     code = textwrap.dedent("""
         import time
         import open_clip  # imported first: only the failing load itself is timed
-        from nada_core.clip import load_clip
+        from nada_core.guidance.clip import load_clip
         from nada_core.errors import ClipError
         t0 = time.monotonic()
         try:
@@ -378,7 +378,7 @@ def _test_picture(h, w, seed):
 def test_tensor_preprocessing_matches_open_clip_pil_pipeline(size, hw):
     from open_clip.transform import image_transform
 
-    from nada_core.images import pil_to_unit
+    from nada_core.media.images import pil_to_unit
 
     pil = _test_picture(*hw, seed=hw[0])
     expected = image_transform(size, is_train=False)(pil)
@@ -504,7 +504,7 @@ def test_missing_and_unknown_keys_are_counted_and_named(tmp_path):
 
 
 def test_spec_parsing_forms(tmp_path):
-    from nada_core.clip import parse_clip_spec
+    from nada_core.guidance.clip import parse_clip_spec
 
     assert parse_clip_spec("ViT-B-32:openai").kind == "tag"
     file_spec = parse_clip_spec("ViT-B-32:models/open_clip/x.safetensors")
@@ -541,7 +541,7 @@ def test_openai_resnet_state_dict_loads_from_a_bare_path(tmp_path):
 
 
 def test_importing_the_modules_stays_light():
-    code = ("import sys, nada_core.clip, nada_core.directions, nada_core.losses; "
+    code = ("import sys, nada_core.guidance.clip, nada_core.guidance.directions, nada_core.guidance.losses; "
             "print('open_clip' in sys.modules, 'huggingface_hub' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=str(REPO))
     assert out.stdout.split() == ["False", "False"], out.stderr[-400:]

@@ -1,4 +1,4 @@
-"""nada_core.directions: text and image CLIP directions against independent computations."""
+"""nada_core.guidance.directions: text and image CLIP directions against independent computations."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nada_core.clip import ClipEnsemble
-from nada_core.directions import (DEFAULT_TEMPLATES, Direction, apply_templates, image_direction,
+from nada_core.guidance.clip import ClipEnsemble
+from nada_core.guidance.directions import (DEFAULT_TEMPLATES, Direction, apply_templates, image_direction,
                                   sample_source_images, text_direction)
 from nada_core.errors import InputError, Interrupted
 from nada_core.seeds import z_from_seeds

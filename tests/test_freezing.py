@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nada_core.errors import InputError
-from nada_core.freezing import (FreezeOptions, LayerSchedule, LayerSelector, apply_selection, candidate_w_indices,
+from nada_core.training.freezing import (FreezeOptions, LayerSchedule, LayerSelector, apply_selection, candidate_w_indices,
                                 parameter_names_for_w_index, select_layers, trainable_parameter_names)
 from tests.factories import tiny_generator
 

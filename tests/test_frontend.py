@@ -41,7 +41,7 @@ class Browser:
     """Headless Chromium with one page, driven through the DevTools protocol."""
 
     def __init__(self, workdir: Path) -> None:
-        from nada_core.queue.websocket import WebSocket
+        from nada_queue.websocket import WebSocket
 
         self.profile = workdir / "chromium-profile"
         self.profile.mkdir(parents=True)

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from nada_core.errors import InputError
-from nada_core.image_prep import centre_crop_box, prepare_images
+from nada_core.media.image_prep import centre_crop_box, prepare_images
 
 
 

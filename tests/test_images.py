@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from nada_core.errors import InputError
-from nada_core.images import (from_comfy, load_image, make_grid, pil_to_unit, save_png, to_comfy, to_uint8,
+from nada_core.media.images import (from_comfy, load_image, make_grid, pil_to_unit, save_png, to_comfy, to_uint8,
                               to_unit)
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from nada_core.errors import CheckpointError, InputError
-from nada_core.interpolate import (EASINGS, blend_generators, blend_sequence, ease, interpolate_latents,
+from nada_core.editing.interpolate import (EASINGS, blend_generators, blend_sequence, ease, interpolate_latents,
                                    interpolate_path, interpolation_schedule, layer_alphas, parse_layers,
                                    render_blend_sequence, slerp, style_mix, w_index_of_tensor)
-from nada_core.latents import Latents, latents_from_seeds, render
+from nada_core.editing.latents import Latents, latents_from_seeds, render
 from tests.factories import tiny_generator
 
 
@@ -254,7 +254,7 @@ def test_blend_refuses_mismatched_generators(pair):
         blend_generators(a, b, 0.5)
     c = _mark(tiny_generator(16, seed=7), "a" * 64)
     blended = blend_generators(a, c, 0.5)
-    from nada_core.latents import generator_lineage
+    from nada_core.editing.latents import generator_lineage
 
     assert generator_lineage(blended) == "a" * 64  # the blend keeps the shared lineage
 

@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 
 from nada_core.errors import InputError
-from nada_core.images import to_comfy, to_unit
-from nada_core.interpolate import style_mix
-from nada_core.invert import (InversionResult, InvertConfig, clamp_aware, invert, lr_schedule,
+from nada_core.media.images import to_comfy, to_unit
+from nada_core.editing.interpolate import style_mix
+from nada_core.editing.invert import (InversionResult, InvertConfig, clamp_aware, invert, lr_schedule,
                               multiscale_pixel_loss, noise_regularization, psnr_per_image, ssim_per_image,
                               w_noise_scale)
-from nada_core.latents import latents_from_seeds, render
+from nada_core.editing.latents import latents_from_seeds, render
 from tests.factories import tiny_generator
 
 FAST = dict(w_avg_samples=500)
@@ -192,7 +192,7 @@ def test_noise_regularization_penalises_correlation():
 
 def test_clip_term(G, targets, tmp_path):
     clip_factory = pytest.importorskip("tests.clip_factory")
-    from nada_core.clip import ClipEnsemble
+    from nada_core.guidance.clip import ClipEnsemble
 
     clip = clip_factory.load_tiny_clip(tmp_path)
     seen = []

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nada_core.errors import CheckpointError, InputError
-from nada_core.latents import (Latents, check_compatible, generator_lineage, latents_from_seeds, load_latents,
+from nada_core.editing.latents import (Latents, check_compatible, generator_lineage, latents_from_seeds, load_latents,
                                render, save_latents, synthesize)
 from nada_core.seeds import z_from_seeds
 from tests.factories import tiny_generator

@@ -1,4 +1,4 @@
-"""nada_core.losses: loss maths against explicit loops, weighting, gradients through CLIP."""
+"""nada_core.guidance.losses: loss maths against explicit loops, weighting, gradients through CLIP."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from nada_core.clip import ClipEnsemble
-from nada_core.directions import text_direction
+from nada_core.guidance.clip import ClipEnsemble
+from nada_core.guidance.directions import text_direction
 from nada_core.errors import InputError
-from nada_core.losses import (NadaLoss, angle_consistency_loss, directional_loss, encode_pair,
+from nada_core.guidance.losses import (NadaLoss, angle_consistency_loss, directional_loss, encode_pair,
                               ensemble_global_loss, global_loss)
 from tests.factories import tiny_generator
 

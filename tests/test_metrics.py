@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nada_core.errors import InputError
-from nada_core.metrics import (DEFAULT_EVAL_SEEDS, directional_similarity, diversity, evaluate,
+from nada_core.training.metrics import (DEFAULT_EVAL_SEEDS, directional_similarity, diversity, evaluate,
                                metrics_from_embeddings, source_correspondence, target_score)
 from tests.factories import tiny_generator
 
@@ -61,7 +61,7 @@ def clips(tmp_path_factory):
 
 
 def test_evaluate_matches_an_independent_computation(clips):
-    from nada_core.directions import text_direction
+    from nada_core.guidance.directions import text_direction
     from nada_core.seeds import z_from_seeds
 
     clip = clips[0]
@@ -93,8 +93,8 @@ def test_evaluate_matches_an_independent_computation(clips):
 
 
 def test_evaluate_with_an_ensemble_weights_the_models(clips):
-    from nada_core.clip import ClipEnsemble
-    from nada_core.directions import text_direction
+    from nada_core.guidance.clip import ClipEnsemble
+    from nada_core.guidance.directions import text_direction
 
     ens = ClipEnsemble([(clips[0], 1.0), (clips[1], 3.0)])
     d = text_direction(ens, "photo", "pencil sketch", templates=False)
@@ -114,7 +114,7 @@ def test_evaluate_with_an_ensemble_weights_the_models(clips):
 
 
 def test_evaluate_defaults_and_bad_input(clips):
-    from nada_core.directions import text_direction
+    from nada_core.guidance.directions import text_direction
 
     assert DEFAULT_EVAL_SEEDS == tuple(range(1000, 1016))
     d = text_direction(clips[0], "photo", "sketch", templates=False)

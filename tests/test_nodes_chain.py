@@ -16,9 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nada_core.checkpoints import load_generator, save_generator
-from nada_core.images import to_unit
-from nada_core.latents import Latents
+from nada_core.formats.checkpoints import load_generator, save_generator
+from nada_core.media.images import to_unit
+from nada_core.editing.latents import Latents
 from nada_core.seeds import z_from_seeds
 from nodes import NODE_CLASS_MAPPINGS as NODES
 from nodes.common import NadaNodeError
@@ -319,7 +319,7 @@ def test_train_is_deterministic(trained, G, clip, direction):
 
 
 def test_trained_generator_saves_with_its_settings(env, trained):
-    from nada_core.checkpoints import read_metadata
+    from nada_core.formats.checkpoints import read_metadata
 
     name = node("NadaSaveGenerator").save(trained.out[0], "trained", True)["result"][0]
     meta = read_metadata(env.root / "models" / "stylegan" / name)

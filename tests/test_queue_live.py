@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from nada_core.cli import main
-from nada_core.queue.workflow_io import load_workflow
+from nada_queue.workflow_io import load_workflow
 
 sys.path.insert(0, str(Path(__file__).parent))
 from comfy_server import ServerStartError, start_servers, stop_servers, unavailable_reason  # noqa: E402

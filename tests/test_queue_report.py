@@ -8,11 +8,11 @@ import threading
 import pytest
 
 from nada_core.errors import InputError
-from nada_core.queue.outputs import file_refs, local_relpath, safe_component
-from nada_core.queue.report import (ReportWriter, iso_time, job_record, read_report, select_for_resume,
+from nada_queue.outputs import file_refs, local_relpath, safe_component
+from nada_queue.report import (ReportWriter, iso_time, job_record, read_report, select_for_resume,
                                     variants_from_report)
-from nada_core.queue.scheduler import Job
-from nada_core.queue.variants import Variant
+from nada_queue.scheduler import Job
+from nada_queue.variants import Variant
 
 
 def finished_job(index=3, status="success"):

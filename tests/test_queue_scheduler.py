@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from nada_core.queue.scheduler import BatchRunner, Events, Job, RunOptions
-from nada_core.queue.variants import expand_variants
+from nada_queue.scheduler import BatchRunner, Events, Job, RunOptions
+from nada_queue.variants import expand_variants
 
 WORKFLOW = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from nada_core.errors import InputError
-from nada_core.queue.variants import (Variant, coerce_text, coerce_value, expand_variants, load_table,
+from nada_queue.variants import (Variant, coerce_text, coerce_value, expand_variants, load_table,
                                       parse_sweep_values, resolve_node, resolve_target)
 
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from nada_core.queue.websocket import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, WebSocket,
+from nada_queue.websocket import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, WebSocket,
                                        WebSocketClosed, WebSocketError, accept_key, encode_frame, mask_payload,
                                        parse_frame)
 

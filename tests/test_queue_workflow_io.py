@@ -9,7 +9,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from nada_core.errors import InputError
-from nada_core.queue.workflow_io import is_link, load_workflow, parse_workflow, workflow_sha256
+from nada_queue.workflow_io import is_link, load_workflow, parse_workflow, workflow_sha256
 
 API = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 255},

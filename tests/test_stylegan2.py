@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from nada_core.stylegan2 import (Generator, GeneratorConfig, SynthesisLayer, ToRGB, channels_from_base,
+from nada_core.models.stylegan2 import (Generator, GeneratorConfig, SynthesisLayer, ToRGB, channels_from_base,
                                  channels_from_multiplier)
 from reference_stylegan2 import nvidia_reference
 
@@ -292,7 +292,7 @@ def test_config_round_trip_and_validation():
 
 def test_both_modulated_conv_formulations_agree_in_value_and_gradient():
     """Grouped per-sample weights (inference) and activation scaling (autograd) are the same maths."""
-    from nada_core.stylegan2 import ModulatedConv2d
+    from nada_core.models.stylegan2 import ModulatedConv2d
 
     torch.manual_seed(0)
     for up, demod, k in ((False, True, 3), (True, True, 3), (False, False, 1)):
@@ -313,7 +313,7 @@ def test_both_modulated_conv_formulations_agree_in_value_and_gradient():
 
 
 def test_automatic_formulation_choice_follows_autograd():
-    from nada_core.stylegan2 import ModulatedConv2d
+    from nada_core.models.stylegan2 import ModulatedConv2d
 
     conv = ModulatedConv2d(4, 4, 3, w_dim=4)
     calls = []

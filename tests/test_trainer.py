@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from nada_core.errors import InputError
-from nada_core.freezing import trainable_parameter_names
-from nada_core.trainer import NadaTrainer, NonFiniteLossError, TrainConfig, read_state
+from nada_core.training.freezing import trainable_parameter_names
+from nada_core.training.trainer import NadaTrainer, NonFiniteLossError, TrainConfig, read_state
 from tests.clip_factory import load_tiny_clip
 from tests.factories import tiny_generator
 
@@ -23,7 +23,7 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def direction(clip):
-    from nada_core.directions import text_direction
+    from nada_core.guidance.directions import text_direction
 
     return text_direction(clip, "photo", "pencil sketch", templates=False)
 
@@ -51,7 +51,7 @@ def _changed(before: dict, after: dict) -> set[str]:
 
 
 def test_directional_similarity_rises_and_frozen_generator_never_changes(clip, direction):
-    from nada_core.metrics import evaluate
+    from nada_core.training.metrics import evaluate
 
     G = tiny_generator(16)
     source_before = _state(G)
@@ -251,7 +251,7 @@ def test_ctrl_c_inside_a_step_rolls_back_and_continuing_matches(clip, direction,
 
 
 def test_should_stop_stops_within_one_step_and_leaves_a_usable_generator(clip, direction, tmp_path):
-    from nada_core.checkpoints import load_generator
+    from nada_core.formats.checkpoints import load_generator
 
     G = tiny_generator(16)
     tr = NadaTrainer(G, clip, direction, _cfg(steps=50), "cpu")
@@ -277,7 +277,7 @@ def test_should_stop_stops_within_one_step_and_leaves_a_usable_generator(clip, d
 def test_failed_save_leaves_the_previous_files_intact(clip, direction, tmp_path, monkeypatch):
     import safetensors.torch
 
-    from nada_core.checkpoints import load_generator
+    from nada_core.formats.checkpoints import load_generator
 
     G = tiny_generator(16)
     tr = NadaTrainer(G, clip, direction, _cfg(steps=4), "cpu")
@@ -338,9 +338,9 @@ def test_non_finite_gradient_with_finite_loss_is_caught(clip, direction):
 
 
 def test_training_under_inference_mode_with_inference_tensors(tmp_path):
-    from nada_core.clip import load_clip
-    from nada_core.directions import text_direction
-    from nada_core.metrics import evaluate
+    from nada_core.guidance.clip import load_clip
+    from nada_core.guidance.directions import text_direction
+    from nada_core.training.metrics import evaluate
     from tests.clip_factory import save_tiny_clip
 
     spec = save_tiny_clip(tmp_path)
@@ -390,7 +390,7 @@ def test_previews_show_source_and_adapted_rows(clip, direction):
 
 
 def test_snapshots_and_saved_generator_metadata(clip, direction, tmp_path):
-    from nada_core.checkpoints import load_generator, read_metadata, save_generator, sha256_file
+    from nada_core.formats.checkpoints import load_generator, read_metadata, save_generator, sha256_file
 
     src = save_generator(tiny_generator(16), tmp_path / "source.safetensors")
     G = load_generator(src)
@@ -416,7 +416,7 @@ def test_snapshots_and_saved_generator_metadata(clip, direction, tmp_path):
 
 
 def test_export_generator_is_independent(clip, direction, tmp_path):
-    from nada_core.checkpoints import load_generator, read_metadata, save_generator
+    from nada_core.formats.checkpoints import load_generator, read_metadata, save_generator
 
     G = tiny_generator(16)
     G.source_sha256 = "ab" * 32

@@ -31,13 +31,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..animation import write_animation
-    from ..checkpoints import load_generator, save_generator
-    from ..demo_training import run_demo_training, tiny_random_generator
+    from ..media.animation import write_animation
+    from ..formats.checkpoints import load_generator, save_generator
+    from ..training.demo import run_demo_training, tiny_random_generator
     from ..devices import resolve_device
-    from ..images import make_grid, save_png
-    from ..interpolate import interpolate_path
-    from ..latents import latents_from_seeds, render
+    from ..media.images import make_grid, save_png
+    from ..editing.interpolate import interpolate_path
+    from ..editing.latents import latents_from_seeds, render
 
     quiet = bool(os.environ.get("NADA_DEMO_QUIET"))
     device = resolve_device(args.device)

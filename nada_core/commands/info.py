@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoints import FORMAT_DESCRIPTIONS, detect_format, load_generator, summarize_generator
+    from ..formats.checkpoints import FORMAT_DESCRIPTIONS, detect_format, load_generator, summarize_generator
 
     fmt = detect_format(args.path)
     G = load_generator(args.path, device="cpu", ema=not args.no_ema)

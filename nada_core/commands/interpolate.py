@@ -59,13 +59,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..animation import animation_format, frame_to_pil, write_animation
-    from ..checkpoints import load_generator
+    from ..media.animation import animation_format, frame_to_pil, write_animation
+    from ..formats.checkpoints import load_generator
     from ..devices import resolve_device
     from ..errors import InputError
-    from ..images import make_grid
-    from ..interpolate import check_same_family, interpolate_latents, render_blend_sequence
-    from ..latents import check_compatible, latents_from_seeds, load_latents, render
+    from ..media.images import make_grid
+    from ..editing.interpolate import check_same_family, interpolate_latents, render_blend_sequence
+    from ..editing.latents import check_compatible, latents_from_seeds, load_latents, render
     from ..seeds import parse_seeds
 
     if args.frames < 1:

@@ -110,13 +110,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..atomic import atomic_write_text
-    from ..checkpoints import load_generator
+    from ..formats.checkpoints import load_generator
     from ..devices import resolve_device
     from ..errors import InputError
-    from ..image_prep import prepare_images
-    from ..images import from_unit, make_grid, save_png
-    from ..invert import InvertConfig, invert
-    from ..latents import Latents, save_latents
+    from ..media.image_prep import prepare_images
+    from ..media.images import from_unit, make_grid, save_png
+    from ..editing.invert import InvertConfig, invert
+    from ..editing.latents import Latents, save_latents
 
     if args.steps < 1:
         raise InputError("--steps must be at least 1")
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     G = load_generator(args.generator, device=device)
     clip = None
     if args.clip:
-        from ..clip import load_clip_ensemble
+        from ..guidance.clip import load_clip_ensemble
 
         clip = load_clip_ensemble([(s, 1.0) for s in args.clip], device=device)
     cfg = InvertConfig(space=args.space, steps=args.steps, optimize_noise=args.noise, seed=args.seed, fit=args.fit,

@@ -75,10 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..queue.comfy_client import DEFAULT_SERVER, normalize_server_url
-    from ..queue.report import read_report, select_for_resume, variants_from_report
-    from ..queue.variants import expand_variants, load_table
-    from ..queue.workflow_io import load_workflow, workflow_sha256
+    from nada_queue.comfy_client import DEFAULT_SERVER, normalize_server_url
+    from nada_queue.report import read_report, select_for_resume, variants_from_report
+    from nada_queue.variants import expand_variants, load_table
+    from nada_queue.workflow_io import load_workflow, workflow_sha256
 
     if args.max_in_flight < 1:
         raise InputError("--max-in-flight must be at least 1")
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_report_variants(variants, workflow) -> None:
-    from ..queue.variants import split_key
+    from nada_queue.variants import split_key
 
     for v in variants:
         for key in v.overrides:
@@ -153,9 +153,9 @@ def _default_report_path(args) -> Path:
 
 
 def _run_batch(args, workflow, workflow_path, sha, variants, skipped, width, servers) -> int:
-    from ..queue.console import Console
-    from ..queue.report import ReportWriter, job_record
-    from ..queue.scheduler import BatchRunner, Job, RunOptions
+    from nada_queue.console import Console
+    from nada_queue.report import ReportWriter, job_record
+    from nada_queue.scheduler import BatchRunner, Job, RunOptions
 
     report_path = _default_report_path(args)
     console = Console(verbose=not args.quiet)

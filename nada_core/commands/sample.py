@@ -32,11 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..checkpoints import load_generator
+    from ..formats.checkpoints import load_generator
     from ..devices import resolve_device
     from ..errors import InputError
-    from ..images import make_grid, save_png
-    from ..latents import latents_from_seeds, load_latents, render
+    from ..media.images import make_grid, save_png
+    from ..editing.latents import latents_from_seeds, load_latents, render
     from ..seeds import parse_seeds
 
     device = resolve_device(args.device)

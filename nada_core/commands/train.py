@@ -95,7 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args, saved: dict | None):
-    from ..trainer import TrainConfig
+    from ..training.trainer import TrainConfig
 
     base = dict(saved) if saved else {}
     for flag, key in _TRAIN_FLAGS.items():
@@ -152,7 +152,7 @@ def _target_images(folder: str) -> list[Path]:
 
 
 def _save_preview(preview, path: Path) -> None:
-    from ..images import make_grid, save_png
+    from ..media.images import make_grid, save_png
 
     rows, cols = preview.shape[0], preview.shape[1]
     flat = preview.reshape(rows * cols, *preview.shape[2:])
@@ -166,14 +166,14 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoints import load_generator
-    from ..clip import load_clip_ensemble
+    from ..formats.checkpoints import load_generator
+    from ..guidance.clip import load_clip_ensemble
     from ..devices import resolve_device
-    from ..directions import image_direction, text_direction
+    from ..guidance.directions import image_direction, text_direction
     from ..errors import InputError
-    from ..images import load_image
+    from ..media.images import load_image
     from ..seeds import parse_seeds
-    from ..trainer import NadaTrainer, read_state
+    from ..training.trainer import NadaTrainer, read_state
 
     out = Path(args.out).expanduser()
     saved_info: dict = {}
@@ -236,9 +236,9 @@ def train_to_folder(trainer, out: Path, eval_seeds=None, progress: bool = True, 
     ``metrics.json``. ``eval_seeds``: held-out seeds for the before/after CLIP metrics (None =
     skip). A NaN/inf loss is re-raised after saving.
     """
-    from ..metrics import METRIC_NAMES, evaluate
-    from ..plots import save_loss_plot
-    from ..trainer import NonFiniteLossError
+    from ..training.metrics import METRIC_NAMES, evaluate
+    from ..media.plots import save_loss_plot
+    from ..training.trainer import NonFiniteLossError
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

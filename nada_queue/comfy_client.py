@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from ..atomic import atomic_path
-from ..errors import NadaError
+from nada_core.atomic import atomic_path
+from nada_core.errors import NadaError
 from .websocket import WebSocket, WebSocketError
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"

@@ -1,4 +1,4 @@
-"""rosinality stylegan2-pytorch checkpoints (``.pt``) -> our :class:`~nada_core.stylegan2.Generator` weights.
+"""rosinality stylegan2-pytorch checkpoints (``.pt``) -> our :class:`~nada_core.models.stylegan2.Generator` weights.
 
 A checkpoint is a dict saved with ``torch.save``: ``g_ema`` (EMA generator state dict), often
 ``g``, ``d``, ``g_optim``, ``d_optim``, ``args`` (an ``argparse.Namespace``) and, for files
@@ -32,9 +32,9 @@ from typing import Any
 
 import torch
 
-from .checkpoint_common import Converted, reject_unused_tensors
-from .errors import CheckpointError
-from .stylegan2 import GeneratorConfig, channels_from_multiplier, make_fir_kernel
+from .common import Converted, reject_unused_tensors
+from ..errors import CheckpointError
+from ..models.stylegan2 import GeneratorConfig, channels_from_multiplier, make_fir_kernel
 
 ROSINALITY_LR_MLP = 0.01
 _BLUR_TAPS = (1, 3, 3, 1)

@@ -2,7 +2,7 @@
 
 Because NADA's adapted generators share their source's latent space, a photo inverted into the
 source generator can then be rendered in every adapted domain (paper Fig. 8): invert once with
-``G_frozen``, :func:`nada_core.latents.render` with each ``G_train``.
+``G_frozen``, :func:`nada_core.editing.latents.render` with each ``G_train``.
 
 The optimiser follows the idea of the StyleGAN2 projector: start every image at the mean latent
 ``w_avg``; Adam with a learning-rate ramp (short linear warm-up, cosine ramp-down at the end);
@@ -33,8 +33,8 @@ from typing import Any, Callable, Literal
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
-from .image_prep import Box, FitMode, Layout, PreparedImages, prepare_images
+from ..errors import InputError
+from ..media.image_prep import Box, FitMode, Layout, PreparedImages, prepare_images
 from .latents import Latents, generator_lineage, synthesize
 
 ProgressFn = Callable[[int, int, dict, "torch.Tensor | None"], None]
@@ -61,7 +61,7 @@ class InvertConfig:
     when a CLIP model is given). ``w_avg_samples``: z samples used to measure ``w_avg`` and the
     W spread (0 = use the generator's stored ``w_avg`` and a spread of 1). ``seed``: random
     draws (code noise); image ``i`` uses ``seed + i``. ``fit``: how images are brought to the
-    generator's square (see :mod:`nada_core.image_prep`). ``preview_every``: pass the current
+    generator's square (see :mod:`nada_core.media.image_prep`). ``preview_every``: pass the current
     reconstructions to ``on_progress`` every this many steps (0 = never; the last step always).
     """
 

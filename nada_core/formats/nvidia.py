@@ -1,8 +1,8 @@
-"""NVIDIA stylegan2-ada-pytorch ``.pkl`` snapshots -> our :class:`~nada_core.stylegan2.Generator` weights.
+"""NVIDIA stylegan2-ada-pytorch ``.pkl`` snapshots -> our :class:`~nada_core.models.stylegan2.Generator` weights.
 
-Input is what :func:`nada_core.safe_unpickle.load_restricted_pickle` returns: a dict
+Input is what :func:`nada_core.formats.safe_unpickle.load_restricted_pickle` returns: a dict
 ``{"G": ..., "D": ..., "G_ema": ..., "augment_pipe": ..., "training_set_kwargs": ...}`` whose
-networks are inert :class:`~nada_core.safe_unpickle.PersistentStub` objects. The architecture
+networks are inert :class:`~nada_core.formats.safe_unpickle.PersistentStub` objects. The architecture
 comes from the pickled constructor arguments (``_init_kwargs``: ``z_dim, c_dim, w_dim,
 img_resolution, img_channels, mapping_kwargs, synthesis_kwargs``) with NVIDIA's documented
 defaults for omitted keys, and is cross-checked against every tensor shape.
@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
-from .checkpoint_common import Converted, reject_unused_tensors
-from .errors import CheckpointError
+from .common import Converted, reject_unused_tensors
+from ..errors import CheckpointError
 from .safe_unpickle import PersistentStub, TFNetworkStub
-from .stylegan2 import GeneratorConfig, make_fir_kernel
+from ..models.stylegan2 import GeneratorConfig, make_fir_kernel
 
 # Constructor signature order of NVIDIA's Generator (for pickles made with positional args).
 _GENERATOR_ARG_ORDER = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels",

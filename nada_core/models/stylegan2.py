@@ -3,7 +3,7 @@
 Runs on CPU, CUDA and Apple MPS alike, and under fp16/bf16 autocast. The maths reproduces both
 public reference implementations (rosinality's ``stylegan2-pytorch`` and NVIDIA's
 ``stylegan2-ada-pytorch``, "skip" architecture), so their checkpoints load into it unchanged
-(see :mod:`nada_core.checkpoints`). Everything about the architecture lives in
+(see :mod:`nada_core.formats.checkpoints`). Everything about the architecture lives in
 :class:`GeneratorConfig`, which the checkpoint loaders read from the file.
 
 Layout and W+ indexing, for an ``R`` px generator with ``L = log2(R)``:

@@ -96,14 +96,14 @@ def evaluate(G_frozen, G_adapted, clip, direction, seeds: Sequence[int] = DEFAUL
     """Compare ``G_adapted`` with ``G_frozen`` on ``seeds`` (codes from :func:`nada_core.seeds.z_from_seeds`).
 
     ``clip``: a ``ClipModel`` or ``ClipEnsemble``; ``direction``: the training direction (see
-    :mod:`nada_core.directions`). Both generators are mapped through ``G_frozen.mapping`` (they
+    :mod:`nada_core.guidance.directions`). Both generators are mapped through ``G_frozen.mapping`` (they
     share it). Returns ``{directional_similarity, target_score, diversity, source_correspondence,
     num_samples, seeds, truncation}`` plus ``per_model`` when several CLIP models guide.
     Pass ``G_adapted = G_frozen`` for the "before" numbers (directional similarity is then 0).
     """
     from .trainer import guides_for
-    from .errors import InputError
-    from .seeds import z_from_seeds
+    from ..errors import InputError
+    from ..seeds import z_from_seeds
 
     seeds = [int(s) for s in seeds]
     if len(seeds) < 2:

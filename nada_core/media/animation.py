@@ -16,7 +16,7 @@ from typing import Iterable, Literal, Sequence
 import numpy as np
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 Format = Literal["gif", "webp", "apng", "frames"]
 _EXTENSIONS = {".gif": "gif", ".webp": "webp", ".apng": "apng", ".png": "apng"}
@@ -106,7 +106,7 @@ def _write_animated_file(images: Sequence, path: Path, fmt: Format, fps: float, 
                          lossless: bool, quality: int) -> Path:
     from PIL import features
 
-    from .atomic import atomic_write
+    from ..atomic import atomic_write
 
     durations = _durations(len(images), fps)
     first, rest = images[0], list(images[1:])
@@ -137,7 +137,7 @@ def _write_animated_file(images: Sequence, path: Path, fmt: Format, fps: float, 
 
 def write_frame_folder(images: Sequence, folder: str | os.PathLike) -> Path:
     """Write PIL images as ``folder/frame_00000.png``...; remove ``frame_*.png`` left from a longer earlier run."""
-    from .atomic import atomic_write
+    from ..atomic import atomic_write
 
     out = Path(folder)
     if out.exists() and not out.is_dir():

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..errors import InputError
+from nada_core.errors import InputError
 from .workflow_io import Workflow, is_link, node_title
 
 MAX_VARIANTS = 100_000

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .errors import InputError, Interrupted
+from ..errors import InputError, Interrupted
 
 #: Prompt templates averaged for text directions. Content-neutral phrasings of "a picture of X",
 #: so that averaging cancels wording noise and keeps what distinguishes source from target.
@@ -182,7 +182,7 @@ def mean_text_embedding(model, prompt: str, templates: bool | Sequence[str] = Tr
 def text_direction(guide, source: str, target: str, templates: bool | Sequence[str] = True) -> Direction:
     """Direction from the ``source`` prompt to the ``target`` prompt for every model of ``guide``.
 
-    ``guide``: a :class:`~nada_core.clip.ClipModel` or :class:`~nada_core.clip.ClipEnsemble`.
+    ``guide``: a :class:`~nada_core.guidance.clip.ClipModel` or :class:`~nada_core.guidance.clip.ClipEnsemble`.
     ``templates``: True (default list), False (bare prompts) or a list of ``"...{}..."`` strings.
     """
     src, tgt = _clean_prompt(source, "source"), _clean_prompt(target, "target")
@@ -239,7 +239,7 @@ def sample_source_images(G_frozen, num_samples: int = 16, seed: int = 0, truncat
                          should_stop: Callable[[], bool] | None = None,
                          progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """``num_samples`` images ``[N, C, R, R]`` in about [-1, 1] from seeds ``seed .. seed + N - 1``."""
-    from .seeds import z_from_seeds
+    from ..seeds import z_from_seeds
 
     if num_samples < 1:
         raise InputError(f"number of source samples must be at least 1, got {num_samples}")

@@ -23,7 +23,7 @@ DEMO_NOTE = ("note: the generator and CLIP here have RANDOM weights, so the imag
 
 def tiny_random_clip(seed: int = 0, image_size: int = 64, width: int = 128, layers: int = 2,
                      embed_dim: int = 64, device: str | torch.device = "cpu"):
-    """A small open_clip ViT with random weights as a :class:`nada_core.clip.ClipModel` (no downloads).
+    """A small open_clip ViT with random weights as a :class:`nada_core.guidance.clip.ClipModel` (no downloads).
 
     Same ``seed`` -> same weights; the global torch RNG is left untouched. Uses open_clip's own
     tokenizer (its vocabulary ships with the package).
@@ -31,7 +31,7 @@ def tiny_random_clip(seed: int = 0, image_size: int = 64, width: int = 128, laye
     import open_clip
     from open_clip.model import CLIP
 
-    from .clip import ClipModel, Preprocess
+    from ..guidance.clip import ClipModel, Preprocess
 
     head = 64
     vision = {"image_size": image_size, "layers": layers, "width": width, "patch_size": max(4, image_size // 8),
@@ -51,7 +51,7 @@ def tiny_random_clip(seed: int = 0, image_size: int = 64, width: int = 128, laye
 
 def tiny_random_generator(resolution: int = 64, seed: int = 0):
     """A small StyleGAN2 (channels capped at 128, 4 mapping layers) with random weights."""
-    from .stylegan2 import Generator, GeneratorConfig, channels_from_base
+    from ..models.stylegan2 import Generator, GeneratorConfig, channels_from_base
 
     with torch.random.fork_rng(devices=[]), torch.inference_mode(False):
         torch.manual_seed(seed)
@@ -78,9 +78,9 @@ def run_demo_training(out_dir: str | Path, steps: int = 30, device: str | torch.
     (``directional_similarity_before``/``_after``, ``target_score_*``, ``diversity_*``,
     ``source_correspondence_*``, ``steps``, ``seconds_per_step``, ``paths``, ``seconds``).
     """
-    from .commands.train import train_to_folder
-    from .devices import resolve_device
-    from .directions import text_direction
+    from ..commands.train import train_to_folder
+    from ..devices import resolve_device
+    from ..guidance.directions import text_direction
     from .trainer import NadaTrainer, TrainConfig
 
     t0 = time.perf_counter()

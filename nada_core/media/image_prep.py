@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
+from ..errors import InputError
 
 FitMode = Literal["crop", "pad", "stretch"]
 Layout = Literal["auto", "nchw", "comfy"]

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 import torch
 
-from .errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError
 from .latents import Latents, generator_lineage, short_sha
 
 Mode = Literal["lerp", "slerp"]

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 
 # Colour-blind-friendly palette (Okabe-Ito).
 _PALETTE = [(0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167), (230, 159, 0),

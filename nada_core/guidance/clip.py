@@ -46,7 +46,7 @@ from urllib.parse import urlparse
 import torch
 import torch.nn.functional as F
 
-from .errors import ClipError, InputError, non_negative_weight
+from ..errors import ClipError, InputError, non_negative_weight
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -876,8 +876,8 @@ class ClipModel:
         return self._encode_pixels(pixels)
 
     def encode_pil(self, images) -> torch.Tensor:
-        """PIL image(s) of any mode -> ``[N, D]`` (see :func:`nada_core.images.pil_to_unit`)."""
-        from .images import pil_to_unit
+        """PIL image(s) of any mode -> ``[N, D]`` (see :func:`nada_core.media.images.pil_to_unit`)."""
+        from ..media.images import pil_to_unit
 
         if not isinstance(images, (list, tuple)):
             images = [images]
@@ -1002,7 +1002,7 @@ def load_clip(spec: str, device: str | torch.device = "cpu", precision: str | No
     forces the activation on (True) or off (False); ``None`` decides from the source. Raises
     :class:`ClipError` with a one-line reason and fix for every bad spec or file.
     """
-    from .devices import resolve_device
+    from ..devices import resolve_device
 
     precision = (precision or "fp32").lower()
     if precision not in _PRECISIONS:

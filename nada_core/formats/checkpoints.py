@@ -7,10 +7,10 @@ Supported formats, recognised from the file's content (never its extension):
   sometimes ``latent_avg``). Read with torch's weights-only unpickler.
 - ``stylegan2-ada-pkl``: NVIDIA stylegan2-ada-pytorch snapshots (``G_ema``, ``G``, ``D``, ...),
   read by a restricted unpickler that executes nothing from the file
-  (:mod:`nada_core.safe_unpickle`).
+  (:mod:`nada_core.formats.safe_unpickle`).
 - ``nada-safetensors``: our own ``.safetensors`` (state dict + JSON metadata header).
 
-:func:`load_generator` returns a :class:`~nada_core.stylegan2.Generator` in eval mode with two
+:func:`load_generator` returns a :class:`~nada_core.models.stylegan2.Generator` in eval mode with two
 extra attributes: ``G.source_sha256`` (sha256 of the file just loaded) and ``G.metadata``
 (``format``, ``ema``, ``network``, ``w_avg_origin``, ``source_sha256`` of the original foreign
 file, ``source_format``, ``provenance``); :func:`lineage_sha256` reads the lineage back.
@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError, InputError
-from .stylegan2 import Generator, GeneratorConfig
+from ..errors import CheckpointError, InputError
+from ..models.stylegan2 import Generator, GeneratorConfig
 
 FORMAT_ROSINALITY = "rosinality-pt"
 FORMAT_NVIDIA = "stylegan2-ada-pkl"
@@ -123,7 +123,7 @@ def save_generator(G: Generator, path: str | os.PathLike, metadata: dict | None 
     """
     from safetensors.torch import save_file
 
-    from .atomic import atomic_write
+    from ..atomic import atomic_write
 
     target = Path(path)
     if target.suffix.lower() != ".safetensors":
@@ -222,7 +222,7 @@ def _existing_file(path: str | os.PathLike) -> Path:
 
 
 def _device(device: str | torch.device | None) -> torch.device:
-    from .devices import resolve_device
+    from ..devices import resolve_device
 
     return resolve_device(device)
 
@@ -230,13 +230,13 @@ def _device(device: str | torch.device | None) -> torch.device:
 def _load_foreign(p: Path, fmt: str, ema: bool) -> Generator:
     src = str(p)
     if fmt == FORMAT_ROSINALITY:
-        from .rosinality_format import convert_rosinality_checkpoint
+        from .rosinality import convert_rosinality_checkpoint
         from .safe_unpickle import torch_load_weights_only
 
         conv = convert_rosinality_checkpoint(torch_load_weights_only(p, src), ema=ema, source=src)
         stored_w_avg = "latent_avg"
     else:
-        from .nvidia_format import convert_nvidia_pickle
+        from .nvidia import convert_nvidia_pickle
         from .safe_unpickle import load_restricted_pickle
 
         conv = convert_nvidia_pickle(load_restricted_pickle(p, src), ema=ema, source=src)

@@ -7,15 +7,15 @@ from typing import Any, Iterable
 
 import torch
 
-from .errors import CheckpointError
-from .stylegan2 import GeneratorConfig
+from ..errors import CheckpointError
+from ..models.stylegan2 import GeneratorConfig
 
 
 @dataclasses.dataclass
 class Converted:
     """A foreign generator translated to our layout.
 
-    ``state_dict`` uses :class:`~nada_core.stylegan2.Generator` names (``mapping.w_avg`` excluded);
+    ``state_dict`` uses :class:`~nada_core.models.stylegan2.Generator` names (``mapping.w_avg`` excluded);
     ``w_avg`` is the file's truncation centre ``[w_dim]``, or None when the file stores none;
     ``notes`` are facts for ``G.metadata`` (which network was read, generated noise, ...).
     """

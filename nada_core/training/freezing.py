@@ -11,7 +11,7 @@ Which synthesis layers to train is decided by asking *the latent codes* where th
 
 Correct W+ -> layer mapping
 ---------------------------
-Our ``synthesis.convs[i]`` is styled by ``ws[:, i]`` (see :mod:`nada_core.stylegan2`), so index
+Our ``synthesis.convs[i]`` is styled by ``ws[:, i]`` (see :mod:`nada_core.models.stylegan2`), so index
 ``i`` unfreezes ``synthesis.conv_for_w_index(i)``. (The research code maps index 1 to a toRGB
 and index ``i >= 2`` to the conv driven by ``ws[:, i - 1]``: off by one; not reproduced here.)
 
@@ -45,7 +45,7 @@ from typing import Callable, Iterable, Sequence
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 # Global CLIP loss used for selection: images [N, 3, R, R] in about [-1, 1] -> scalar tensor.
 GlobalLoss = Callable[[torch.Tensor], torch.Tensor]

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import InputError
+from nada_core.errors import InputError
 from .variants import Variant, overrides_key
 
 STATUSES = ("success", "error", "invalid", "cancelled", "unreachable")
@@ -126,7 +126,7 @@ def variants_from_report(records: list[dict[str, Any]]) -> list[Variant]:
 
 
 def job_record(job: Any, run_id: str, workflow: str | None, workflow_sha256: str | None) -> dict[str, Any]:
-    """The report line of a finished :class:`~nada_core.queue.scheduler.Job`."""
+    """The report line of a finished :class:`~nada_queue.scheduler.Job`."""
     wait = seconds_between(job.queued_at, job.started_at)
     run = job.run_seconds if job.run_seconds is not None else seconds_between(job.started_at, job.finished_at)
     return {

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from nada_core.errors import InputError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXPORT_HINT = 'in ComfyUI use Workflow -> Export (API) and pass that file'
@@ -43,7 +43,7 @@ def load_workflow(path: str | os.PathLike) -> Workflow:
 
 def read_png_prompt(path: str | os.PathLike) -> Workflow:
     """The API workflow ComfyUI embeds in the PNG text chunk ``prompt`` (tEXt, zTXt or iTXt)."""
-    from PIL import Image  # lazy: keeps ``import nada_core.queue`` light
+    from PIL import Image  # lazy: keeps ``import nada_queue`` light
 
     p = Path(path)
     try:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError, non_negative_weight
+from ..errors import InputError, non_negative_weight
 
 #: Floor on |E_I(train) - E_I(frozen)| in the directional cosine (unit embeddings; see module doc).
 DIRECTION_EPS = 1e-5
@@ -129,7 +129,7 @@ class NadaLoss:
         """Combine the terms from precomputed embeddings.
 
         ``embeddings``: ``{model name: (adapted [N, D], frozen [N, D] or None)}``; ``direction``:
-        a :class:`~nada_core.directions.Direction` with vectors/targets for those models;
+        a :class:`~nada_core.guidance.directions.Direction` with vectors/targets for those models;
         ``model_weights``: ``{model name: weight}`` (default 1 each).
         """
         if not embeddings:

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 
 
 def to_unit(img: torch.Tensor) -> torch.Tensor:
@@ -123,7 +123,7 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     """Read an image file as ``[3, H, W]`` float in [0, 1] (see :func:`pil_to_unit`)."""
     from PIL import Image, ImageOps
 
-    from .errors import InputError
+    from ..errors import InputError
 
     p = Path(path)
     if not p.is_file():

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 import torch
 
-from .errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError
 
 Space = Literal["w", "w+"]
 LATENTS_FORMAT = "nada-latents"
@@ -40,13 +40,13 @@ _NUM_WS_VALUES = (4, 6, 8, 10, 12, 14, 16, 18)  # 2 * log2(R) - 2 for R = 8 .. 1
 def generator_lineage(G: Any) -> str | None:
     """sha256 of the pretrained checkpoint ``G`` descends from, or None when unknown.
 
-    Uses :func:`nada_core.checkpoints.lineage_sha256` when available. Otherwise the same rule is
+    Uses :func:`nada_core.formats.checkpoints.lineage_sha256` when available. Otherwise the same rule is
     applied here: the ``source_sha256`` recorded in ``G.metadata`` by the loaders (for a foreign
     file, that file's sha256; for our ``.safetensors``, the original source's, which adapted
     generators keep), else the loaded file's own ``G.source_sha256``; in-memory generators have none.
     """
     try:
-        from .checkpoints import lineage_sha256
+        from ..formats.checkpoints import lineage_sha256
     except ImportError:
         meta = getattr(G, "metadata", None)
         value = meta.get("source_sha256") if isinstance(meta, dict) else None
@@ -210,7 +210,7 @@ def latents_from_seeds(G: Any, seeds: str | int | Iterable[int], truncation_psi:
     ``ws [N, num_ws, w_dim]`` on the CPU, ``z [N, z_dim]``, ``space`` ``"w"`` (or ``"w+"`` when a
     truncation cutoff makes the entries differ) and provenance ``seeds``/``truncation_psi``/``truncation_cutoff``.
     """
-    from .seeds import parse_seeds, z_from_seeds
+    from ..seeds import parse_seeds, z_from_seeds
 
     seed_list = parse_seeds(seeds)
     device = G.w_avg.device
@@ -280,7 +280,7 @@ def save_latents(latents: Latents, path: str | os.PathLike) -> Path:
     """
     from safetensors.torch import save_file
 
-    from .atomic import atomic_write
+    from ..atomic import atomic_write
 
     tensors = {"ws": latents.ws.detach().float().cpu().contiguous()}
     if latents.z is not None:

@@ -30,7 +30,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import CheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointError, UnsafeCheckpointError
 
 # ----------------------------------------------------------------------------------------------
 # Inert stand-ins for NVIDIA's pickled classes

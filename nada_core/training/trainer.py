@@ -2,7 +2,7 @@
 
 Per step (see ``docs/nada-method.md``):
 
-1. re-select the trainable layers when the schedule says so (:mod:`nada_core.freezing`);
+1. re-select the trainable layers when the schedule says so (:mod:`nada_core.training.freezing`);
 2. draw ``batch`` codes (style mixing with probability ``mixing``; the SAME crossover for the
    frozen and the trained image of a pair), map them once through the shared, frozen mapping;
 3. render ``G_frozen`` under ``no_grad`` and ``G_train`` with grad, encode both with each CLIP
@@ -32,11 +32,11 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from .errors import CheckpointError, InputError
-from .losses import angle_consistency_loss, directional_loss, global_loss
+from ..errors import CheckpointError, InputError
+from ..guidance.losses import angle_consistency_loss, directional_loss, global_loss
 from .freezing import FreezeOptions, LayerSchedule, LayerSelector, apply_selection, candidate_w_indices, \
     trainable_parameter_names
-from .stylegan2 import Generator, ModulatedConv2d
+from ..models.stylegan2 import Generator, ModulatedConv2d
 
 STATE_FORMAT = "nada-train-state"
 STATE_VERSION = 1
@@ -143,7 +143,7 @@ class TrainConfig:
         whole("seed", 0)
         whole("preview_every", 0)
         whole("snapshot_every", 0)
-        from .seeds import parse_seeds
+        from ..seeds import parse_seeds
 
         self.preview_seeds = tuple(parse_seeds(self.preview_seeds if not isinstance(self.preview_seeds, tuple)
                                                else list(self.preview_seeds)))
@@ -227,16 +227,16 @@ class ClipGuide:
 
 def guides_for(clip, direction) -> list[ClipGuide]:
     """Pair each CLIP model of ``clip`` (a ``ClipModel`` or ``ClipEnsemble``) with its direction
-    (a :class:`nada_core.directions.Direction` computed with the same models).
+    (a :class:`nada_core.guidance.directions.Direction` computed with the same models).
 
     A ready list of :class:`ClipGuide` passes through unchanged (custom encoders).
     """
     if isinstance(direction, (list, tuple)) and direction and all(isinstance(g, ClipGuide) for g in direction):
         return list(direction)
-    from .clip import as_ensemble
+    from ..guidance.clip import as_ensemble
 
     if not (hasattr(direction, "vector") and hasattr(direction, "target")):
-        raise InputError(f"expected a Direction from nada_core.directions, got {type(direction).__name__}")
+        raise InputError(f"expected a Direction from nada_core.guidance.directions, got {type(direction).__name__}")
     guides = []
     for model, weight in as_ensemble(clip):
         guides.append(ClipGuide(name=model.name, clip=model, weight=float(weight),
@@ -390,7 +390,7 @@ class NadaTrainer:
 
     ``generator``: source :class:`Generator` (any device, may hold inference tensors; it is
     copied, never modified). ``clip``: ``ClipModel`` or ``ClipEnsemble``. ``direction``: from
-    :mod:`nada_core.directions`. ``device``: where training runs (default: the generator's).
+    :mod:`nada_core.guidance.directions`. ``device``: where training runs (default: the generator's).
 
     Attributes: ``G_frozen`` (source copy, never changes), ``G_train`` (trained synthesis, same
     mapping module as ``G_frozen``), ``optimizer`` (Adam over every synthesis parameter that the
@@ -403,7 +403,7 @@ class NadaTrainer:
         self.config = (config or TrainConfig()).validate()
         if device is None:
             device = next(generator.parameters()).device
-        from .devices import resolve_device
+        from ..devices import resolve_device
 
         self.device = resolve_device(device)
         self.clip = clip
@@ -476,7 +476,7 @@ class NadaTrainer:
         return G
 
     def _tag_generator(self, G: Generator, provenance: dict) -> None:
-        """Attach ``source_sha256`` and a ``metadata`` dict in the layout :mod:`nada_core.checkpoints` uses."""
+        """Attach ``source_sha256`` and a ``metadata`` dict in the layout :mod:`nada_core.formats.checkpoints` uses."""
         G.source_sha256 = self.source_sha256
         G.metadata = {
             "format": "nada-safetensors",
@@ -647,7 +647,7 @@ class NadaTrainer:
     def preview(self) -> torch.Tensor:
         """``[2, P, 3, R, R]`` CPU float: row 0 the source, row 1 the adapted generator, for
         ``config.preview_seeds`` at ``config.preview_truncation`` (const noise)."""
-        from .seeds import z_from_seeds
+        from ..seeds import z_from_seeds
 
         with torch.inference_mode(False):
             cfg = self.config
@@ -704,7 +704,7 @@ class NadaTrainer:
     # Saving / resuming ----------------------------------------------------------------------------
     def save_generator(self, path: str | Path, extra_metadata: dict | None = None) -> Path:
         """Save the adapted generator as ``.safetensors`` (atomic) with provenance metadata."""
-        from .checkpoints import save_generator
+        from ..formats.checkpoints import save_generator
 
         meta = self.metadata()
         if extra_metadata:
@@ -762,7 +762,7 @@ class NadaTrainer:
         resuming never mixes files from different steps)."""
         from safetensors.torch import save_file
 
-        from .atomic import atomic_write
+        from ..atomic import atomic_write
 
         tensors, info = self.state_tensors()
         meta = {"format": STATE_FORMAT, "nada_train_state": json.dumps(info)}
