@@ -311,7 +311,8 @@ def test_tag_is_loaded_from_the_local_hub_cache_without_network(saved, tmp_path,
     monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setitem(ocp._PRETRAINED, name, {"testtag": {"hf_hub": "nada-test/tiny-clip/", "quick_gelu": True,
                                                             "mean": OPENAI_MEAN, "std": OPENAI_STD}})
-    monkeypatch.setattr(nclip, "_probe", lambda *a, **k: pytest.fail("network must not be probed when cached"))
+    # _probe is looked up in the hub module (by _ensure_online), so patch it there.
+    monkeypatch.setattr(nclip.hub, "_probe", lambda *a, **k: pytest.fail("network must not be probed when cached"))
     clip = load_clip(f"{name}:testtag")
     assert clip.quick_gelu and clip.arch == tiny_arch_name(quick_gelu=True)
     assert clip.name == f"{tiny_arch_name(quick_gelu=True)}:testtag"

@@ -30,7 +30,10 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import CheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointError, UnsafeCheckpointError, short_reason
+
+#: Characters of a library's error quoted in our messages (checkpoint messages are long already).
+_REASON_LIMIT = 160
 
 # ----------------------------------------------------------------------------------------------
 # Inert stand-ins for NVIDIA's pickled classes
@@ -321,12 +324,13 @@ def load_restricted_pickle(path: str | os.PathLike, source: str | None = None) -
                 f"the allowlist of plain weight data; nothing from the file was run"
             ) from None
         except (EOFError, pickle.UnpicklingError) as err:
-            raise CheckpointError(f"{src}: the pickle is truncated or corrupt ({_short(err)})") from None
+            raise CheckpointError(f"{src}: the pickle is truncated or corrupt "
+                                  f"({short_reason(err, _REASON_LIMIT)})") from None
         except MemoryError:
             raise CheckpointError(f"{src}: the pickle is corrupt (asks for an impossible amount of memory)") from None
         except Exception as err:  # noqa: BLE001 - any failure inside a hostile stream is a bad file
             raise CheckpointError(f"{src}: the pickle could not be read "
-                                  f"({type(err).__name__}: {_short(err)})") from None
+                                  f"({type(err).__name__}: {short_reason(err, _REASON_LIMIT)})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -383,7 +387,8 @@ def torch_load_weights_only(path: str | os.PathLike, source: str | None = None) 
             name = _first_unknown_global(path)
         if name is None:
             raise CheckpointError(f"{src}: the PyTorch checkpoint is corrupt, or holds Python objects other than "
-                                  f"plain weights; it was not loaded ({_short(_torch_reason(msg))})") from None
+                                  f"plain weights; it was not loaded "
+                                  f"({short_reason(_torch_reason(msg), _REASON_LIMIT)})") from None
         raise UnsafeCheckpointError(
             f"{src}: refused to load: the checkpoint asks for '{name}', which is not on the allowlist of "
             f"plain weight data; nothing from the file was run"
@@ -392,7 +397,7 @@ def torch_load_weights_only(path: str | os.PathLike, source: str | None = None) 
         raise
     except Exception as err:  # noqa: BLE001 - torch's pure-Python unpickler fails in many ways on bad bytes
         raise CheckpointError(f"{src}: the PyTorch checkpoint is truncated or corrupt "
-                              f"({type(err).__name__}: {_short(err)})") from None
+                              f"({type(err).__name__}: {short_reason(err, _REASON_LIMIT)})") from None
 
 
 def _torch_reason(msg: str) -> str:
@@ -468,8 +473,3 @@ def scan_globals(data: bytes, max_pickles: int = 4) -> list[tuple[str, str]]:
         except Exception:  # noqa: BLE001 - the rest of a legacy file is raw tensor data
             break
     return found
-
-
-def _short(err: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
