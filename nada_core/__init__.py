@@ -97,7 +97,7 @@ class _AliasFinder(importlib.abc.MetaPathFinder):
 
 
 if not any(isinstance(f, _AliasFinder) for f in sys.meta_path):
-    sys.meta_path.append(_AliasFinder())
+    sys.meta_path.insert(0, _AliasFinder())  # before the path finder: old names must never load a second copy
 
 
 def __getattr__(name: str):
