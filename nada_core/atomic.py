@@ -93,6 +93,20 @@ def remove_stale_temps(folder: str | os.PathLike, now: float | None = None) -> l
     return removed
 
 
+_CLEAN_INTERVAL_S = 60.0
+_last_clean: dict[str, float] = {}
+
+
+def _clean_once_in_a_while(folder: Path) -> None:
+    """:func:`remove_stale_temps` at most once a minute per folder, so writing thousands of
+    frames into one folder does not rescan it for every frame."""
+    key = os.path.abspath(folder)
+    now = time.monotonic()
+    if now - _last_clean.get(key, -_CLEAN_INTERVAL_S) >= _CLEAN_INTERVAL_S:
+        _last_clean[key] = now
+        remove_stale_temps(folder)
+
+
 def _temp_name(target: Path) -> str:
     return f".{target.name[:_TMP_NAME_CHARS]}.nada-{os.getpid()}-{secrets.token_hex(4)}.tmp"
 
@@ -111,7 +125,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp: Path | None = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(target.parent)
+        _clean_once_in_a_while(target.parent)
         while True:
             tmp = target.parent / _temp_name(target)
             try:
@@ -189,6 +203,13 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
     if len(os.fsencode(os.fspath(p.absolute()))) >= path_max:
         raise InputError(f"{what}: the path is over this file system's limit of {path_max} bytes; "
                          "use a shorter path")
+    # The worst mistake first: an output that IS an input (same file after links).
+    for inp in inputs:
+        if inp is None or not os.path.exists(inp) or not os.path.exists(p):
+            continue
+        if os.path.samefile(inp, p):
+            raise InputError(f"{what} {p} is the input file {inp}, so writing it would destroy "
+                             "the input; choose another output name")
     if kind == "file":
         if suffixes is not None:
             allowed = tuple(s.lower() for s in suffixes)
@@ -202,12 +223,6 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
     elif os.path.lexists(p) and not p.is_dir():
         raise InputError(f"{what} {p} is an existing file but a folder is written there; "
                          "give a new folder name")
-    for inp in inputs:
-        if inp is None or not os.path.exists(inp) or not os.path.exists(p):
-            continue
-        if os.path.samefile(inp, p):
-            raise InputError(f"{what} {p} is the input file {inp}; writing it would destroy the input — "
-                             "choose another output name")
     # The folder the output goes into (or the nearest one that exists) must be a writable folder.
     parent = _existing_ancestor((p if kind == "dir" else p.parent).absolute())
     if not parent.is_dir():

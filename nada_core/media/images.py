@@ -141,8 +141,8 @@ def open_image_checked(path: str | os.PathLike):
             # Pillow only warns between its limit and 2x it; here every bomb is an error, at our limit.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             pil = Image.open(p)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _too_large(p, None) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise _too_large(p, None, err) from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
         raise InputError(f"cannot read image {p.name}: {_short(err)}; use a PNG, JPEG, WebP, TIFF or BMP file") from None
     w, h = pil.size
@@ -152,10 +152,16 @@ def open_image_checked(path: str | os.PathLike):
     return pil
 
 
-def _too_large(p: Path, size: tuple[int, int] | None):
+def _too_large(p: Path, size: tuple[int, int] | None, pillow_err: BaseException | None = None):
+    import re
+
     from ..errors import InputError
 
-    declared = f"declares {size[0]}x{size[1]} pixels" if size else "declares too many pixels"
+    if size:
+        declared = f"declares {size[0]}x{size[1]} pixels"
+    else:  # Pillow refused it inside open() (over twice its own limit); its message has the count
+        m = re.search(r"\((\d+) pixels\)", str(pillow_err or ""))
+        declared = f"declares {int(m.group(1)):,} pixels" if m else "declares too many pixels"
     return InputError(f"image {p.name} {declared}, over the limit of {MAX_IMAGE_PIXELS:,} "
                       "(8192x8192); resize it or use a smaller image")
 
@@ -185,8 +191,8 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
             pil.load()  # decode first: exif_transpose on a lazy image would decode without our checks
             pil = ImageOps.exif_transpose(pil)
             return pil_to_unit(pil)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _too_large(p, None) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise _too_large(p, None, err) from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as err:
         raise InputError(f"cannot read image {p.name}: {_short(err)} (truncated or corrupt?); "
                          "re-export it as PNG or JPEG") from None
