@@ -100,7 +100,7 @@ def generator_save_dir() -> Path:
 MAX_WALK_DEPTH = 16  # model folders nest 2-3 levels; a deeper tree is a mistake or a link farm
 
 
-def _walk(root: Path, skip: Callable[[str], bool] = lambda name: name.startswith(".")):
+def walk_folder(root: Path, skip: Callable[[str], bool] = lambda name: name.startswith(".")):
     """Yield ``(folder, sub_folder_names, file_names)`` under ``root``, sorted, top-down.
 
     Symbolic links to folders are followed (models often live on another drive), but each real
@@ -141,13 +141,14 @@ def _walk(root: Path, skip: Callable[[str], bool] = lambda name: name.startswith
             stack.extend((folder / d, depth + 1) for d in reversed(dirs))
 
 
-def _walk_files(folder: Path, exts: set[str]) -> list[str]:
+def _walk_files(folder: Path, exts: set[str] | None) -> list[str]:
+    """Files under ``folder`` whose extension is in ``exts`` (``None``: every file), relative names."""
     out = []
     if not folder.is_dir():
         return out
-    for dirpath, _dirs, filenames in _walk(folder):
+    for dirpath, _dirs, filenames in walk_folder(folder):
         for f in filenames:
-            if os.path.splitext(f)[1].lower() in exts:
+            if exts is None or os.path.splitext(f)[1].lower() in exts:
                 out.append((dirpath / f).relative_to(folder).as_posix())
     return out
 
@@ -157,7 +158,7 @@ def _walk_clip_dirs(folder: Path) -> list[str]:
     out = []
     if not folder.is_dir():
         return out
-    for dirpath, _dirs, filenames in _walk(folder):
+    for dirpath, _dirs, filenames in walk_folder(folder):
         if OPEN_CLIP_CONFIG in filenames and dirpath != folder:
             out.append(dirpath.relative_to(folder).as_posix())
     return out
@@ -166,12 +167,17 @@ def _walk_clip_dirs(folder: Path) -> list[str]:
 def list_models(name: str) -> list[str]:
     """Names (relative paths, ``/``-separated) shown in a loader's dropdown, sorted.
 
-    ``open_clip`` also lists Hugging Face-layout folders (ComfyUI only lists files).
+    Inside ComfyUI: every folder and extension registered for ``name`` (extra_model_paths.yaml
+    included), walked with :func:`walk_folder` (symlink-loop safe). ``open_clip`` also lists Hugging Face-layout folders (ComfyUI only lists files).
     """
     fp = comfy_bridge.folder_paths()
     found: set[str] = set()
     if fp is not None and name in fp.folder_names_and_paths:
-        found.update(n.replace(os.sep, "/") for n in fp.get_filename_list(name))
+        # ComfyUI's folders and extensions, but our walk: ComfyUI's own get_filename_list follows
+        # symlinks without remembering where it has been, so a link loop would hang its start-up.
+        exts = {e.lower() for e in (fp.folder_names_and_paths[name][1] or ())}
+        for folder in fp.get_folder_paths(name):
+            found.update(_walk_files(Path(folder), exts or None))
     else:
         for folder in model_folders(name):
             found.update(_walk_files(folder, _EXTENSIONS[name]))
@@ -187,7 +193,7 @@ def list_input_subfolders() -> list[str]:
     if not root.is_dir():
         return []
     out = []
-    for dirpath, _dirs, _files in _walk(root, skip=lambda d: d.startswith(".") or d == "clipspace"):
+    for dirpath, _dirs, _files in walk_folder(root, skip=lambda d: d.startswith(".") or d == "clipspace"):
         if dirpath != root:
             out.append(dirpath.relative_to(root).as_posix())
     return sorted(out)

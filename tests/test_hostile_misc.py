@@ -357,6 +357,31 @@ def test_model_listing_survives_symlink_loops(tmp_path, monkeypatch):
     assert paths.list_input_subfolders() == ["faces"]
 
 
+def test_model_listing_inside_comfyui_survives_symlink_loops(tmp_path, monkeypatch):
+    """ComfyUI's own get_filename_list would follow the loop; our listing must not call it."""
+    import types
+
+    from nodes import paths
+
+    user = tmp_path / "nas"
+    (user / "x").mkdir(parents=True)
+    (user / "x" / "g.pkl").write_bytes(b"x")
+    (user / "x" / "loop").symlink_to(user)
+    (user / "notes.txt").write_text("not a model")
+    fp = types.ModuleType("folder_paths")
+    fp.folder_names_and_paths = {"stylegan": ([str(user)], {".pkl"})}
+    fp.get_folder_paths = lambda name: list(fp.folder_names_and_paths[name][0])
+
+    def never(_name):
+        raise AssertionError("ComfyUI's unbounded walk was used")
+
+    fp.get_filename_list = never
+    monkeypatch.setitem(sys.modules, "folder_paths", fp)
+    t0 = time.perf_counter()
+    assert paths.list_models(paths.STYLEGAN) == ["x/g.pkl"]
+    assert time.perf_counter() - t0 < 1
+
+
 def test_model_listing_stops_at_the_depth_cap(tmp_path):
     from nodes import paths
 
