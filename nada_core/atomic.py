@@ -124,7 +124,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     tmp: Path | None = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file sits where a folder of the path should be
+            raise WriteError(f"cannot write {target}: part of the path is a file, not a folder; "
+                             "choose another folder") from None
         _clean_once_in_a_while(target.parent)
         while True:
             tmp = target.parent / _temp_name(target)

@@ -159,7 +159,26 @@ def test_save_latent_node_refuses_a_name_over_name_max(tmp_path, monkeypatch):
     _one_line(err)
 
 
+def test_save_generator_node_refuses_a_name_over_name_max(tmp_path, monkeypatch):
+    from nodes import NODE_CLASS_MAPPINGS
+    from nodes.common import NadaNodeError
+
+    monkeypatch.setenv("NADA_MODELS_DIR", str(tmp_path / "models"))
+    with pytest.raises(NadaNodeError, match="NADA Save Generator: file name: the name .* over this file system") as err:
+        NODE_CLASS_MAPPINGS["NadaSaveGenerator"]().save(tiny_generator(16), "g" * 300, True)
+    _one_line(err)
+    assert not any((tmp_path / "models").rglob("*.safetensors"))
+
+
 # ---------------------------------------------------------------------------------- 2. atomic writes
+
+
+def test_a_file_in_place_of_a_folder_is_one_line(tmp_path):
+    (tmp_path / "f").write_text("keep")
+    with pytest.raises(WriteError, match="part of the path is a file") as err:
+        atomic_write_bytes(tmp_path / "f" / "sub" / "x.png", b"x")
+    _one_line(err)
+    assert (tmp_path / "f").read_text() == "keep"
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES])
