@@ -2,13 +2,15 @@
 
 Each command module exposes ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
 Errors a user can fix (:class:`~nada_core.errors.NadaError`) print one line and exit 2;
-Ctrl-C exits 130 without a traceback.
+Ctrl-C exits 130 without a traceback; an operating-system failure nothing else reported
+(``OSError``, ``MemoryError``) prints one line and exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
@@ -59,6 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nada {args.command}: interrupted", file=sys.stderr)
         return 130
+    except (OSError, MemoryError) as err:
+        # Last resort for system failures no module turned into a NadaError: still one line, exit 1.
+        # NADA_TRACEBACK=1 shows the full traceback when debugging.
+        if os.environ.get("NADA_TRACEBACK"):
+            raise
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        print(f"nada {args.command}: error: {type(err).__name__}: {reason}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -125,6 +125,7 @@ class NadaSaveGenerator:
         }
 
     def save(self, generator, file_name: str, overwrite: bool):
+        from nada_core.atomic import check_output
         from nada_core.formats.checkpoints import save_generator
 
         stem = _clean_save_name(self, file_name)
@@ -135,6 +136,7 @@ class NadaSaveGenerator:
             while (folder / f"{stem}_{counter:05d}.safetensors").exists():
                 counter += 1
             target = folder / f"{stem}_{counter:05d}.safetensors"
+        check_output(target, suffixes=(".safetensors",), what="file name")  # name length, folder, permission
         target.parent.mkdir(parents=True, exist_ok=True)
         save_generator(generator, target, metadata=_provenance_of(generator))
         listed = target.relative_to(paths.model_folders(paths.STYLEGAN)[0]).as_posix()

@@ -148,6 +148,7 @@ class NadaSaveLatent:
         }
 
     def save(self, latent, filename_prefix: str):
+        from nada_core.atomic import check_output
         from nada_core.editing.latents import save_latents
 
         out_root = paths.output_dir()
@@ -156,6 +157,7 @@ class NadaSaveLatent:
         stem = os.path.basename(prefix) or "latents"
         if stem in (".", ".."):
             raise node_error(self, f"cannot save with prefix {filename_prefix!r}; use a plain name like 'nada/latents'")
+        check_output(target_dir / f"{stem}_00000.safetensors", suffixes=(".safetensors",), what="filename_prefix")
         target_dir.mkdir(parents=True, exist_ok=True)
         target = _next_free(target_dir, stem, ".safetensors")
         save_latents(latent, target)

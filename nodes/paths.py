@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from . import comfy_bridge
 
@@ -96,15 +97,59 @@ def generator_save_dir() -> Path:
 # ----------------------------------------------------------------------------------------- listing
 
 
-def _walk_files(folder: Path, exts: set[str]) -> list[str]:
+MAX_WALK_DEPTH = 16  # model folders nest 2-3 levels; a deeper tree is a mistake or a link farm
+
+
+def walk_folder(root: Path, skip: Callable[[str], bool] = lambda name: name.startswith(".")):
+    """Yield ``(folder, sub_folder_names, file_names)`` under ``root``, sorted, top-down.
+
+    Symbolic links to folders are followed (models often live on another drive), but each real
+    folder (``st_dev``, ``st_ino``) is entered at most once and at most :data:`MAX_WALK_DEPTH`
+    levels deep, so a symlink loop cannot make ComfyUI's start-up walk forever. Unreadable
+    folders are skipped.
+    """
+    seen: set[tuple[int, int]] = set()
+    stack = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            st = folder.stat()
+        except OSError:
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            continue
+        seen.add(key)
+        dirs, files = [], []
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir():  # follows links
+                            if not skip(entry.name):
+                                dirs.append(entry.name)
+                        elif entry.is_file():
+                            files.append(entry.name)
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+        dirs.sort()
+        files.sort()
+        yield folder, dirs, files
+        if depth < MAX_WALK_DEPTH:
+            stack.extend((folder / d, depth + 1) for d in reversed(dirs))
+
+
+def _walk_files(folder: Path, exts: set[str] | None) -> list[str]:
+    """Files under ``folder`` whose extension is in ``exts`` (``None``: every file), relative names."""
     out = []
     if not folder.is_dir():
         return out
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    for dirpath, _dirs, filenames in walk_folder(folder):
         for f in filenames:
-            if os.path.splitext(f)[1].lower() in exts:
-                out.append(Path(dirpath, f).relative_to(folder).as_posix())
+            if exts is None or os.path.splitext(f)[1].lower() in exts:
+                out.append((dirpath / f).relative_to(folder).as_posix())
     return out
 
 
@@ -113,22 +158,26 @@ def _walk_clip_dirs(folder: Path) -> list[str]:
     out = []
     if not folder.is_dir():
         return out
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        if OPEN_CLIP_CONFIG in filenames and Path(dirpath) != folder:
-            out.append(Path(dirpath).relative_to(folder).as_posix())
+    for dirpath, _dirs, filenames in walk_folder(folder):
+        if OPEN_CLIP_CONFIG in filenames and dirpath != folder:
+            out.append(dirpath.relative_to(folder).as_posix())
     return out
 
 
 def list_models(name: str) -> list[str]:
     """Names (relative paths, ``/``-separated) shown in a loader's dropdown, sorted.
 
-    ``open_clip`` also lists Hugging Face-layout folders (ComfyUI only lists files).
+    Inside ComfyUI: every folder and extension registered for ``name`` (extra_model_paths.yaml
+    included), walked with :func:`walk_folder` (symlink-loop safe). ``open_clip`` also lists Hugging Face-layout folders (ComfyUI only lists files).
     """
     fp = comfy_bridge.folder_paths()
     found: set[str] = set()
     if fp is not None and name in fp.folder_names_and_paths:
-        found.update(n.replace(os.sep, "/") for n in fp.get_filename_list(name))
+        # ComfyUI's folders and extensions, but our walk: ComfyUI's own get_filename_list follows
+        # symlinks without remembering where it has been, so a link loop would hang its start-up.
+        exts = {e.lower() for e in (fp.folder_names_and_paths[name][1] or ())}
+        for folder in fp.get_folder_paths(name):
+            found.update(_walk_files(Path(folder), exts or None))
     else:
         for folder in model_folders(name):
             found.update(_walk_files(folder, _EXTENSIONS[name]))
@@ -144,10 +193,9 @@ def list_input_subfolders() -> list[str]:
     if not root.is_dir():
         return []
     out = []
-    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "clipspace")
-        if Path(dirpath) != root:
-            out.append(Path(dirpath).relative_to(root).as_posix())
+    for dirpath, _dirs, _files in walk_folder(root, skip=lambda d: d.startswith(".") or d == "clipspace"):
+        if dirpath != root:
+            out.append(dirpath.relative_to(root).as_posix())
     return sorted(out)
 
 

@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..atomic import check_output
     from ..media.animation import write_animation
     from ..formats.checkpoints import load_generator, save_generator
     from ..training.demo import run_demo_training, tiny_random_generator
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     quiet = bool(os.environ.get("NADA_DEMO_QUIET"))
     device = resolve_device(args.device)
-    out = Path(args.out)
+    out = check_output(args.out, kind="dir", what="--out")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     print("nada demo: random weights throughout, so expect abstract images, not faces.")

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from ..atomic import check_output
     from ..media.animation import animation_format, frame_to_pil, write_animation
     from ..formats.checkpoints import load_generator
     from ..devices import resolve_device
@@ -77,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     fmt = animation_format(args.out)  # fail on a bad --out before any work
     device = resolve_device(args.device)
     paths = [args.generator] if args.generator else [s.strip() for s in args.generators.split(",") if s.strip()]
+    suffixes = {"gif": (".gif",), "webp": (".webp",), "apng": (".apng", ".png")}.get(fmt)
+    check_output(args.out, [*paths, args.latents], suffixes=suffixes, kind="dir" if fmt == "frames" else "file",
+                 what="--out")
     if args.generators and len(paths) < 2:
         raise InputError("--generators needs at least two files separated by commas, e.g. A.safetensors,B.safetensors")
     generators = [load_generator(p, device=device) for p in paths]

@@ -32,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ..atomic import check_output
     from ..formats.checkpoints import load_generator
     from ..devices import resolve_device
     from ..errors import InputError
@@ -40,14 +41,17 @@ def run(args: argparse.Namespace) -> int:
     from ..seeds import parse_seeds
 
     device = resolve_device(args.device)
+    out = Path(args.out)
+    inputs = [args.generator, args.latents]
+    check_output(out, inputs, suffixes=(".png",), what="--out")  # before any work: never overwrite an input
     if args.batch < 1:
         raise InputError("--batch must be at least 1")
+    seeds = None if args.latents else parse_seeds(args.seeds)  # a bad list fails before the generator loads
     G = load_generator(args.generator, device=device, ema=not args.no_ema)
     if args.latents:
         lat = load_latents(args.latents)  # render() checks it belongs to this generator's lineage
         labels = [f"latent{i}" for i in range(len(lat))]
     else:
-        seeds = parse_seeds(args.seeds)
         lat = latents_from_seeds(G, seeds, truncation_psi=args.truncation, truncation_cutoff=args.truncation_cutoff)
         labels = [f"seed{s}" for s in seeds]
 
@@ -55,11 +59,13 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=n, desc="render", unit="img", disable=n <= args.batch) as bar:
         imgs = render(G, lat, noise_mode=args.noise_mode, batch_size=args.batch,
                       on_progress=lambda done, total: bar.update(done - bar.n))
-    out = Path(args.out)
     cols = args.columns or max(1, math.ceil(math.sqrt(n)))
     save_png(make_grid(imgs, ncols=cols, pad=2, pad_value=1.0), out)
     if args.individual:
         for img, label in zip(imgs, labels):
-            save_png(img, out.with_name(f"{out.stem}_{label}.png"))
+            single = check_output(out.with_name(f"{out.stem}_{label}.png"), inputs, suffixes=(".png",),
+                                  what="--individual")
+            save_png(img, single)
     print(f"wrote {out} ({n} images, {G.img_resolution} px, {cols} columns)")
     return 0
+

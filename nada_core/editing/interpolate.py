@@ -233,6 +233,8 @@ def parse_layers(spec: str | int | Iterable[int] | range, num_ws: int) -> list[i
                 hi = int(m.group(2)) if m.group(2) else num_ws - 1
                 if hi < lo:
                     raise InputError(f"layer range {part!r} runs backwards; write it as {hi}-{lo}")
+                if hi >= num_ws:  # checked before the list is built: '0-1000000000000' must not allocate
+                    raise InputError(f"W+ entry {hi} is out of range; this generator has entries 0-{num_ws - 1}")
                 items.extend(range(lo, hi + 1))
             elif part.isdigit():
                 items.append(int(part))

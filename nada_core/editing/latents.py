@@ -20,7 +20,7 @@ also reads NVIDIA projector outputs (``projected_w.npz``) and plain ``.npy`` arr
 from __future__ import annotations
 
 import dataclasses
-import json
+import json  # dumps only; files are read with json_text.parse_json
 import logging
 import os
 from pathlib import Path
@@ -249,6 +249,9 @@ def render(G: Any, latents: Latents, noise_mode: str = "const", batch_size: int 
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
     check_compatible(latents, G)
+    if not bool(torch.isfinite(latents.ws).all()):
+        raise InputError("these latent codes hold NaN/inf values, which would render as garbage; "
+                         "recompute or reload them")
     latents = latents.broadcast(G.num_ws)
     device = G.w_avg.device
     dtype = G.synthesis.const.dtype
@@ -320,8 +323,33 @@ def load_latents(path: str | os.PathLike) -> Latents:
     return _load_safetensors(p)
 
 
+MAX_LATENT_VALUES = 64 * 2**20  # floats in one foreign array (real files hold a few thousand per code)
+
+
+def _check_finite(t: torch.Tensor, what: str, p: Path) -> None:
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        bad = int((~torch.isfinite(t)).sum())
+        raise CheckpointError(f"latents file {p.name}: {what} holds {bad} NaN/inf value(s), which would "
+                              "poison every image; invert or save the codes again")
+
+
+def _build(p: Path, ws, space, lineage, provenance, z=None, noise=None) -> Latents:
+    """:class:`Latents` from a file's parts, with shape/space problems reported against the file."""
+    _check_finite(ws, "'ws'", p)
+    if z is not None:
+        _check_finite(z, "'z'", p)
+    for i, n in enumerate(noise or []):
+        _check_finite(n, f"noise map {i}", p)
+    try:
+        return Latents(ws, space, lineage, provenance, z, noise)
+    except InputError as err:
+        raise CheckpointError(f"latents file {p.name}: {err}; pick a file written by 'nada invert' or save_latents") from None
+
+
 def _load_safetensors(p: Path) -> Latents:
     from safetensors import safe_open
+
+    from ..json_text import parse_json
 
     try:
         with safe_open(str(p), framework="pt") as fh:
@@ -329,25 +357,46 @@ def _load_safetensors(p: Path) -> Latents:
             keys = set(fh.keys())
             tensors = {k: fh.get_tensor(k) for k in keys}
     except Exception as err:  # safetensors raises its own error types for corrupt headers
-        raise CheckpointError(f"cannot read latents file {p.name}: {err}; is it a .safetensors latents file?") from None
+        reason = " ".join(str(err).split())[:120] or type(err).__name__
+        raise CheckpointError(f"cannot read latents file {p.name}: {reason}; is it a .safetensors latents file "
+                              "(truncated or corrupt files must be saved again)?") from None
     if "ws" not in tensors:
         hint = " (it looks like a generator checkpoint)" if any(k.startswith(("mapping.", "synthesis.")) for k in keys) else ""
         raise CheckpointError(f"{p.name} holds no latent codes (no 'ws' tensor){hint}; pick a file written by 'nada invert' or save_latents")
-    try:
-        provenance = json.loads(meta.get("provenance", "{}"))
-    except json.JSONDecodeError:
-        provenance = {}
+    provenance = parse_json(meta.get("provenance") or "{}", f"latents file {p.name}: provenance metadata",
+                            "save the latents again", expect=dict, error=CheckpointError)
     space = meta.get("space") or _space_of(tensors["ws"])
     noise_keys = sorted(k for k in keys if k.startswith("noise."))
     noise = [tensors[k] for k in noise_keys] or None
-    return Latents(tensors["ws"], space, meta.get("lineage_sha256") or None, provenance, tensors.get("z"), noise)
+    return _build(p, tensors["ws"], space, meta.get("lineage_sha256") or None, provenance, tensors.get("z"), noise)
 
 
-def _load_numpy(p: Path) -> Latents:
+def _npz_member_shape(data, key: str, p: Path) -> None:
+    """Refuse a compressed member whose *declared* shape is huge, before it is inflated."""
     import numpy as np
 
     try:
-        data = np.load(p, allow_pickle=False)
+        with data.zip.open(f"{key}.npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, _ = read(fh)  # header only, no data
+    except Exception:  # unreadable header: np.load reports it below
+        return
+    count = 1
+    for d in shape:
+        count *= int(d)
+    if count > MAX_LATENT_VALUES:
+        raise CheckpointError(f"latents file {p.name}: array '{key}' declares shape {list(shape)}, over "
+                              f"{MAX_LATENT_VALUES:,} values; this is not a latents file")
+
+
+def _load_numpy(p: Path) -> Latents:
+    import zipfile
+
+    import numpy as np
+
+    try:
+        data = np.load(p, allow_pickle=False, mmap_mode=None if p.suffix.lower() == ".npz" else "r")
         if isinstance(data, np.lib.npyio.NpzFile):
             with data:
                 names = list(data.files)
@@ -356,12 +405,20 @@ def _load_numpy(p: Path) -> Latents:
                     key = names[0]
                 if key is None:
                     raise CheckpointError(f"{p.name} has arrays {names}; expected one named 'w' or 'ws'")
+                _npz_member_shape(data, key, p)
                 arr = data[key]
         else:
             arr = data
-    except (ValueError, OSError) as err:
-        raise CheckpointError(f"cannot read latents file {p.name}: {err}") from None
-    ws = torch.from_numpy(np.asarray(arr, dtype=np.float32))
+            if arr.size > MAX_LATENT_VALUES:
+                raise CheckpointError(f"latents file {p.name}: array of shape {list(arr.shape)} is over "
+                                      f"{MAX_LATENT_VALUES:,} values; this is not a latents file")
+        ws = torch.from_numpy(np.array(arr, dtype=np.float32))
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        reason = " ".join(str(err).split())[:120] or type(err).__name__
+        raise CheckpointError(f"cannot read latents file {p.name}: {reason}; save the codes again as .npy/.npz "
+                              "of floats or as .safetensors") from None
     if ws.ndim == 1:
         ws = ws[None, None]
     elif ws.ndim == 2:
@@ -370,4 +427,4 @@ def _load_numpy(p: Path) -> Latents:
         ws = ws[None] if ws.shape[0] in _NUM_WS_VALUES else ws[:, None]
     if ws.ndim != 3:
         raise CheckpointError(f"{p.name} holds an array of shape {list(arr.shape)}; expected [N, num_ws, w_dim]")
-    return Latents(ws, _space_of(ws), None, {"source": "file", "file": p.name})
+    return _build(p, ws, _space_of(ws), None, {"source": "file", "file": p.name})

@@ -154,11 +154,17 @@ def write_frame_folder(images: Sequence, folder: str | os.PathLike) -> Path:
 
 def read_animation(path: str | os.PathLike) -> list[np.ndarray]:
     """Read every frame of a GIF/WebP/APNG (or a frame folder) as ``uint8 [H, W, 3]`` arrays."""
-    from PIL import Image, ImageSequence
+    from PIL import ImageSequence
+
+    from .images import open_image_checked
 
     p = Path(path)
     if p.is_dir():
         names = sorted(f for f in p.iterdir() if _FRAME_NAME.match(f.name))
-        return [np.asarray(Image.open(f).convert("RGB")) for f in names]
-    with Image.open(p) as im:
+        out = []
+        for f in names:
+            with open_image_checked(f) as im:
+                out.append(np.asarray(im.convert("RGB")))
+        return out
+    with open_image_checked(p) as im:  # declared size checked before any frame is decoded
         return [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(im)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from pathlib import Path
 from typing import Sequence
 
@@ -119,9 +120,16 @@ def pil_to_unit(pil) -> torch.Tensor:
     return _to_rgb_unit(x.unsqueeze(0).float())[0]
 
 
-def load_image(path: str | os.PathLike) -> torch.Tensor:
-    """Read an image file as ``[3, H, W]`` float in [0, 1] (see :func:`pil_to_unit`)."""
-    from PIL import Image, ImageOps
+MAX_IMAGE_PIXELS = 8192 * 8192  # the one limit: refused from the declared size, before decoding
+
+
+def open_image_checked(path: str | os.PathLike):
+    """Open an image file lazily and refuse it from its *declared* size when over
+    :data:`MAX_IMAGE_PIXELS` (a decompression bomb is small on disk). Returns an open PIL image
+    (caller closes it). One :class:`InputError` line for missing, unreadable or too-large files."""
+    import warnings
+
+    from PIL import Image
 
     from ..errors import InputError
 
@@ -129,12 +137,65 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     if not p.is_file():
         raise InputError(f"image file not found: {p}")
     try:
-        with Image.open(p) as pil:
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and 2x it; here every bomb is an error, at our limit.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            pil = Image.open(p)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise _too_large(p, None, err) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as err:
+        raise InputError(f"cannot read image {p.name}: {_short(err)}; use a PNG, JPEG, WebP, TIFF or BMP file") from None
+    w, h = pil.size
+    if w * h > MAX_IMAGE_PIXELS:
+        pil.close()
+        raise _too_large(p, (w, h))
+    return pil
+
+
+def _too_large(p: Path, size: tuple[int, int] | None, pillow_err: BaseException | None = None):
+    import re
+
+    from ..errors import InputError
+
+    if size:
+        declared = f"declares {size[0]}x{size[1]} pixels"
+    else:  # Pillow refused it inside open() (over twice its own limit); its message has the count
+        m = re.search(r"\((\d+) pixels\)", str(pillow_err or ""))
+        declared = f"declares {int(m.group(1)):,} pixels" if m else "declares too many pixels"
+    return InputError(f"image {p.name} {declared}, over the limit of {MAX_IMAGE_PIXELS:,} "
+                      "(8192x8192); resize it or use a smaller image")
+
+
+def _short(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text[:120]
+
+
+def load_image(path: str | os.PathLike) -> torch.Tensor:
+    """Read an image file as ``[3, H, W]`` float in [0, 1] (see :func:`pil_to_unit`).
+
+    Refused with one :class:`InputError` line: missing, not an image, truncated/corrupt, or
+    declaring more than :data:`MAX_IMAGE_PIXELS` pixels (checked before decoding).
+    """
+    import warnings
+
+    from PIL import Image, ImageOps
+
+    from ..errors import InputError
+
+    p = Path(path)
+    pil = open_image_checked(p)
+    try:
+        with pil, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            pil.load()  # decode first: exif_transpose on a lazy image would decode without our checks
             pil = ImageOps.exif_transpose(pil)
-            pil.load()
             return pil_to_unit(pil)
-    except OSError as err:
-        raise InputError(f"cannot read image {p}: {err}; use PNG, JPEG, WebP, TIFF or BMP") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise _too_large(p, None, err) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as err:
+        raise InputError(f"cannot read image {p.name}: {_short(err)} (truncated or corrupt?); "
+                         "re-export it as PNG or JPEG") from None
 
 
 def load_images(paths: Sequence[str | os.PathLike]) -> list[torch.Tensor]:
