@@ -39,7 +39,7 @@ def _signature(name: str) -> str:
         path = paths.resolve_model(name, paths.OPEN_CLIP, allow_dir=True)
     except paths.ModelNotFound:
         return ""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = ([d / f for d, _, names in paths.walk_folder(path) for f in names] if path.is_dir() else [path])
     return "|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+
 import os
 from pathlib import Path
 from typing import Sequence
@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 import torch
 
 from ...errors import ClipError, InputError, short_reason
+from ...json_text import parse_json
 from .build import (_PRECISIONS, _build_model, _fill_model, _make_tokenizer, _openai_config_from_weights,
                     _shape_mismatch)
 from .hub import _ensure_online, _hub_cached, _hub_download, _tag_files
@@ -154,9 +155,10 @@ def _load_folder(folder: Path, precision: str, quick_gelu: bool | None, spec: st
         raise ClipError(f"CLIP folder {folder} has no {HF_CONFIG_NAME}; download it from the model's hub page "
                         f"into the folder, or pass 'MODEL:{folder}/<weights file>'")
     try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raw = cfg_path.read_bytes()
+    except OSError as err:
         raise ClipError(f"cannot read {cfg_path}: {short_reason(err)}; download it again") from None
+    config = parse_json(raw, f"cannot read {cfg_path}", "download it again", expect=dict, error=ClipError)
     model_cfg = config.get("model_cfg") if isinstance(config, dict) else None
     if not isinstance(model_cfg, dict) or "vision_cfg" not in model_cfg or "text_cfg" not in model_cfg:
         raise ClipError(f"{cfg_path} has no 'model_cfg' with vision_cfg and text_cfg; this is not an open_clip "
