@@ -78,13 +78,14 @@ class _Watchdog:
 
     def __init__(self, conn: http.client.HTTPConnection, seconds: float):
         self.conn, self.seconds, self.fired = conn, seconds, False
+        self.sock: socket.socket | None = None  # kept: http.client drops conn.sock for "close" answers
         self._timer = threading.Timer(seconds, self._fire)
         self._timer.daemon = True
         self._timer.start()
 
     def _fire(self) -> None:
         self.fired = True
-        sock = self.conn.sock
+        sock = self.sock or self.conn.sock
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
@@ -170,6 +171,10 @@ class ComfyClient:
             headers["Content-Type"] = "application/json"
         watchdog = _Watchdog(conn, deadline)
         try:
+            conn.connect()
+            watchdog.sock = conn.sock
+            if watchdog.fired:  # connected just as the deadline passed
+                raise TimeoutError()
             conn.request(method, self.prefix + path, body=data, headers=headers)
             response = conn.getresponse()
         except (OSError, http.client.HTTPException, ValueError) as err:
@@ -215,6 +220,7 @@ class ComfyClient:
                 if size > cap:
                     raise BadAnswer(f"{self.url}{path} sent more than {cap} bytes; raise {var} if that is expected")
                 chunks.append(chunk)
+            _check_complete(response, size)
             if watchdog.fired:  # the shutdown can look like a clean end of a chunked body
                 raise Unreachable(f"{self.url}{path}: {self._why(TimeoutError(), watchdog)}")
             return response.status, b"".join(chunks)
@@ -300,6 +306,11 @@ class ComfyClient:
                             raise BadAnswer(f"{self.url} sent more than {cap} bytes for {name!r}; "
                                             f"raise {var} if that is expected")
                         fh.write(chunk)
+                    try:
+                        _check_complete(response, size)
+                    except http.client.IncompleteRead as err:
+                        raise Unreachable(f"download of {name!r} from {self.url} failed "
+                                          f"({self._why(err, watchdog)})") from err
                     if watchdog.fired:  # the shutdown can look like a clean end of a chunked body
                         raise Unreachable(f"download of {name!r} from {self.url} failed "
                                           f"({self._why(TimeoutError(), watchdog)})")
@@ -321,7 +332,15 @@ class ComfyClient:
             raise Unreachable(f"{self.url} websocket: {err}") from err
 
 
+def _check_complete(response: http.client.HTTPResponse, size: int) -> None:
+    """http.client's ``read(n)`` ends quietly when a body stops short of its Content-Length."""
+    if response.length:  # bytes still announced but never sent
+        raise http.client.IncompleteRead(b"", response.length)
+
+
 def _describe(err: BaseException) -> str:
+    if isinstance(err, http.client.IncompleteRead):
+        return f"the answer ended {err.expected} bytes short of its Content-Length"
     if isinstance(err, (socket.timeout, TimeoutError)):
         return "timed out"
     if isinstance(err, ConnectionRefusedError):
