@@ -12,7 +12,6 @@ import signal
 import struct
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 
 from nada_queue.answers import event_of
 from nada_queue.comfy_client import BadAnswer, ComfyClient, Limits, Unreachable
-from nada_queue.scheduler import Backoff, BatchRunner, Events, RunOptions, ServerWorker
+from nada_queue.scheduler import Backoff, BatchRunner, RunOptions, ServerWorker
 from nada_queue.websocket import OP_CLOSE, OP_TEXT, accept_key
 from tests.test_queue_scheduler import WORKFLOW, FakeComfy, Recorder, make_jobs
 from tests.test_queue_websocket import server_frame
@@ -438,3 +437,35 @@ def test_signal_mid_run_reports_every_variant_and_resume_redoes_them(fake, tmp_p
     recs = lines(report)
     assert len(recs) == 8 and sorted(r["index"] for r in recs[4:]) == [0, 1, 2, 3]
     assert {r["status"] for r in recs[4:]} == {"success"} and len(good.executed) == 4
+
+
+def test_cli_prints_one_line_per_failed_variant(fake, tmp_path, capsys, monkeypatch):
+    from nada_core.cli import main
+
+    server = fake()
+    server.hooks["prompt"] = raw(200, b'{"prompt_id": ["x"]}')
+    wf = tmp_path / "w.json"
+    wf.write_text(json.dumps(WORKFLOW))
+    report = tmp_path / "r.jsonl"
+    monkeypatch.setenv("NADA_QUEUE_TIMEOUT", "0.5")
+    rc = main(["queue", "--workflow", str(wf), "--sweep", "1.color=1,2", "--server", server.url, "--quiet",
+               "--no-websocket", "--request-timeout", "1", "--report", str(report)])
+    out = capsys.readouterr().out
+    assert rc == 1
+    finals = [x for x in out.splitlines() if x.startswith("[v00")]
+    assert len(finals) == 2 and all("] error: " in x and "no usable prompt_id (got an array)" in x for x in finals)
+    assert {r["status"] for r in lines(report)} == {"error"}
+
+
+def test_cli_refuses_bad_limits_with_one_line(tmp_path, capsys, monkeypatch):
+    from nada_core.cli import main
+
+    wf = tmp_path / "w.json"
+    wf.write_text(json.dumps(WORKFLOW))
+    args = ["queue", "--workflow", str(wf), "--server", "http://127.0.0.1:9", "--report", str(tmp_path / "r.jsonl")]
+    assert main(args + ["--request-timeout", "0"]) == 2
+    assert "--request-timeout must be positive" in capsys.readouterr().err
+    monkeypatch.setenv("NADA_QUEUE_MAX_JSON_BYTES", "lots")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "NADA_QUEUE_MAX_JSON_BYTES='lots' is not an integer" in err
