@@ -105,6 +105,7 @@ class ServerWorker(threading.Thread):
                 if time.monotonic() - self._up_since >= max(1.0, self.options.max_backoff):
                     backoff.reset()
                     quick = True
+                    self._ws_losses = 0  # only drops in quick succession make us give up the websocket
                 next_attempt = time.monotonic() + (0.0 if quick else backoff.next())
                 quick = False
             except ComfyError as err:  # an odd answer about no job in particular; say so and carry on
