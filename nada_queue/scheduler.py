@@ -11,6 +11,12 @@ answering has its prompts handed back to the pool for the other servers (and del
 queue if it comes back), and is retried with exponential backoff. When every server has been
 down for ``down_timeout`` seconds the remaining jobs end as ``unreachable``. :meth:`BatchRunner.cancel`
 deletes this run's pending prompts and interrupts a running prompt only when it is ours.
+
+Hostile or broken servers: an answer of the wrong shape (checked in :mod:`.answers`) ends the job
+it was about as ``error``; a request about a job that times out or drops counts a strike, and
+``max_attempts`` strikes end it as ``unreachable``; a websocket that breaks the protocol is
+dropped for history polling; reconnects back off (:class:`~.jobs.Backoff`); a worker thread
+that dies ends the jobs it held, so :meth:`BatchRunner.run` always returns.
 """
 
 from __future__ import annotations
