@@ -21,6 +21,11 @@ def short_server(url: str | None) -> str:
     return (parts.netloc or url) + (parts.path or "")
 
 
+def _number(value: float) -> str:
+    """``3.0`` -> ``"3"``, ``0.5`` -> ``"0.5"`` (progress arrives as numbers of either kind)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def outputs_summary(job: Job, limit: int = 4) -> str:
     names = [ref.get("local") or ref["filename"] for refs in job.outputs.values() for ref in refs
              if ref.get("type") != "temp" or ref.get("local")]
@@ -48,9 +53,11 @@ class Console(Events):
 
     def progress(self, job: Job, node_id: str, value: float, maximum: float) -> None:
         if self.verbose:
-            cls = job.workflow.get(node_id, {}).get("class_type", "?")
+            node = job.workflow.get(node_id)
+            cls = node.get("class_type", "?") if isinstance(node, dict) else "?"
             pct = f" {100.0 * value / maximum:3.0f}%" if maximum else ""
-            self.line(f"[{job.label} {short_server(job.server)}] node {node_id} ({cls}) {value}/{maximum}{pct}")
+            self.line(f"[{job.label} {short_server(job.server)}] node {node_id} ({cls}) "
+                      f"{_number(value)}/{_number(maximum)}{pct}")
 
     def server(self, url: str, text: str) -> None:
         self.line(f"[server {short_server(url)}] {text}")

@@ -8,7 +8,8 @@ so a crash loses at most the line being written. Fields::
     run_seconds, outputs {node id: [{filename, subfolder, type, kind, local?}]},
     run_id, workflow, workflow_sha256
 
-``status`` is one of :data:`STATUSES`. A file may hold several runs (``--resume`` appends); for a
+``status`` is one of :data:`STATUSES`; every variant of a run gets a line, also when the run is
+stopped by a signal (``cancelled``/``interrupted``), so ``--resume`` finds what to redo. A file may hold several runs (``--resume`` appends); for a
 variant the latest line wins, and any ``success`` line marks it done.
 """
 
@@ -25,7 +26,8 @@ from typing import Any, Iterable
 from nada_core.errors import InputError
 from .variants import Variant, overrides_key
 
-STATUSES = ("success", "error", "invalid", "cancelled", "unreachable")
+STATUSES = ("success", "error", "invalid", "cancelled", "unreachable", "interrupted")
+# "interrupted": the run stopped (signal, crash) before the variant had an outcome; --resume redoes it
 
 
 def iso_time(t: float | None) -> str | None:

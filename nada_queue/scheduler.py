@@ -11,138 +11,35 @@ answering has its prompts handed back to the pool for the other servers (and del
 queue if it comes back), and is retried with exponential backoff. When every server has been
 down for ``down_timeout`` seconds the remaining jobs end as ``unreachable``. :meth:`BatchRunner.cancel`
 deletes this run's pending prompts and interrupts a running prompt only when it is ours.
+
+Hostile or broken servers: an answer of the wrong shape (checked in :mod:`.answers`) ends the job
+it was about as ``error``; a request about a job that times out or drops counts a strike, and
+``max_attempts`` strikes end it as ``unreachable``; a websocket that breaks the protocol is
+dropped for history polling; reconnects back off (:class:`~.jobs.Backoff`); a worker thread
+that dies ends the jobs it held, so :meth:`BatchRunner.run` always returns.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import threading
 import time
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-from .comfy_client import ComfyClient, ComfyError, PromptRejected, Unreachable
+from .answers import BadEvent, event_of
+from .comfy_client import BadAnswer, ComfyClient, ComfyError, Limits, PromptRejected, Unreachable
+from .jobs import FINAL, Backoff, Events, Job, JobPool, RunOptions, one_line  # noqa: F401  (re-exported)
 from .outputs import file_refs, local_relpath
-from .variants import Variant
-from .websocket import WebSocket, WebSocketError
+from .websocket import WebSocket, WebSocketError, WebSocketProtocolError
 from .workflow_io import Workflow
-
-FINAL = frozenset({"success", "error", "invalid", "cancelled", "unreachable"})
-
-
-@dataclass
-class Job:
-    """One variant's journey; mutated only by the worker holding it (or by the pool under its lock)."""
-
-    variant: Variant
-    workflow: Workflow  # the shared base workflow; the prompt is built when queued (saves memory)
-    label: str
-    status: str = "pending"  # pending -> queued -> running -> one of FINAL
-    server: str | None = None
-    prompt_id: str | None = None
-    error: str | None = None
-    attempts: int = 0
-    queued_at: float | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
-    run_seconds: float | None = None
-    outputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    # worker bookkeeping
-    next_check: float = 0.0
-    finishing: bool = False
-    after_reconnect: bool = False
-
-    @property
-    def final(self) -> bool:
-        return self.status in FINAL
-
-    def reset_for_requeue(self) -> None:
-        self.status, self.server, self.prompt_id = "pending", None, None
-        self.queued_at = self.started_at = self.finished_at = self.run_seconds = None
-        self.finishing = self.after_reconnect = False
-
-
-class Events:
-    """What the scheduler tells the user; the default says nothing (tests, ``--quiet``)."""
-
-    def job(self, job: Job, text: str) -> None: ...
-
-    def progress(self, job: Job, node_id: str, value: float, maximum: float) -> None: ...
-
-    def server(self, url: str, text: str) -> None: ...
-
-    def note(self, text: str) -> None: ...
-
-
-@dataclass
-class RunOptions:
-    max_in_flight: int = 2
-    use_websocket: bool = True         # False: follow prompts by polling /history only
-    down_timeout: float = 60.0         # all servers down this long -> remaining jobs fail
-    poll_interval: float = 1.0         # history polling without a websocket
-    safety_check_interval: float = 10.0  # history check of each prompt even with a websocket
-    max_attempts: int = 3              # times one job may be lost with a dying server
-    max_backoff: float = 10.0
-    download_dir: Path | None = None
-    download_layout: str = "folders"
-    include_previews: bool = False
-
-
-class JobPool:
-    """Jobs not yet handed to a server, plus the count of finished ones. Thread-safe."""
-
-    def __init__(self, jobs: Iterable[Job], on_final: Callable[[Job], None]):
-        self.jobs = list(jobs)
-        self._pending = deque(self.jobs)
-        self._lock = threading.Lock()
-        self._final_lock = threading.Lock()
-        self._on_final = on_final
-        self._n_final = 0
-
-    def take(self) -> Job | None:
-        with self._lock:
-            return self._pending.popleft() if self._pending else None
-
-    def give_back(self, jobs: list[Job]) -> None:
-        """Return jobs to the front of the queue, in their order."""
-        with self._lock:
-            for job in reversed(jobs):
-                self._pending.appendleft(job)
-
-    def pending_count(self) -> int:
-        with self._lock:
-            return len(self._pending)
-
-    def all_final(self) -> bool:
-        with self._lock:
-            return self._n_final >= len(self.jobs)
-
-    def finish(self, job: Job, status: str, error: str | None = None) -> None:
-        assert status in FINAL, status
-        with self._lock:
-            if job.final:
-                return
-            job.status, job.error = status, error
-            if job.finished_at is None and job.queued_at is not None:
-                job.finished_at = time.time()
-            self._n_final += 1
-        with self._final_lock:  # one report line / console line at a time
-            self._on_final(job)
-
-    def fail_pending(self, status: str, message: str) -> list[Job]:
-        with self._lock:
-            jobs = list(self._pending)
-            self._pending.clear()
-        for job in jobs:
-            self.finish(job, status, message)
-        return jobs
 
 
 class ServerWorker(threading.Thread):
-    """Feeds one server from the pool and follows its prompts."""
+    """Feeds one server from the pool and follows its prompts.
+
+    Whatever the server answers, the thread cannot die silently: an unforeseen exception ends the
+    jobs it holds as ``error`` (see :meth:`run`), and :class:`BatchRunner` checks on it too."""
 
     def __init__(self, client: ComfyClient, pool: JobPool, run_id: str, options: RunOptions,
                  events: Events, stop: threading.Event):
@@ -154,15 +51,42 @@ class ServerWorker(threading.Thread):
         self.down_since: float | None = None  # monotonic time of the first failure in a row
         self.last_error = ""
         self.inflight: dict[str, Job] = {}
+        self.taking: Job | None = None  # taken from the pool, not yet in ``inflight``
         self.abandoned: set[str] = set()  # prompt ids given up on while the server was unreachable
         self.ws: WebSocket | None = None
+        self.ws_disabled = False  # the websocket broke the protocol: poll for the rest of the run
+        self._ws_losses = 0
         self._ws_warned = False
         self._ever_up = False
+        self._up_since = 0.0
         self._last_progress: dict[str, float] = {}
+        self.crash: BaseException | None = None
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
-        delay, next_attempt = 0.0, 0.0
+        try:
+            self._loop()
+        except BaseException as err:  # a bug or an answer nobody foresaw: end our jobs, never hang the run
+            self.crash = err
+            self.fail_held(f"internal error while following it on {self.url}: {type(err).__name__}: {err}")
+        finally:
+            try:
+                self._close_ws()
+            except Exception:
+                pass
+
+    def fail_held(self, reason: str) -> None:
+        """End every job this worker holds as ``error`` (after a crash; idempotent)."""
+        held = list(self.inflight.values()) + ([self.taking] if self.taking is not None else [])
+        for job in held:
+            self.pool.finish(job, "error", one_line(reason))
+        self.inflight.clear()
+        self.taking = None
+
+    def _loop(self) -> None:
+        backoff = Backoff(self.options.min_backoff, self.options.max_backoff)
+        next_attempt = 0.0
+        quick = True  # the first reconnect after a good spell is at once: it tells a blip from an outage
         while not self.stop.is_set() and not self.pool.all_final():
             if not self.up:
                 now = time.monotonic()
@@ -171,35 +95,41 @@ class ServerWorker(threading.Thread):
                     continue
                 try:
                     self._connect()
-                    delay = 0.0
                 except ComfyError as err:
                     self._went_down(err)
-                    delay = min(max(0.5, delay * 2), self.options.max_backoff)
-                    next_attempt = time.monotonic() + delay
+                    next_attempt = time.monotonic() + backoff.next()
                     continue
+                self._up_since = time.monotonic()
             try:
                 self._fill()
                 self._pump(0.25)
                 self._poll_due()
             except Unreachable as err:
                 self._lost(err)
-            except ComfyError as err:  # an odd answer; say so and carry on
-                self.events.server(self.url, f"unexpected answer: {err}")
-                self.stop.wait(1.0)
-        self._close_ws()
+                # a connection that breaks soon after it was made backs off like a failed one,
+                # so a server that accepts and then drops us cannot spin this loop
+                if time.monotonic() - self._up_since >= max(1.0, self.options.max_backoff):
+                    backoff.reset()
+                    quick = True
+                    self._ws_losses = 0  # only drops in quick succession make us give up the websocket
+                next_attempt = time.monotonic() + (0.0 if quick else backoff.next())
+                quick = False
+            except ComfyError as err:  # an odd answer about no job in particular; say so and carry on
+                self.events.server(self.url, one_line(f"unexpected answer: {err}"))
+                self.stop.wait(backoff.next())
 
     # ------------------------------------------------------------------ connection
     def _connect(self) -> None:
         self.client.system_stats()
         self._close_ws()
         try:
-            if self.options.use_websocket:
+            if self.options.use_websocket and not self.ws_disabled:
                 self.ws = self.client.websocket(self.run_id)
         except Unreachable as err:
             self.ws = None
             if not self._ws_warned:
                 self._ws_warned = True
-                self.events.server(self.url, f"no websocket ({err}); following jobs by polling their history")
+                self.events.server(self.url, one_line(f"no websocket ({err}); following jobs by polling their history"))
         was_down = self.down_since is not None or self._ever_up
         self.up, self.down_since, self._ever_up = True, None, True
         if was_down:
@@ -210,18 +140,18 @@ class ServerWorker(threading.Thread):
             job.next_check, job.after_reconnect = 0.0, True
 
     def _lost(self, err: Exception) -> None:
-        """The connection broke: reconnect at once; if that fails, :meth:`_went_down` moves the jobs."""
+        """The connection broke: reconnect after a backoff; if that fails, :meth:`_went_down` moves the jobs."""
         self._close_ws()
         self.up = False
-        self.last_error = str(err)
-        self.events.server(self.url, f"connection lost ({err}); reconnecting")
+        self.last_error = one_line(err)
+        self.events.server(self.url, one_line(f"connection lost ({err}); reconnecting"))
 
     def _went_down(self, err: Exception) -> None:
         self.up = False
-        self.last_error = str(err)
+        self.last_error = one_line(err)
         if self.down_since is None:
             self.down_since = time.monotonic()
-            self.events.server(self.url, f"unreachable ({err}); retrying with backoff")
+            self.events.server(self.url, one_line(f"unreachable ({err}); retrying with backoff"))
         if self.inflight:
             self._release_inflight(f"{self.url} became unreachable")
 
@@ -241,11 +171,14 @@ class ServerWorker(threading.Thread):
     def _drop_abandoned(self) -> None:
         """Remove prompts we re-queued elsewhere from this server, now that it answers again."""
         ids = sorted(self.abandoned)
-        self.client.delete_pending(ids)
-        state = self.client.queue()
-        for pid in state.running:
-            if pid in self.abandoned:
-                self.client.interrupt(pid)
+        try:
+            self.client.delete_pending(ids)
+            state = self.client.queue()
+            for pid in state.running:
+                if pid in self.abandoned:
+                    self.client.interrupt(pid)
+        except BadAnswer as err:  # the server is up; only the clean-up failed
+            self.events.server(self.url, one_line(f"could not remove prompts moved elsewhere ({err})"))
         self.abandoned.clear()
 
     def _close_ws(self) -> None:
@@ -253,13 +186,40 @@ class ServerWorker(threading.Thread):
             self.ws.close()
             self.ws = None
 
+    def _ws_unusable(self, reason: str) -> None:
+        """Stop using the websocket of this server; follow its prompts by polling from now on."""
+        self._close_ws()
+        self.ws_disabled = True
+        self.events.server(self.url, one_line(f"websocket unusable ({reason}); following jobs by polling their history"))
+        for job in self.inflight.values():
+            job.next_check = min(job.next_check, time.monotonic())
+
+    # ------------------------------------------------------------------ giving up on one job
+    def _give_up(self, job: Job, status: str, message: str) -> None:
+        """End ``job`` now; its prompt, if any, is removed from the server at the next clean-up."""
+        pid = job.prompt_id or ""
+        if self.inflight.pop(pid, None) is not None:
+            self.abandoned.add(pid)
+        self._last_progress.pop(pid, None)
+        self.pool.finish(job, status, one_line(message))
+
+    def _strike(self, job: Job, err: Exception) -> bool:
+        """Count a request about ``job`` that the server failed; True when the job was given up."""
+        job.strikes += 1
+        if job.strikes < self.options.max_attempts:
+            return False
+        self._give_up(job, "unreachable", f"{self.url} failed {job.strikes} requests about it, giving up: {err}")
+        return True
+
     # ------------------------------------------------------------------ jobs
     def _fill(self) -> None:
         while len(self.inflight) < self.options.max_in_flight and not self.stop.is_set():
             job = self.pool.take()
             if job is None:
                 return
+            self.taking = job
             self._submit(job)
+            self.taking = None
 
     def _submit(self, job: Job) -> None:
         wanted = uuid.uuid4().hex
@@ -269,13 +229,21 @@ class ServerWorker(threading.Thread):
             job.server = self.url
             self.pool.finish(job, "invalid", str(err))
             return
-        except Unreachable:
+        except Unreachable as err:
             self.abandoned.add(wanted)  # it may have arrived after all
-            self.pool.give_back([job])
+            self.taking = None
+            job.strikes += 1
+            if job.strikes >= self.options.max_attempts:
+                job.server = self.url
+                self.pool.finish(job, "unreachable", one_line(
+                    f"{self.url} failed {job.strikes} requests about it, giving up: {err}"))
+            else:
+                self.pool.give_back([job])
             raise
         except ComfyError as err:
+            self.abandoned.add(wanted)
             job.server = self.url
-            self.pool.finish(job, "error", str(err))
+            self.pool.finish(job, "error", one_line(err))
             return
         job.attempts += 1
         job.prompt_id, job.server, job.status = pid, self.url, "queued"
@@ -297,45 +265,53 @@ class ServerWorker(threading.Thread):
             remaining = deadline - time.monotonic()
             try:
                 message = self.ws.recv(max(0.0, remaining))
+            except WebSocketProtocolError as err:
+                self._ws_unusable(str(err))
+                return
             except WebSocketError as err:
                 self._close_ws()
+                self._ws_losses += 1
+                if self._ws_losses >= self.options.max_attempts:  # it keeps breaking: poll instead
+                    self._ws_unusable(f"closed {self._ws_losses} times, last: {err}")
+                    return
                 raise Unreachable(f"websocket of {self.url} closed ({err})") from err
             if message is None:
                 return
             if isinstance(message, str):  # binary messages are image previews: not ours to show
-                if self._on_message(message):
-                    return  # a prompt finished: collect it now
+                try:
+                    if self._on_message(message):
+                        return  # a prompt finished: collect it now
+                except BadEvent as err:
+                    job = self.inflight.get(err.prompt_id)
+                    if job is not None:
+                        self._give_up(job, "error", f"{self.url} sent a malformed event about it: {err}")
+                except BadAnswer as err:
+                    self._ws_unusable(str(err))
+                    return
             if time.monotonic() >= deadline:
                 return
 
     def _on_message(self, text: str) -> bool:
-        """Update a job from one websocket event; True when a job just finished on the server."""
-        try:
-            message = json.loads(text)
-        except json.JSONDecodeError:
+        """Update a job from one websocket event; True when a job just finished on the server.
+        Raises :class:`BadAnswer`/:class:`BadEvent` (from :func:`~.answers.event_of`)."""
+        event = event_of(text, f"{self.url} websocket", self.inflight)
+        if event is None:
             return False
-        if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
-            return False
-        kind, data = message.get("type"), message["data"]
-        job = self.inflight.get(str(data.get("prompt_id")))
-        if job is None:
-            return False
+        job = self.inflight[event.prompt_id]
+        kind = event.kind
         if kind == "execution_start":
             self._mark_running(job)
         elif kind == "executing":
-            if data.get("node") is None:  # sent after the history entry is written
+            if event.node is None:  # sent after the history entry is written
                 job.finishing, job.next_check = True, 0.0
                 job.finished_at = job.finished_at or time.time()
                 return True
-            else:
-                self._mark_running(job)
+            self._mark_running(job)
         elif kind == "progress":
-            node = str(data.get("node"))
             now = time.monotonic()
-            value, maximum = data.get("value", 0), data.get("max", 0)
-            if now - self._last_progress.get(job.prompt_id or "", 0.0) >= 1.0 or value == maximum:
-                self._last_progress[job.prompt_id or ""] = now
-                self.events.progress(job, node, value, maximum)
+            if now - self._last_progress.get(event.prompt_id, 0.0) >= 1.0 or event.value == event.maximum:
+                self._last_progress[event.prompt_id] = now
+                self.events.progress(job, event.node or "?", event.value, event.maximum)
         elif kind in ("execution_success", "execution_error", "execution_interrupted"):
             job.finishing, job.next_check = True, time.monotonic() + 0.05
             job.finished_at = time.time()
@@ -354,14 +330,23 @@ class ServerWorker(threading.Thread):
             return
         unfinished = []
         for job in due:
-            entry = self.client.history(job.prompt_id or "")
+            entry = self._history_of(job)
             if entry is not None:
                 self._complete(job, entry)
-            else:
+            elif not job.final:
                 unfinished.append(job)
         if not unfinished:
             return
-        state = self.client.queue()
+        try:
+            state = self.client.queue()
+        except BadAnswer as err:  # cannot tell what became of these prompts
+            for job in unfinished:
+                self._give_up(job, "error", str(err))
+            return
+        except Unreachable as err:
+            for job in unfinished:
+                self._strike(job, err)
+            raise
         for job in unfinished:
             pid = job.prompt_id or ""
             if pid in state.running:
@@ -369,14 +354,26 @@ class ServerWorker(threading.Thread):
             elif pid not in state.pending:
                 # ComfyUI moves a prompt queue -> running -> history under one lock, so a prompt in
                 # none of them is gone; look once more in case it finished between our two reads.
-                entry = self.client.history(pid)
+                entry = self._history_of(job)
                 if entry is not None:
                     self._complete(job, entry)
-                else:
+                elif not job.final:
                     self._vanished(job)
                 continue
             job.after_reconnect = False
             job.next_check = time.monotonic() + (0.2 if job.finishing else self._check_interval())
+
+    def _history_of(self, job: Job) -> dict[str, Any] | None:
+        """The checked history entry of ``job``'s prompt; a bad answer ends the job (``None``)."""
+        try:
+            return self.client.history(job.prompt_id or "")
+        except BadAnswer as err:
+            self._give_up(job, "error", str(err))
+            return None
+        except Unreachable as err:
+            if self._strike(job, err):
+                return None
+            raise
 
     def _vanished(self, job: Job) -> None:
         del self.inflight[job.prompt_id or ""]
@@ -391,35 +388,36 @@ class ServerWorker(threading.Thread):
             self.pool.finish(job, "cancelled", f"removed from the queue of {self.url} by another client")
 
     def _complete(self, job: Job, entry: dict[str, Any]) -> None:
+        """Finish ``job`` from its history entry (checked by :func:`~.answers.history_entry_of`)."""
         self.inflight.pop(job.prompt_id or "", None)
         self._last_progress.pop(job.prompt_id or "", None)
-        status = entry.get("status") if isinstance(entry.get("status"), dict) else {}
-        messages = [m for m in status.get("messages") or [] if isinstance(m, list) and len(m) == 2]
+        status = entry["status"]
+        messages = status["messages"]
         stamps = {ev: data.get("timestamp") for ev, data in messages if isinstance(data, dict)}
         job.finished_at = job.finished_at or time.time()
-        start_ms = stamps.get("execution_start")
-        end_ms = next((stamps[e] for e in ("execution_success", "execution_error", "execution_interrupted")
-                       if isinstance(stamps.get(e), (int, float))), None)
-        if isinstance(start_ms, (int, float)) and isinstance(end_ms, (int, float)):
-            job.run_seconds = max(0.0, (end_ms - start_ms) / 1000.0)  # one clock: the server's
+        start_ms = _finite(stamps.get("execution_start"))
+        end_ms = next((_finite(stamps[e]) for e in ("execution_success", "execution_error", "execution_interrupted")
+                       if _finite(stamps.get(e)) is not None), None)
+        if start_ms is not None and end_ms is not None:
+            job.run_seconds = min(1e9, max(0.0, (end_ms - start_ms) / 1000.0))  # one clock: the server's
             if job.started_at is None:
                 job.started_at = job.finished_at - job.run_seconds
         elif job.started_at is not None:
             job.run_seconds = max(0.0, job.finished_at - job.started_at)
-        job.outputs = file_refs(entry.get("outputs"))
+        job.outputs = file_refs(entry["outputs"])
 
-        outcome = status.get("status_str")
+        outcome = status["status_str"]
         if any(ev == "execution_interrupted" for ev, _ in messages):
             self.pool.finish(job, "cancelled", f"interrupted on {self.url}")
             return
-        if outcome == "error" or (outcome is None and status.get("completed") is False):
+        if outcome == "error" or (outcome is None and status["completed"] is False):
             self.pool.finish(job, "error", execution_error_text(messages, job.workflow))
             return
         if self.options.download_dir is not None:
             try:
                 self._download(job)
             except ComfyError as err:
-                self.pool.finish(job, "error", f"ran, but its outputs could not be downloaded: {err}")
+                self.pool.finish(job, "error", one_line(f"ran, but its outputs could not be downloaded: {err}"))
                 if isinstance(err, Unreachable):
                     raise
                 return
@@ -445,7 +443,8 @@ class ServerWorker(threading.Thread):
 
     # ------------------------------------------------------------------ cancellation
     def cancel_own(self) -> None:
-        """Called after the thread stopped: take back every prompt this run queued here."""
+        """Called after the thread stopped: take back every prompt this run queued here.
+        Every job it held ends (``cancelled``, or ``success`` when it made it before Ctrl-C)."""
         ids = list(self.inflight)
         running: set[str] = set()
         try:
@@ -458,35 +457,42 @@ class ServerWorker(threading.Thread):
                         running.add(pid)
                         self.client.interrupt(pid)
         except ComfyError as err:
-            self.events.server(self.url, f"could not cancel this run's prompts ({err})")
+            self.events.server(self.url, one_line(f"could not cancel this run's prompts ({err})"))
         for pid in ids:
-            job = self.inflight[pid]
-            entry = None
+            job = self.inflight.get(pid)
+            if job is None:
+                continue
             try:
                 entry = self.client.history(pid)
+                if entry is not None and entry["status"]["status_str"] == "success":
+                    self._complete(job, entry)  # it made it before Ctrl-C: keep the result
+                    continue
             except ComfyError:
                 pass
-            status = (entry or {}).get("status") or {}
-            if entry is not None and status.get("status_str") == "success":
-                try:
-                    self._complete(job, entry)  # it made it before Ctrl-C: keep the result
-                except ComfyError:
-                    pass
-                continue
             self.inflight.pop(pid, None)
             how = "interrupted while running" if pid in running else "removed from the server queue"
             self.pool.finish(job, "cancelled", f"cancelled by the user; {how}")
+        if self.taking is not None:  # stopped while queueing it: it may have reached the server
+            self.pool.finish(self.taking, "cancelled", f"cancelled by the user while it was being queued on {self.url}")
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def execution_error_text(messages: list, prompt: Workflow) -> str:
-    """``node 3 (ImageBlur): RuntimeError: ...`` from a history entry's status messages."""
+    """``node 3 (ImageBlur): RuntimeError: ...`` from a history entry's status messages (one line)."""
     for event, data in messages:
         if event == "execution_error" and isinstance(data, dict):
             node = str(data.get("node_id", "?"))
-            cls = data.get("node_type") or prompt.get(node, {}).get("class_type", "?")
+            known = prompt.get(node)
+            cls = data.get("node_type") or (known.get("class_type", "?") if isinstance(known, dict) else "?")
             kind = data.get("exception_type") or "error"
             text = str(data.get("exception_message") or "").strip()
-            return f"node {node} ({cls}): {kind}: {text}"
+            return one_line(f"node {node} ({cls}): {kind}: {text}", 2000)
     return "the prompt failed on the server (no error message in its history)"
 
 
@@ -500,17 +506,19 @@ class BatchRunner:
         self.events = events or Events()
         self.pool = JobPool(jobs, on_final or (lambda job: None))
         self.stop = threading.Event()
-        self.workers = [ServerWorker(ComfyClient(url), self.pool, self.run_id, options, self.events, self.stop)
-                        for url in servers]
+        limits = options.limits or Limits.from_env()
+        self.workers = [ServerWorker(ComfyClient(url, limits), self.pool, self.run_id, options, self.events,
+                                     self.stop) for url in servers]
 
     def run(self) -> list[Job]:
         """Process all jobs. On Ctrl-C, cancels this run's prompts and re-raises KeyboardInterrupt."""
-        for worker in self.workers:
-            worker.start()
         try:
+            for worker in self.workers:
+                worker.start()
             while not self.pool.all_final():
                 time.sleep(0.1)
                 self._check_all_down()
+                self._check_workers()
         except KeyboardInterrupt:
             self.cancel()
             raise
@@ -518,6 +526,17 @@ class BatchRunner:
         for worker in self.workers:
             worker.join(timeout=10.0)
         return self.pool.jobs
+
+    def _check_workers(self) -> None:
+        """A worker that died leaves no job behind: its jobs end ``error``; with none alive, all do."""
+        dead = [w for w in self.workers if w.ident is not None and not w.is_alive()]
+        for worker in dead:
+            if worker.inflight or worker.taking is not None:
+                worker.fail_held(f"the worker following {worker.url} stopped: {worker.crash!r}")
+        if len(dead) == len(self.workers) and not self.pool.all_final():
+            why = "; ".join(one_line(f"{w.url}: {w.crash!r}", 200) for w in dead if w.crash is not None)
+            for job in self.pool.jobs:
+                self.pool.finish(job, "error", one_line(f"no server worker left to run it ({why or 'all stopped'})"))
 
     def _check_all_down(self) -> None:
         downs = [w.down_since for w in self.workers]
@@ -534,12 +553,18 @@ class BatchRunner:
                              f"{len(failed)} variant(s) not run")
 
     def cancel(self) -> None:
-        """Stop the workers, delete this run's queued prompts, interrupt ours if running."""
+        """Stop the workers, delete this run's queued prompts, interrupt ours if running.
+        Afterwards every job is final (a job nobody could account for ends ``cancelled``)."""
         self.stop.set()
         self.events.note("cancelling: removing this run's prompts from the servers")
-        deadline = time.monotonic() + 15.0
+        deadline = time.monotonic() + self.options.cancel_timeout
         for worker in self.workers:
             worker.join(timeout=max(0.1, deadline - time.monotonic()))
         for worker in self.workers:
-            worker.cancel_own()
+            try:
+                worker.cancel_own()
+            except Exception as err:  # never leave the other servers' prompts behind
+                self.events.server(worker.url, one_line(f"could not cancel this run's prompts ({err!r})"))
         self.pool.fail_pending("cancelled", "not queued: the run was cancelled")
+        for job in self.pool.jobs:
+            self.pool.finish(job, "cancelled", "cancelled by the user before it finished")

@@ -18,11 +18,16 @@ from urllib.parse import urlsplit
 
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-MAX_MESSAGE = 256 * 1024 * 1024  # refuse absurd frames instead of exhausting memory
+MAX_MESSAGE = 64 * 1024 * 1024  # default cap: refuse absurd frames instead of exhausting memory
 
 
 class WebSocketError(ConnectionError):
     """The handshake failed, the peer broke the protocol, or the connection is gone."""
+
+
+class WebSocketProtocolError(WebSocketError):
+    """The peer sent something RFC 6455 forbids (unknown opcode, oversized or bad frame): it is
+    not a websocket server we can follow, so callers stop using websockets with it."""
 
 
 class WebSocketClosed(WebSocketError):
@@ -63,13 +68,21 @@ def encode_frame(opcode: int, payload: bytes, mask: bytes | None = None) -> byte
     return bytes(head) + mask + mask_payload(payload, mask)
 
 
-def parse_frame(buf: bytes | bytearray) -> tuple[bool, int, bytes, int] | None:
+def parse_frame(buf: bytes | bytearray, max_message: int = MAX_MESSAGE) -> tuple[bool, int, bytes, int] | None:
     """Parse one frame at the start of ``buf``: ``(fin, opcode, payload, bytes used)``, or ``None``
-    when ``buf`` does not yet hold a whole frame."""
+    when ``buf`` does not yet hold a whole frame. Raises :class:`WebSocketProtocolError` as soon as
+    the header shows a frame we refuse (longer than ``max_message``, reserved bits, unknown
+    opcode, a control frame over 125 bytes or fragmented), before its payload is awaited."""
     if len(buf) < 2:
         return None
     b0, b1 = buf[0], buf[1]
     fin, opcode = bool(b0 & 0x80), b0 & 0x0F
+    if b0 & 0x70:
+        raise WebSocketProtocolError("websocket frame with reserved bits set (no extension was agreed)")
+    if opcode not in (OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG):
+        raise WebSocketProtocolError(f"websocket frame with unknown opcode {opcode}")
+    if opcode >= OP_CLOSE and (not fin or (b1 & 0x7F) > 125):
+        raise WebSocketProtocolError("websocket control frame that is fragmented or longer than 125 bytes")
     masked, n = bool(b1 & 0x80), b1 & 0x7F
     pos = 2
     if n == 126:
@@ -82,8 +95,8 @@ def parse_frame(buf: bytes | bytearray) -> tuple[bool, int, bytes, int] | None:
             return None
         n = struct.unpack(">Q", bytes(buf[2:10]))[0]
         pos = 10
-    if n > MAX_MESSAGE:
-        raise WebSocketError(f"websocket frame of {n} bytes is too large")
+    if n > max_message:
+        raise WebSocketProtocolError(f"websocket frame of {n} bytes is larger than the cap of {max_message}")
     mask = b""
     if masked:
         if len(buf) < pos + 4:
@@ -101,8 +114,9 @@ def parse_frame(buf: bytes | bytearray) -> tuple[bool, int, bytes, int] | None:
 class WebSocket:
     """A connected client websocket. Not thread-safe except :meth:`close`, which any thread may call."""
 
-    def __init__(self, sock: socket.socket, leftover: bytes = b""):
+    def __init__(self, sock: socket.socket, leftover: bytes = b"", max_message: int = MAX_MESSAGE):
         self._sock = sock
+        self.max_message = max_message
         self._buf = bytearray(leftover)
         self._fragments: list[bytes] = []
         self._fragment_op = 0
@@ -110,7 +124,8 @@ class WebSocket:
 
     # -------------------------------------------------------------- opening
     @classmethod
-    def connect(cls, url: str, timeout: float = 10.0, headers: dict[str, str] | None = None) -> "WebSocket":
+    def connect(cls, url: str, timeout: float = 10.0, headers: dict[str, str] | None = None,
+                max_message: int = MAX_MESSAGE) -> "WebSocket":
         """Open ``ws://host:port/path?query`` (or ``wss://``) and complete the handshake."""
         parts = urlsplit(url)
         if parts.scheme not in ("ws", "wss"):
@@ -158,7 +173,7 @@ class WebSocket:
         except OSError as err:
             sock.close()
             raise WebSocketError(f"websocket handshake with {host}:{port} failed: {err}") from err
-        return cls(sock, leftover)
+        return cls(sock, leftover, max_message)
 
     # -------------------------------------------------------------- messages
     def recv(self, timeout: float | None = None) -> str | bytes | None:
@@ -190,13 +205,17 @@ class WebSocket:
 
     def _next_buffered_message(self) -> str | bytes | None:
         while True:
-            frame = parse_frame(self._buf)
+            frame = parse_frame(self._buf, self.max_message)
             if frame is None:
                 return None
             fin, opcode, payload, used = frame
             del self._buf[:used]
             if opcode == OP_PING:
-                self._send(OP_PONG, payload)
+                try:
+                    self._send(OP_PONG, payload)
+                except OSError as err:
+                    self._closed = True
+                    raise WebSocketClosed(f"websocket connection lost: {err}") from err
             elif opcode == OP_PONG:
                 pass
             elif opcode == OP_CLOSE:
@@ -212,16 +231,19 @@ class WebSocket:
                 if opcode != OP_CONT:
                     self._fragments, self._fragment_op = [], opcode
                 elif not self._fragment_op:
-                    raise WebSocketError("websocket continuation frame without a start")
+                    raise WebSocketProtocolError("websocket continuation frame without a start")
                 self._fragments.append(payload)
-                if sum(len(f) for f in self._fragments) > MAX_MESSAGE:
-                    raise WebSocketError("websocket message is too large")
+                if sum(len(f) for f in self._fragments) > self.max_message:
+                    raise WebSocketProtocolError(f"websocket message larger than the cap of {self.max_message}")
                 if fin:
                     data, op = b"".join(self._fragments), self._fragment_op
                     self._fragments, self._fragment_op = [], 0
-                    return data.decode("utf-8", errors="replace") if op == OP_TEXT else data
-            else:
-                raise WebSocketError(f"websocket frame with unknown opcode {opcode}")
+                    if op != OP_TEXT:
+                        return data
+                    try:
+                        return data.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise WebSocketProtocolError("websocket text message that is not UTF-8") from None
 
     def send_text(self, text: str) -> None:
         self._send(OP_TEXT, text.encode("utf-8"))

@@ -29,6 +29,11 @@ class FakeComfy:
 
     def __init__(self, delay: float = 0.05):
         self.delay = delay
+        # hostile tests replace a route: hooks["history"] = fn(handler, body) answers instead
+        # (routes: system_stats, history, queue, view, ws, prompt, queue_post, interrupt)
+        self.hooks: dict = {}
+        self.hold = None  # callable: while it returns True a finished job waits (at most 10 s)
+        self.hits: dict[str, int] = {}
         self.lock = threading.Lock()
         self.pending: list[tuple[str, dict, str]] = []
         self.running: tuple[str, dict, str] | None = None
@@ -51,10 +56,17 @@ class FakeComfy:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def route(self, name, body=None):
+                fake.hits[name] = fake.hits.get(name, 0) + 1
+                hook = fake.hooks.get(name)
+                return hook is not None and hook(self, body) is not False  # False: answer as usual
+
             def do_GET(self):
                 if fake.blackout.is_set():
                     return self.reply(503, {})
                 url = urlsplit(self.path)
+                if self.route(url.path.strip("/").split("/")[0]):
+                    return
                 if url.path == "/system_stats":
                     return self.reply(200, {"system": {"comfyui_version": "fake"}})
                 if url.path.startswith("/history/"):
@@ -75,6 +87,8 @@ class FakeComfy:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
                 if fake.blackout.is_set():
                     return self.reply(503, {})
+                if self.route({"/queue": "queue_post"}.get(self.path, self.path.strip("/")), body):
+                    return
                 if self.path == "/prompt":
                     prompt, pid = body["prompt"], body.get("prompt_id") or f"p{time.monotonic_ns()}"
                     width = prompt["1"]["inputs"]["width"]
@@ -111,6 +125,9 @@ class FakeComfy:
                 time.sleep(0.01)
                 continue
             time.sleep(self.delay)
+            waited = time.monotonic()
+            while self.hold is not None and self.hold() and time.monotonic() - waited < 10:
+                time.sleep(0.01)
             if self.stopped.is_set():
                 return
             pid, prompt, _ = job
@@ -171,6 +188,9 @@ def fakes():
 
 def test_polling_spreads_jobs_and_slow_server_gets_fewer(fakes, tmp_path):
     fast, slow = fakes(0.02), fakes(0.6)
+    # "slow" relative to the fast one, whatever the CPU load: the slow server's job ends only once
+    # the fast one has finished six, so at most the one job left then can go to either server
+    slow.hold = lambda: len(fast.executed) < 6
     jobs = make_jobs("1.color=1-8")
     finished, events = run([slow.url, fast.url], jobs, max_in_flight=1, download_dir=tmp_path)
     assert sorted(j.variant.index for j in finished) == list(range(8))  # each reported once

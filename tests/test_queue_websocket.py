@@ -135,3 +135,44 @@ def test_bad_handshakes_are_refused():
         WebSocket.connect(f"ws://127.0.0.1:{port}/ws", timeout=2)
     with pytest.raises(WebSocketError, match="not a websocket URL"):
         WebSocket.connect("http://127.0.0.1/ws")
+
+
+@pytest.mark.parametrize("frame,match", [
+    (bytes([0x83, 0]), "unknown opcode 3"),
+    (bytes([0x8B, 0]), "unknown opcode 11"),
+    (bytes([0xC1, 0]), "reserved bits"),
+    (bytes([0x09, 0]), "control frame"),  # a fragmented ping
+    (bytes([0x89, 126, 0, 200]), "control frame"),  # a ping longer than 125 bytes
+    (bytes([0x82, 127]) + struct.pack(">Q", 1 << 63), "larger than the cap"),
+    (bytes([0x82, 126]) + struct.pack(">H", 1001), "1001 bytes is larger than the cap of 1000"),
+])
+def test_refused_frames_are_protocol_errors_before_their_payload(frame, match):
+    from nada_queue.websocket import WebSocketProtocolError
+
+    with pytest.raises(WebSocketProtocolError, match=match):
+        parse_frame(frame, max_message=1000)  # the header alone is enough to refuse it
+    assert parse_frame(bytes([0x82, 126]) + struct.pack(">H", 1000), max_message=1000) is None  # at the cap: wait
+
+
+def test_invalid_utf8_text_and_fragment_overflow_are_refused():
+    from nada_queue.websocket import WebSocketProtocolError
+
+    def script(conn, srv):
+        conn.sendall(server_frame(OP_TEXT, b"\xff\xfe"))
+        srv.read_client_frame(conn)
+
+    srv = ScriptedServer(script)
+    ws = WebSocket.connect(f"ws://127.0.0.1:{srv.port}/ws", timeout=5)
+    with pytest.raises(WebSocketProtocolError, match="not UTF-8"):
+        ws.recv(5)
+    ws.close()
+
+    def script2(conn, srv):
+        conn.sendall(server_frame(OP_BINARY, b"a" * 600, fin=False) + server_frame(OP_CONT, b"b" * 600))
+        srv.read_client_frame(conn)
+
+    srv = ScriptedServer(script2)
+    ws = WebSocket.connect(f"ws://127.0.0.1:{srv.port}/ws", timeout=5, max_message=1000)
+    with pytest.raises(WebSocketProtocolError, match="larger than the cap of 1000"):
+        ws.recv(5)
+    ws.close()

@@ -28,7 +28,11 @@ NODE is a node id, a unique node title (_meta.title) or a class type used by one
 Values are typed like the workflow's current value of that input. Sweep values: v1,v2,...,
 integer ranges 0-7, or a JSON list '["a, b", "c"]' for text containing commas.
 Ctrl-C (or SIGTERM) removes this run's prompts from the servers' queues and interrupts a running
-one only if it is ours. Exit status: 0 all variants succeeded, 1 some did not, 2 bad input,
+one only if it is ours; the report still gets a line for every variant, so --resume redoes them.
+Every request has a time limit (--request-timeout) and answers have size caps; environment
+variables NADA_QUEUE_TIMEOUT (one socket read), NADA_QUEUE_DEADLINE, NADA_QUEUE_DOWNLOAD_DEADLINE,
+NADA_QUEUE_MAX_JSON_BYTES, NADA_QUEUE_MAX_DOWNLOAD_BYTES, NADA_QUEUE_MAX_WS_MESSAGE change them.
+Exit status: 0 all variants succeeded, 1 some did not, 2 bad input,
 130 cancelled by Ctrl-C, 143 by SIGTERM.
 """
 
@@ -61,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="follow jobs by polling their history only (for proxies that block websockets)")
     where.add_argument("--poll-interval", type=float, default=1.0, metavar="SECONDS",
                        help="history polling period without a websocket (default 1)")
+    where.add_argument("--request-timeout", type=float, default=None, metavar="SECONDS",
+                       help="longest time one API request may take, answer included (default 120; "
+                            "downloads have their own limit, NADA_QUEUE_DOWNLOAD_DEADLINE)")
 
     out = parser.add_argument_group("results")
     out.add_argument("--download", metavar="DIR", help="download each variant's output files into DIR")
@@ -84,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--max-in-flight must be at least 1")
     if args.down_timeout <= 0 or args.poll_interval <= 0:
         raise InputError("--down-timeout and --poll-interval must be positive")
+    if args.request_timeout is not None and not args.request_timeout > 0:
+        raise InputError("--request-timeout must be positive")
 
     records = read_report(args.resume) if args.resume else []
     workflow_path = args.workflow
@@ -153,60 +162,98 @@ def _default_report_path(args) -> Path:
 
 
 def _run_batch(args, workflow, workflow_path, sha, variants, skipped, width, servers) -> int:
+    from nada_queue.comfy_client import Limits
     from nada_queue.console import Console
     from nada_queue.report import ReportWriter, job_record
     from nada_queue.scheduler import BatchRunner, Job, RunOptions
 
+    limits = Limits.from_env(deadline=args.request_timeout)  # bad NADA_QUEUE_* values: exit 2 before any work
     report_path = _default_report_path(args)
     console = Console(verbose=not args.quiet)
     jobs = [Job(variant=v, workflow=workflow, label=v.label(width)) for v in variants]
     options = RunOptions(max_in_flight=args.max_in_flight, down_timeout=args.down_timeout,
                          poll_interval=args.poll_interval, use_websocket=not args.no_websocket,
                          download_dir=Path(args.download) if args.download else None,
-                         download_layout=args.download_layout, include_previews=args.include_previews)
+                         download_layout=args.download_layout, include_previews=args.include_previews,
+                         limits=limits)
     workflow_abs = str(Path(workflow_path).resolve())
     head = f"queueing {len(jobs)} variant(s) on {len(servers)} server(s); report: {report_path}"
     console.line(head + (f" ({len(skipped)} already done)" if skipped else ""))
 
     run_id = f"nada-queue-{uuid.uuid4().hex}"  # the client id of this run on every server
-    with ReportWriter(report_path) as report:
+    written: set[int] = set()  # id() of the jobs that have their report line
+    started = time.monotonic()
+    with ReportWriter(report_path) as report, _signals_cancel() as signals:
 
         def on_final(job) -> None:
             report.write(job_record(job, run_id, workflow_abs, sha))
+            written.add(id(job))
             console.final(job)
 
-        runner = BatchRunner(servers, jobs, options, events=console, on_final=on_final, run_id=run_id)
-        started = time.monotonic()
         try:
-            with _sigterm_cancels():
-                runner.run()
-        except KeyboardInterrupt as stop:
+            runner = BatchRunner(servers, jobs, options, events=console, on_final=on_final, run_id=run_id)
+            runner.run()
+        except KeyboardInterrupt:
+            signals.cancelling = True  # further signals must not cut the lines below short
+            _report_the_rest(jobs, written, on_final, signals.name)
             _summary(console, jobs, time.monotonic() - started, report_path)
-            terminated = isinstance(stop, _Terminated)
-            console.line("cancelled (SIGTERM)" if terminated else "cancelled (Ctrl-C)")
-            return 143 if terminated else 130
+            console.line(f"cancelled ({signals.name or 'Ctrl-C'})")
+            return 143 if signals.name == "SIGTERM" else 130
+        finally:
+            signals.cancelling = True
+            _report_the_rest(jobs, written, on_final, signals.name)  # a crash still leaves a line each
     _summary(console, jobs, time.monotonic() - started, report_path)
     return 0 if all(j.status == "success" for j in jobs) else 1
+
+
+def _report_the_rest(jobs, written: set[int], on_final, signal_name: str | None) -> None:
+    """Write a line for every job that has none yet: its status if final, else ``interrupted``."""
+    from nada_queue.scheduler import FINAL
+
+    why = f"the run was stopped by {signal_name}" if signal_name else "the run stopped"
+    for job in jobs:
+        if id(job) in written:
+            continue
+        if job.status not in FINAL:
+            job.status, job.error = "interrupted", f"{why} before it finished; re-run it with --resume"
+        try:
+            on_final(job)
+        except Exception as err:  # e.g. the disk is full: say so, keep trying the others
+            print(f"error: could not write the report line of {job.label}: {err}", file=sys.stderr)
 
 
 class _Terminated(KeyboardInterrupt):
     """SIGTERM (``kill PID``) cancels like Ctrl-C: a background job ignores SIGINT."""
 
 
+class _Signals:
+    """SIGINT/SIGTERM: the first one cancels the run (raises KeyboardInterrupt in the main thread);
+    later ones, while cancelling, only say that the clean-up is under way."""
+
+    def __init__(self):
+        self.name: str | None = None
+        self.cancelling = False
+
+    def handler(self, signum, frame):
+        if self.name is not None or self.cancelling:
+            print("still cancelling: removing this run's prompts and writing the report", file=sys.stderr)
+            return
+        self.name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
 @contextlib.contextmanager
-def _sigterm_cancels():
+def _signals_cancel():
+    signals = _Signals()
     if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
+        yield signals  # signal handlers can only be set from the main thread
         return
-
-    def handler(signum, frame):
-        raise _Terminated()
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, signals.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield signals
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _summary(console, jobs, seconds: float, report_path: Path) -> None:
