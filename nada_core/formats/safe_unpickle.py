@@ -33,7 +33,6 @@ import pickle
 import re
 import warnings
 import zipfile
-from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import CheckpointError, UnsafeCheckpointError
