@@ -365,7 +365,8 @@ def load_restricted_pickle(path: str | os.PathLike, source: str | None = None) -
                 f"the allowlist of plain weight data; nothing from the file was run"
             ) from None
         except (EOFError, pickle.UnpicklingError) as err:
-            raise CheckpointError(f"{src}: the pickle is truncated or corrupt ({_short(err)})") from None
+            raise CheckpointError(f"{src}: the pickle is truncated, corrupt or crafted ({_short(err)}); it was not "
+                                  f"loaded, get the file again from its original source") from None
         except MemoryError:
             raise CheckpointError(f"{src}: the pickle is corrupt (asks for an impossible amount of memory)") from None
         except Exception as err:  # noqa: BLE001 - any failure inside a hostile stream is a bad file
