@@ -40,3 +40,13 @@ def non_negative_weight(value, what: str) -> float:
     if not math.isfinite(w) or w < 0:
         raise InputError(f"{what} must be a finite number >= 0, got {value!r}")
     return w
+
+
+def short_reason(err: BaseException | str, limit: int = 200) -> str:
+    """``str(err)`` on one line (whitespace collapsed), cut to ``limit`` characters with ``...``.
+
+    For quoting a library's error inside our own one-line messages; an empty message gives the
+    exception's type name.
+    """
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -311,7 +311,8 @@ def test_tag_is_loaded_from_the_local_hub_cache_without_network(saved, tmp_path,
     monkeypatch.setattr(hfc, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setitem(ocp._PRETRAINED, name, {"testtag": {"hf_hub": "nada-test/tiny-clip/", "quick_gelu": True,
                                                             "mean": OPENAI_MEAN, "std": OPENAI_STD}})
-    monkeypatch.setattr(nclip, "_probe", lambda *a, **k: pytest.fail("network must not be probed when cached"))
+    # _probe is looked up in the hub module (by _ensure_online), so patch it there.
+    monkeypatch.setattr(nclip.hub, "_probe", lambda *a, **k: pytest.fail("network must not be probed when cached"))
     clip = load_clip(f"{name}:testtag")
     assert clip.quick_gelu and clip.arch == tiny_arch_name(quick_gelu=True)
     assert clip.name == f"{tiny_arch_name(quick_gelu=True)}:testtag"
@@ -556,3 +557,26 @@ def test_loading_under_inference_mode_gives_a_differentiable_model(tmp_path):
     img = (torch.rand(1, 3, 32, 32) * 2 - 1).requires_grad_(True)
     model.encode_image(img).sum().backward()
     assert img.grad is not None and img.grad.abs().sum() > 0
+
+
+def test_short_reason_is_one_line_and_cut_at_the_limit():
+    from nada_core.errors import short_reason
+
+    assert short_reason(ValueError("bad\n  header\tbytes")) == "bad header bytes"
+    assert short_reason(KeyError()) == "KeyError"  # an empty message names the exception type
+    long = short_reason(OSError("x" * 500))
+    assert len(long) == 200 and long.endswith("...") and long.startswith("x" * 197)
+    assert short_reason(OSError("y" * 81), 80) == "y" * 77 + "..."
+    assert short_reason(OSError("z" * 80), 80) == "z" * 80
+
+
+def test_the_package_keeps_its_public_names_and_small_modules():
+    import nada_core.guidance.clip as pkg
+
+    for name in pkg.__all__ + ["HF_CONFIG_NAME", "HF_WEIGHT_NAMES", "MODELS_HINT", "PROBE_TIMEOUT_S"]:
+        assert hasattr(pkg, name), name
+    assert nclip is pkg  # the old flat name is the package itself
+    # Private helpers live in their modules only, so a stale patch on the package fails loudly.
+    assert not hasattr(pkg, "_probe") and hasattr(pkg.hub, "_probe")
+    for path in Path(pkg.__file__).parent.glob("*.py"):
+        assert len(path.read_text(encoding="utf-8").splitlines()) < 400, path.name

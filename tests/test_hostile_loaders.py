@@ -536,3 +536,58 @@ def test_unknown_globals_in_pt_are_still_named(tmp_path):
     with pytest.raises(UnsafeCheckpointError, match="'os.system'") as info:
         torch_load_weights_only(path)
     assert_one_line(info.value, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# OpenAI TorchScript CLIP archives go through the same unpickler and archive check
+# ----------------------------------------------------------------------------------------------
+
+
+def _torchscript_zip(path: Path, data_pkl: bytes, storages: dict[str, bytes], compress: bool = False) -> Path:
+    mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", compression=mode) as zf:
+        zf.writestr("ViT-B-32/data.pkl", data_pkl)
+        zf.writestr("ViT-B-32/constants.pkl", b"\x80\x02).")
+        zf.writestr("ViT-B-32/code/__torch__/model.py", "")
+        for key, raw in storages.items():
+            zf.writestr(f"ViT-B-32/data/{key}", raw)
+        zf.writestr("ViT-B-32/version", "3\n")
+    return path
+
+
+def _script_module_with_tensor(size: tuple, stride: tuple, numel: int = 4) -> bytes:
+    """``__torch__.Model`` NEWOBJ + BUILD {'w': tensor(size, stride) over a 4-float storage}."""
+    op = cf.Op().glob("__torch__.model", "Model").raw(b")\x81").raw(b"}").str("w")
+    op.glob("torch._utils", "_rebuild_tensor_v2").mark()
+    op.raw(b"(").str("storage").glob("torch", "FloatStorage").str("0").str("cpu").int(numel).tuple().raw(b"Q")
+    op.int(0).mark()
+    for s in size:
+        op.int(s)
+    op.tuple().mark()
+    for s in stride:
+        op.int(s)
+    op.tuple().raw(b"\x89").glob("collections", "OrderedDict").mark().tuple().reduce().tuple().reduce()
+    return op.raw(b"s").build().done()
+
+
+def test_torchscript_reader_uses_the_shared_unpickler(tmp_path):
+    from nada_core.errors import ClipError
+    from nada_core.guidance.clip.torchscript import read_torchscript_state_dict
+
+    floats = struct.pack("<4f", 1, 2, 3, 4)
+    ok = _torchscript_zip(tmp_path / "ok.pt", _script_module_with_tensor((2, 2), (2, 1)), {"0": floats})
+    assert torch.equal(read_torchscript_state_dict(ok)["w"], torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    for name, size, stride in (("long", (1000,), (1,)), ("zero", (4096, 4096), (0, 0))):
+        bad = _torchscript_zip(tmp_path / f"{name}.pt", _script_module_with_tensor(size, stride), {"0": floats})
+        with pytest.raises(ClipError, match="cannot read.*(storage holds 4|zero or negative stride)") as info:
+            read_torchscript_state_dict(bad)
+        assert_one_line(info.value, bad)
+    bomb = _torchscript_zip(tmp_path / "bomb.pt", _script_module_with_tensor((2,), (1,)),
+                            {"0": floats, "1": b"\0" * (64 << 20)}, compress=True)
+    with pytest.raises(ClipError, match="inflate") as info:
+        read_torchscript_state_dict(bomb)
+    assert_one_line(info.value, bomb)
+    numpy_trick = _torchscript_zip(tmp_path / "np.pt", NUMPY_CASES["object_scalar"](), {})
+    with pytest.raises(ClipError) as info:
+        read_torchscript_state_dict(numpy_trick)
+    assert_one_line(info.value, numpy_trick)

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, InputError, NadaError
+from ..errors import CheckpointError, InputError, NadaError, short_reason
 from ..json_text import parse_json
 from ..models.stylegan2 import Generator, GeneratorConfig
 from .limits import check_generator_config
@@ -112,7 +112,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
             raise
         except Exception as err:  # noqa: BLE001 - a hostile file's odd values must not escape as tracebacks
             raise CheckpointError(f"{p}: the generator file holds values of unexpected types or sizes "
-                                  f"({type(err).__name__}: {_short(err)}); the file is corrupt") from None
+                                  f"({type(err).__name__}: {short_reason(err, 160)}); the file is corrupt") from None
         # Loaded for use, not training: frozen weights also pick the fastest inference path.
         # Call ``G.requires_grad_(True)`` to fine-tune it yourself (NadaTrainer does its own copy).
         return G.to(_device(device)).eval().requires_grad_(False)
@@ -283,11 +283,6 @@ def _build(config: GeneratorConfig, state_dict: dict, w_avg: torch.Tensor | None
     return G
 
 
-def _short(err: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _read_safetensors_header(p: Path) -> dict:
     size = p.stat().st_size
     with open(p, "rb") as fh:
@@ -357,7 +352,7 @@ def _load_nada(p: Path) -> Generator:
     try:
         config = GeneratorConfig.from_dict(meta["architecture"])
     except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as err:
-        raise CheckpointError(f"{p}: the stored architecture is invalid ({_short(err)}); the file is corrupt") from None
+        raise CheckpointError(f"{p}: the stored architecture is invalid ({short_reason(err, 160)}); the file is corrupt") from None
     # Sizes are checked against the header before any tensor is read or any module is built.
     _check_shapes(str(p), config, _header_shapes(p, _read_safetensors_header(p)))
     try:

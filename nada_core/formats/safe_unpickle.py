@@ -35,12 +35,14 @@ import warnings
 import zipfile
 from typing import Any, Callable
 
-from ..errors import CheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointError, UnsafeCheckpointError, short_reason
 from . import safe_numpy
 from .limits import check_tensor_extent
 
 MAX_MODULE_DEPTH = 64
 MAX_MODULES = 100_000
+#: Characters of a library's error quoted in our messages (checkpoint messages are long already).
+_REASON_LIMIT = 160
 
 # ----------------------------------------------------------------------------------------------
 # Inert stand-ins for NVIDIA's pickled classes
@@ -299,11 +301,15 @@ class RestrictedUnpickler(pickle._Unpickler):
     dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file, source: str, allowlist: dict[tuple[str, str], Any] | None = None,
-                 persistent_load: Callable[[Any], Any] | None = None) -> None:
+                 persistent_load: Callable[[Any], Any] | None = None, buildable: tuple[type, ...] = ()) -> None:
+        """``allowlist`` may be a dict subclass whose ``__missing__`` makes stand-ins on demand
+        (TorchScript's ``__torch__.*`` classes); ``buildable``: further inert types whose own
+        ``__setstate__`` may take a BUILD."""
         super().__init__(file)
         self._source = source
         self._allow = _base_allowlist() if allowlist is None else allowlist
         self._persistent = persistent_load
+        self._buildable = (AttrDict, TFNetworkStub) + tuple(buildable)
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -328,7 +334,7 @@ class RestrictedUnpickler(pickle._Unpickler):
             safe_numpy.build_array(inst, state)
         elif isinstance(inst, np.dtype):
             safe_numpy.check_dtype_state(inst, state)  # never numpy's C __setstate__
-        elif type(inst) in (AttrDict, TFNetworkStub):
+        elif isinstance(inst, self._buildable) and not isinstance(inst, type):
             inst.__setstate__(state)
         elif type(inst) in (collections.OrderedDict, argparse.Namespace):
             if isinstance(state, tuple) and len(state) == 2 and state[1] is None:
@@ -365,13 +371,14 @@ def load_restricted_pickle(path: str | os.PathLike, source: str | None = None) -
                 f"the allowlist of plain weight data; nothing from the file was run"
             ) from None
         except (EOFError, pickle.UnpicklingError) as err:
-            raise CheckpointError(f"{src}: the pickle is truncated, corrupt or crafted ({_short(err)}); it was not "
-                                  f"loaded, get the file again from its original source") from None
+            raise CheckpointError(f"{src}: the pickle is truncated, corrupt or crafted "
+                                  f"({short_reason(err, _REASON_LIMIT)}); it was not loaded, get the file again "
+                                  f"from its original source") from None
         except MemoryError:
             raise CheckpointError(f"{src}: the pickle is corrupt (asks for an impossible amount of memory)") from None
         except Exception as err:  # noqa: BLE001 - any failure inside a hostile stream is a bad file
             raise CheckpointError(f"{src}: the pickle could not be read "
-                                  f"({type(err).__name__}: {_short(err)})") from None
+                                  f"({type(err).__name__}: {short_reason(err, _REASON_LIMIT)})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -407,7 +414,7 @@ def torch_load_weights_only(path: str | os.PathLike, source: str | None = None) 
         except Exception as err:  # noqa: BLE001 - any failure inside a hostile archive is a bad file
             raise CheckpointError(f"{src}: the PyTorch checkpoint is truncated or corrupt, or holds Python objects "
                                   f"other than plain weights; it was not loaded "
-                                  f"({type(err).__name__}: {_short(err)})") from None
+                                  f"({type(err).__name__}: {short_reason(err, _REASON_LIMIT)})") from None
 
 
 def scan_globals(data: bytes, max_pickles: int = 4) -> list[tuple[str, str]]:
@@ -450,8 +457,3 @@ def scan_globals(data: bytes, max_pickles: int = 4) -> list[tuple[str, str]]:
         except Exception:  # noqa: BLE001 - the rest of a legacy file is raw tensor data
             break
     return found
-
-
-def _short(err: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -70,18 +70,22 @@ def _storage_fields(pid: Any, n: int) -> tuple[StorageType, str, int, tuple]:
     return stype, key, numel, pid[5:]
 
 
-def _unpickle(data: BinaryIO, source: str, hook: Callable[[Any], Any], allowlist: dict) -> Any:
+def _unpickle(data: BinaryIO, source: str, hook: Callable[[Any], Any], allowlist: dict,
+              buildable: tuple[type, ...] = ()) -> Any:
     from .safe_unpickle import RestrictedUnpickler
 
-    return RestrictedUnpickler(data, source, allowlist=allowlist, persistent_load=hook).load()
+    return RestrictedUnpickler(data, source, allowlist=allowlist, persistent_load=hook, buildable=buildable).load()
 
 
-def load_zip(path: str | os.PathLike, source: str, allowlist: dict) -> Any:
-    """The object in a zip-format ``torch.save`` file (storages on the CPU)."""
+def load_zip(path: str | os.PathLike, source: str, allowlist: dict, buildable: tuple[type, ...] = ()) -> Any:
+    """The object in a zip-format ``torch.save`` (or TorchScript) archive, storages on the CPU.
+
+    ``allowlist`` / ``buildable``: see :class:`~nada_core.formats.safe_unpickle.RestrictedUnpickler`.
+    """
     with zipfile.ZipFile(path) as zf:
         check_archive(zf, source)
         names = zf.namelist()
-        pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
+        pkl = next((n for n in names if n.count("/") == 1 and n.endswith("/data.pkl")), None)
         if pkl is None:
             raise pickle.UnpicklingError("the archive has no data.pkl (not a torch.save file)")
         prefix = pkl[: -len("data.pkl")]
@@ -111,7 +115,7 @@ def load_zip(path: str | os.PathLike, source: str, allowlist: dict) -> Any:
                 raise pickle.UnpicklingError(f"storage '{key}' is used with two dtypes")
             return stored
 
-        return _unpickle(io.BytesIO(zf.read(pkl)), source, hook, allowlist)
+        return _unpickle(io.BytesIO(zf.read(pkl)), source, hook, allowlist, buildable)
 
 
 def load_legacy(fh: BinaryIO, source: str, allowlist: dict, size: int) -> Any:
