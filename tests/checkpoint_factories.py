@@ -31,6 +31,7 @@ import io
 import math
 import pickle
 import struct
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -558,3 +559,76 @@ def write_malicious_pt(path: str | Path, marker: str | Path, legacy: bool = Fals
     sd = rosinality_state_dict(8, 8, 1, seed=5)
     torch.save({"g_ema": sd, "args": _TorchEvil(f"touch {marker}")}, path, _use_new_zipfile_serialization=not legacy)
     return Path(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Hand-assembled hostile pickles and archives
+# ----------------------------------------------------------------------------------------------
+
+
+class Op:
+    """Tiny protocol-2 opcode assembler for pickles no real pickler would write."""
+
+    def __init__(self) -> None:
+        self.out = bytearray(b"\x80\x02")
+
+    def glob(self, module: str, name: str) -> "Op":
+        self.out += b"c" + f"{module}\n{name}\n".encode()
+        return self
+
+    def str(self, s: str) -> "Op":
+        b = s.encode()
+        self.out += b"X" + struct.pack("<I", len(b)) + b
+        return self
+
+    def bytes(self, b: bytes) -> "Op":
+        self.out += b"B" + struct.pack("<I", len(b)) + b  # BINBYTES (protocol 3 opcode; readers accept it)
+        return self
+
+    def int(self, v: int) -> "Op":
+        self.out += b"J" + struct.pack("<i", v)
+        return self
+
+    def raw(self, code: bytes) -> "Op":
+        self.out += code
+        return self
+
+    def mark(self) -> "Op":
+        return self.raw(b"(")
+
+    def tuple(self) -> "Op":
+        return self.raw(b"t")
+
+    def reduce(self) -> "Op":
+        return self.raw(b"R")
+
+    def build(self) -> "Op":
+        return self.raw(b"b")
+
+    def put(self, i: int) -> "Op":
+        return self.raw(b"q" + bytes([i]))
+
+    def get(self, i: int) -> "Op":
+        return self.raw(b"h" + bytes([i]))
+
+    def dtype(self, code: str, memo: int | None = None) -> "Op":
+        """``numpy.dtype(code, False, True)`` (no BUILD)."""
+        self.glob("numpy", "dtype").mark().str(code).raw(b"\x89\x88").tuple().reduce()
+        return self.put(memo) if memo is not None else self
+
+    def done(self) -> bytes:
+        return bytes(self.out + b".")
+
+
+def write_pt_zip(path: str | Path, data_pkl: bytes, storages: dict[str, bytes] | None = None,
+                 compress: bool = False) -> Path:
+    """A zip-format ``torch.save`` archive with the given ``data.pkl`` and storage members."""
+    path = Path(path)
+    mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", compression=mode) as zf:
+        zf.writestr("archive/data.pkl", data_pkl)
+        zf.writestr("archive/byteorder", "little")
+        for key, raw in (storages or {}).items():
+            zf.writestr(f"archive/data/{key}", raw)
+        zf.writestr("archive/version", "3\n")
+    return path

@@ -30,8 +30,10 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, NadaError, short_reason
+from ..json_text import parse_json
 from ..models.stylegan2 import Generator, GeneratorConfig
+from .limits import check_generator_config
 
 FORMAT_ROSINALITY = "rosinality-pt"
 FORMAT_NVIDIA = "stylegan2-ada-pkl"
@@ -104,10 +106,13 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
     # Outside inference mode (ComfyUI runs nodes inside it): inference tensors could never be
     # trained or inverted through later.
     with torch.inference_mode(False):
-        if fmt == FORMAT_NADA:
-            G = _load_nada(p)
-        else:
-            G = _load_foreign(p, fmt, ema)
+        try:
+            G = _load_nada(p) if fmt == FORMAT_NADA else _load_foreign(p, fmt, ema)
+        except NadaError:
+            raise
+        except Exception as err:  # noqa: BLE001 - a hostile file's odd values must not escape as tracebacks
+            raise CheckpointError(f"{p}: the generator file holds values of unexpected types or sizes "
+                                  f"({type(err).__name__}: {short_reason(err, 160)}); the file is corrupt") from None
         # Loaded for use, not training: frozen weights also pick the fastest inference path.
         # Call ``G.requires_grad_(True)`` to fine-tune it yourself (NadaTrainer does its own copy).
         return G.to(_device(device)).eval().requires_grad_(False)
@@ -163,10 +168,9 @@ def read_metadata(path: str | os.PathLike) -> dict:
                               f"metadata); expected {SUPPORTED_FORMATS}")
     out: dict[str, Any] = dict(raw)
     for key in ("architecture", "provenance"):
-        try:
-            out[key] = json.loads(raw.get(key) or "{}")
-        except json.JSONDecodeError:
-            raise CheckpointError(f"{p}: the '{key}' metadata is not valid JSON; the file is corrupt") from None
+        text = raw.get(key) or "{}"
+        out[key] = parse_json(text, f"{p}: the '{key}' metadata", "the file is corrupt; re-save it",
+                              expect=dict, error=CheckpointError)
     return out
 
 
@@ -264,6 +268,9 @@ def _load_foreign(p: Path, fmt: str, ema: bool) -> Generator:
 
 
 def _build(config: GeneratorConfig, state_dict: dict, w_avg: torch.Tensor | None, src: str) -> Generator:
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+    shapes["mapping.w_avg"] = (config.w_dim,)
+    _check_shapes(src, config, shapes)
     with torch.random.fork_rng(devices=[]):  # building must not disturb the caller's random stream
         G = Generator(config)
     sd = dict(state_dict)
@@ -288,13 +295,51 @@ def _read_safetensors_header(p: Path) -> dict:
         if 8 + n > size:
             raise CheckpointError(f"{p}: the .safetensors file is truncated (header cut short)")
         blob = fh.read(n)
-    try:
-        header = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{p}: the .safetensors header is corrupt (not JSON)") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{p}: the .safetensors header is corrupt")
+    header = parse_json(blob, f"{p}: the .safetensors header", "the file is corrupt (not JSON); re-save it",
+                        expect=dict, error=CheckpointError)
+    meta = header.get("__metadata__")
+    if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+        raise CheckpointError(f"{p}: the .safetensors metadata is not a table of text values; the file is corrupt")
     return header
+
+
+def _header_shapes(p: Path, header: dict) -> dict[str, tuple[int, ...]]:
+    """``{tensor name: shape}`` from a safetensors header, validated (no tensor data is read)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not (isinstance(shape, list) and len(shape) <= 8
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+            raise CheckpointError(f"{p}: the .safetensors header entry for '{name}' is malformed; the file is corrupt")
+        shapes[name] = tuple(shape)
+    return shapes
+
+
+def _expected_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
+    """State-dict shapes of ``Generator(config)``, computed on the meta device (nothing allocated)."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        G = Generator(config)
+    return {k: tuple(v.shape) for k, v in G.state_dict().items()}
+
+
+def _check_shapes(src: str, config: GeneratorConfig, shapes: dict[str, tuple[int, ...]]) -> None:
+    """The stored tensors must be exactly those ``config`` describes, before anything is built."""
+    check_generator_config(config, src)
+    expected = _expected_shapes(config)
+    missing = sorted(set(expected) - set(shapes))
+    extra = sorted(set(shapes) - set(expected))
+    wrong = [k for k in expected if k in shapes and shapes[k] != expected[k]]
+    if missing or extra or wrong:
+        if wrong:
+            detail = f"'{wrong[0]}' has shape {list(shapes[wrong[0]])}, expected {list(expected[wrong[0]])}"
+        elif missing:
+            detail = f"missing {', '.join(missing[:3])}"
+        else:
+            detail = f"unexpected {', '.join(extra[:3])}"
+        raise CheckpointError(f"{src}: the weights do not fit the architecture they describe ({detail}); "
+                              f"the file is corrupt or from another program")
 
 
 def _load_nada(p: Path) -> Generator:
@@ -306,8 +351,10 @@ def _load_nada(p: Path) -> Generator:
                               f"by this version of ComfyUI-NADA (expected {NADA_FORMAT_VERSION}); please update")
     try:
         config = GeneratorConfig.from_dict(meta["architecture"])
-    except (ValueError, TypeError, KeyError) as err:
-        raise CheckpointError(f"{p}: the stored architecture is invalid ({err})") from None
+    except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as err:
+        raise CheckpointError(f"{p}: the stored architecture is invalid ({short_reason(err, 160)}); the file is corrupt") from None
+    # Sizes are checked against the header before any tensor is read or any module is built.
+    _check_shapes(str(p), config, _header_shapes(p, _read_safetensors_header(p)))
     try:
         with safe_open(str(p), framework="pt", device="cpu") as fh:
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}

@@ -22,12 +22,14 @@ Name mapping (``R`` = block resolution, ``j = log2(R) - 2``)::
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import torch
 
 from .common import Converted, reject_unused_tensors
 from ..errors import CheckpointError
+from .limits import check_generator_config
 from .safe_unpickle import PersistentStub, TFNetworkStub
 from ..models.stylegan2 import GeneratorConfig, make_fir_kernel
 
@@ -106,8 +108,8 @@ def convert_nvidia_generator(net: PersistentStub, *, source: str, key: str = "G_
         raise CheckpointError(f"{source}: '{key}' does not have the StyleGAN2 mapping/synthesis networks "
                               f"(found {sorted(net.children())})")
     kw = _generator_kwargs(net, source)
-    z_dim, c_dim, w_dim = int(kw["z_dim"]), int(kw["c_dim"]), int(kw["w_dim"])
-    res, img_channels = int(kw["img_resolution"]), int(kw["img_channels"])
+    z_dim, c_dim, w_dim = (_as_int(kw, k, source) for k in ("z_dim", "c_dim", "w_dim"))
+    res, img_channels = _as_int(kw, "img_resolution", source), _as_int(kw, "img_channels", source)
     if c_dim > 0:
         raise CheckpointError(f"{source}: '{key}' is a class-conditional generator (c_dim={c_dim}); only "
                               f"unconditional generators (c_dim=0) are supported")
@@ -135,6 +137,11 @@ def convert_nvidia_generator(net: PersistentStub, *, source: str, key: str = "G_
     if not (isinstance(res, int) and 8 <= res <= 1024 and res & (res - 1) == 0):
         raise CheckpointError(f"{source}: image resolution {res} is not supported (powers of two from 8 to 1024)")
 
+    for name in ("channel_base", "channel_max", "num_fp16_res", "kernel_size"):
+        _as_int(sk, name, source)
+    if not isinstance(mk["num_layers"], int) or isinstance(mk["num_layers"], bool) \
+            or not (mk["layer_features"] is None or isinstance(mk["layer_features"], int)):
+        raise CheckpointError(f"{source}: the generator's mapping_kwargs hold non-integer sizes; the file is corrupt")
     channels = tuple((r, min(int(sk["channel_base"]) // r, int(sk["channel_max"])))
                      for r in (2**i for i in range(2, int(math.log2(res)) + 1)))
     clamp = sk["conv_clamp"]
@@ -149,12 +156,25 @@ def convert_nvidia_generator(net: PersistentStub, *, source: str, key: str = "G_
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{source}: unsupported generator settings ({err})") from None
 
+    check_generator_config(config, source)  # before any tensor is touched
     _check_layer_attributes(net, config, source)
     tensors = {k: v for k, v in net.tensors().items()}
     sd, w_avg = _map_tensors(tensors, config, bool(sk["use_noise"]), taps, source)
     notes = {"network": key, "use_noise": bool(sk["use_noise"]),
              "channel_base": int(sk["channel_base"]), "channel_max": int(sk["channel_max"])}
     return Converted(config, sd, w_avg, notes)
+
+
+def _as_int(kw: dict, name: str, source: str) -> int:
+    """``kw[name]`` as an int; strings, lists, floats and bools are refused in one line."""
+    value = kw[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = operator.index(value)  # numpy integers
+        except TypeError:
+            raise CheckpointError(f"{source}: the generator's {name} is {value!r:.40}, not an integer; the file is "
+                                  f"corrupt or not a stylegan2-ada-pytorch snapshot") from None
+    return int(value)
 
 
 def _with_defaults(given: Any, defaults: dict, what: str, source: str) -> dict:

@@ -34,6 +34,7 @@ import torch
 
 from .common import Converted, reject_unused_tensors
 from ..errors import CheckpointError
+from .limits import check_generator_config
 from ..models.stylegan2 import GeneratorConfig, channels_from_multiplier, make_fir_kernel
 
 ROSINALITY_LR_MLP = 0.01
@@ -74,6 +75,7 @@ def convert_rosinality_checkpoint(ckpt: Any, *, ema: bool, source: str) -> Conve
     if bad:
         raise CheckpointError(f"{source}: '{key}' is not a state dict of tensors (e.g. {bad[0]!r})")
     config = _infer_config(sd, source)
+    check_generator_config(config, source)  # before any tensor is converted
     _cross_check_args(ckpt.get("args"), config, source)
     out, notes = _map_tensors(sd, config, source)
     notes["network"] = key

@@ -12,9 +12,15 @@ rosinality's stylegan2-pytorch) are therefore read in two guarded ways:
   becomes a :class:`PersistentStub` holding the pickled ``class_name``, ``init_kwargs`` and
   state; the embedded ``module_src`` is kept as text and never executed. Anything else raises
   :class:`~nada_core.errors.UnsafeCheckpointError` before it can be imported or called.
-- :func:`torch_load_weights_only` (``.pt``): ``torch.load(weights_only=True)`` plus a narrow set
-  of extra safe globals (``argparse.Namespace``, numpy scalars and dtypes), with torch's errors
-  translated into one-line :class:`~nada_core.errors.CheckpointError` messages.
+- :func:`torch_load_weights_only` (``.pt``): the same unpickler with a ``.pt`` allowlist
+  (``argparse.Namespace``, ``torch.Size``, storage types) and a persistent-load hook serving the
+  file's storages (:mod:`nada_core.formats.torch_archive`); ``torch.load`` is never called.
+
+The unpickler is the pure-Python one so that BUILD (``__setstate__``) can be restricted: only
+our stand-ins, numpy placeholders (:mod:`nada_core.formats.safe_numpy`), ``OrderedDict`` and
+``argparse.Namespace`` instances may be built; a BUILD on a tensor (``Tensor.set_``), a function
+or a dtype is refused. Every rebuilt tensor must fit inside its storage
+(:func:`~nada_core.formats.limits.check_tensor_extent`).
 """
 
 from __future__ import annotations
@@ -27,11 +33,14 @@ import pickle
 import re
 import warnings
 import zipfile
-from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import CheckpointError, UnsafeCheckpointError, short_reason
+from . import safe_numpy
+from .limits import check_tensor_extent
 
+MAX_MODULE_DEPTH = 64
+MAX_MODULES = 100_000
 #: Characters of a library's error quoted in our messages (checkpoint messages are long already).
 _REASON_LIMIT = 160
 
@@ -97,24 +106,37 @@ class PersistentStub:
         import torch
 
         out: dict[str, Any] = {}
-        params = self.state.get("_parameters") or {}
-        buffers = self.state.get("_buffers") or {}
-        skip = self.state.get("_non_persistent_buffers_set") or set()
-        for src, names_to_skip in ((params, ()), (buffers, skip)):
-            if not isinstance(src, dict):
-                continue
-            for name, t in src.items():
-                if isinstance(t, torch.Tensor) and name not in names_to_skip:
-                    out[prefix + name] = t
-        for name, child in self.children().items():
-            out.update(child.tensors(f"{prefix}{name}."))
+        for name, stub in self.walk():
+            params = stub.state.get("_parameters") or {}
+            buffers = stub.state.get("_buffers") or {}
+            skip = stub.state.get("_non_persistent_buffers_set") or set()
+            skip = skip if isinstance(skip, (set, frozenset)) else set()
+            for src, names_to_skip in ((params, ()), (buffers, skip)):
+                if not isinstance(src, dict):
+                    continue
+                for key, t in src.items():
+                    if isinstance(t, torch.Tensor) and isinstance(key, str) and key not in names_to_skip:
+                        out[f"{prefix}{name}.{key}" if name else prefix + key] = t
         return out
 
     def walk(self, prefix: str = ""):
-        """Yield ``(dotted name, stub)`` for this stub and every sub-module stub."""
-        yield prefix.rstrip("."), self
-        for name, child in self.children().items():
-            yield from child.walk(f"{prefix}{name}.")
+        """Yield ``(dotted name, stub)`` for this stub and every sub-module stub.
+
+        Iterative, each stub once: a hostile pickle can make a module contain itself.
+        """
+        seen: set[int] = set()
+        stack = [(prefix.rstrip("."), self, 0)]
+        while stack:
+            name, stub, depth = stack.pop()
+            if id(stub) in seen:  # a cycle or a shared sub-module: visit once
+                continue
+            if depth > MAX_MODULE_DEPTH or len(seen) >= MAX_MODULES:
+                raise ValueError("the pickled module tree is deeper or larger than any generator")
+            seen.add(id(stub))
+            yield name, stub
+            kids = list(stub.children().items())
+            for key, child in reversed(kids):
+                stack.append((f"{name}.{key}" if name else str(key), child, depth + 1))
 
 
 class TFNetworkStub(AttrDict):
@@ -144,58 +166,68 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentStub:
 
 
 def _safe_load_storage_from_bytes(b: Any):
-    """``torch.storage._load_from_bytes`` done safely: the bytes are a tiny ``torch.save`` of one
-    storage, read with torch's weights-only unpickler and mapped to CPU."""
+    """``torch.storage._load_from_bytes`` done safely: the bytes are a tiny legacy ``torch.save``
+    of one storage, read with our own restricted reader (never ``torch.load``)."""
     import torch
+
+    from .torch_archive import load_legacy
 
     if not isinstance(b, (bytes, bytearray)):
         raise pickle.UnpicklingError("storage payload is not bytes")
     try:
-        return torch.load(io.BytesIO(bytes(b)), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = _GLOBAL_RE.search(str(err)) or _REDUCE_RE.search(str(err))
-        if found is not None:
-            raise _InnerRefusal(found.group(1)) from None
-        raise
+        result = load_legacy(io.BytesIO(bytes(b)), "(nested storage)", torch_allowlist(), len(b))
+    except UnsafeCheckpointError as err:
+        found = re.search(r"asks for '([^']+)'", str(err))
+        raise _InnerRefusal(found.group(1) if found else "?") from None
+    if not isinstance(result, torch.storage.TypedStorage):
+        raise pickle.UnpicklingError("storage payload does not hold a storage")
+    return result
 
 
 class _InnerRefusal(Exception):
     """A tensor payload nested inside a pickle named a forbidden global."""
 
 
-def _check_storage(storage: Any) -> None:
+def _untyped_of(storage: Any):
     import torch
 
-    if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
-        raise pickle.UnpicklingError(f"tensor rebuilt from a {type(storage).__name__}, not a torch storage")
+    if isinstance(storage, torch.UntypedStorage):
+        return storage
+    if isinstance(storage, torch.storage.TypedStorage):
+        with warnings.catch_warnings():  # TypedStorage access warns on every call in torch 2.x
+            warnings.simplefilter("ignore", UserWarning)
+            return storage._untyped_storage
+    raise pickle.UnpicklingError(f"tensor rebuilt from a {type(storage).__name__}, not a torch storage")
+
+
+def _tensor_on(untyped, dtype, storage_offset, size, stride):
+    """A tensor viewing ``untyped`` as ``dtype``, refused when the view reaches past the storage
+    (``Tensor.set_`` would grow it with uninitialised memory) or has non-positive strides."""
+    import torch
+
+    if not isinstance(dtype, torch.dtype):
+        raise pickle.UnpicklingError("tensor dtype is not a torch dtype")
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    offset, size_t, stride_t = check_tensor_extent(untyped.nbytes() // itemsize, storage_offset, size, stride)
+    t = torch.empty((0,), dtype=dtype, device=untyped.device)
+    return t.set_(untyped, offset, size_t, stride_t)
 
 
 def _safe_rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
     """``torch._utils._rebuild_tensor_v2`` without hooks: ``(storage, offset, size, stride, ...)``."""
     import torch
 
-    _check_storage(storage)
-    if isinstance(storage, torch.UntypedStorage):  # pragma: no cover - not produced by plain pickles
-        raise pickle.UnpicklingError("untyped storage without dtype")
-    with warnings.catch_warnings():  # TypedStorage access warns on every call in torch 2.x
+    if not isinstance(storage, torch.storage.TypedStorage):
+        raise pickle.UnpicklingError("tensor rebuilt from something other than a typed torch storage")
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        dtype, untyped = storage.dtype, storage._untyped_storage
-    t = torch.empty((0,), dtype=dtype, device=untyped.device)
-    return t.set_(untyped, int(storage_offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
+        dtype = storage.dtype
+    return _tensor_on(_untyped_of(storage), dtype, storage_offset, size, stride)
 
 
 def _safe_rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks, dtype,
                             metadata=None):
-    import torch
-
-    _check_storage(storage)
-    if not isinstance(dtype, torch.dtype):
-        raise pickle.UnpicklingError("tensor dtype is not a torch dtype")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        untyped = storage if isinstance(storage, torch.UntypedStorage) else storage._untyped_storage
-    t = torch.empty((0,), dtype=dtype, device=untyped.device)
-    return t.set_(untyped, int(storage_offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
+    return _tensor_on(_untyped_of(storage), dtype, storage_offset, size, stride)
 
 
 def _safe_rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None):
@@ -212,44 +244,6 @@ def _safe_codecs_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict
     if not isinstance(obj, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
         raise pickle.UnpicklingError("unexpected _codecs.encode call")
     return obj.encode(encoding, errors)
-
-
-def _numpy_allowlist() -> dict[tuple[str, str], Callable]:
-    """numpy reconstruction functions under both numpy-1 and numpy-2 module names."""
-    import numpy as np
-
-    try:  # numpy >= 2
-        from numpy._core import multiarray as ma
-    except ImportError:  # pragma: no cover - numpy 1
-        from numpy.core import multiarray as ma
-
-    def _reconstruct(subtype, shape, dtype):
-        if subtype is not np.ndarray:
-            raise pickle.UnpicklingError("only plain numpy arrays can be rebuilt")
-        return ma._reconstruct(np.ndarray, shape, dtype)
-
-    def _frombuffer(buf, dtype, shape, order):
-        if not isinstance(dtype, np.dtype) or dtype.hasobject:
-            raise pickle.UnpicklingError("numpy buffer with a non-numeric dtype")
-        return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
-
-    allow: dict[tuple[str, str], Callable] = {
-        ("numpy", "dtype"): np.dtype,
-        ("numpy", "ndarray"): np.ndarray,
-    }
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allow[(mod, "_reconstruct")] = _reconstruct
-        allow[(mod, "scalar")] = ma.scalar
-    for mod in ("numpy.core.numeric", "numpy._core.numeric"):
-        allow[(mod, "_frombuffer")] = _frombuffer
-    # numpy >= 1.25 may name dtype classes (numpy.dtypes.Float32DType) in pickles.
-    dtypes_mod = getattr(np, "dtypes", None)
-    if dtypes_mod is not None:
-        for name in dir(dtypes_mod):
-            obj = getattr(dtypes_mod, name)
-            if name.endswith("DType") and isinstance(obj, type) and issubclass(obj, np.dtype):
-                allow[("numpy.dtypes", name)] = obj
-    return allow
 
 
 def _base_allowlist() -> dict[tuple[str, str], Callable]:
@@ -271,7 +265,7 @@ def _base_allowlist() -> dict[tuple[str, str], Callable]:
         ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
         ("dnnlib.tflib.network", "Network"): TFNetworkStub,
     }
-    allow.update(_numpy_allowlist())
+    allow.update(safe_numpy.numpy_allowlist())
     import torch
 
     for dt in ("float32", "float16", "bfloat16", "float64", "int64", "int32", "uint8", "bool"):
@@ -279,17 +273,43 @@ def _base_allowlist() -> dict[tuple[str, str], Callable]:
     return allow
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` that resolves only allowlisted globals to safe local callables.
+def torch_allowlist() -> dict[tuple[str, str], Any]:
+    """Globals a ``torch.save`` checkpoint may name: tensor rebuilds, storage types, containers,
+    ``argparse.Namespace`` (rosinality's args), ``torch.Size`` and safe numpy values."""
+    import torch
+
+    from .torch_archive import storage_type_allowlist
+
+    allow: dict[tuple[str, str], Any] = {k: v for k, v in _base_allowlist().items()
+                                         if k[0] in ("torch._utils", "collections", "builtins", "_codecs", "torch")
+                                         or k[0].startswith("numpy")}
+    allow.update(storage_type_allowlist())
+    allow[("argparse", "Namespace")] = argparse.Namespace
+    allow[("torch", "Size")] = torch.Size
+    return allow
+
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """Pure-Python ``pickle`` unpickler that resolves only allowlisted globals to safe local callables.
 
     Every other ``module.name`` raises :class:`UnsafeCheckpointError` (naming the file and the
-    global) before anything is imported. Persistent ids (used only by ``torch.save``) are refused.
+    global) before anything is imported. BUILD is limited to the types in :meth:`_build` (the C
+    unpickler cannot restrict it). Persistent ids go to ``persistent_load`` (a ``.pt`` storage
+    hook) and are refused without one.
     """
 
-    def __init__(self, file, source: str, allowlist: dict[tuple[str, str], Callable] | None = None) -> None:
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, file, source: str, allowlist: dict[tuple[str, str], Any] | None = None,
+                 persistent_load: Callable[[Any], Any] | None = None, buildable: tuple[type, ...] = ()) -> None:
+        """``allowlist`` may be a dict subclass whose ``__missing__`` makes stand-ins on demand
+        (TorchScript's ``__torch__.*`` classes); ``buildable``: further inert types whose own
+        ``__setstate__`` may take a BUILD."""
         super().__init__(file)
         self._source = source
         self._allow = _base_allowlist() if allowlist is None else allowlist
+        self._persistent = persistent_load
+        self._buildable = (AttrDict, TFNetworkStub) + tuple(buildable)
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -301,7 +321,34 @@ class RestrictedUnpickler(pickle.Unpickler):
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("unexpected persistent id in a plain pickle")
+        if self._persistent is None:
+            raise pickle.UnpicklingError("unexpected persistent id in a plain pickle")
+        return self._persistent(pid)
+
+    def _build(self) -> None:
+        import numpy as np
+
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if isinstance(inst, safe_numpy.LoadedArray):
+            safe_numpy.build_array(inst, state)
+        elif isinstance(inst, np.dtype):
+            safe_numpy.check_dtype_state(inst, state)  # never numpy's C __setstate__
+        elif isinstance(inst, self._buildable) and not isinstance(inst, type):
+            inst.__setstate__(state)
+        elif type(inst) in (collections.OrderedDict, argparse.Namespace):
+            if isinstance(state, tuple) and len(state) == 2 and state[1] is None:
+                state = state[0]
+            if state is None:
+                return
+            if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+                raise pickle.UnpicklingError(f"unexpected state for a {type(inst).__name__}")
+            inst.__dict__.update(state)
+        else:
+            raise pickle.UnpicklingError(f"the pickle modifies a {type(inst).__name__} after creating it "
+                                         f"(only plain data may be rebuilt)")
+
+    dispatch[pickle.BUILD[0]] = _build
 
 
 def load_restricted_pickle(path: str | os.PathLike, source: str | None = None) -> Any:
@@ -324,8 +371,9 @@ def load_restricted_pickle(path: str | os.PathLike, source: str | None = None) -
                 f"the allowlist of plain weight data; nothing from the file was run"
             ) from None
         except (EOFError, pickle.UnpicklingError) as err:
-            raise CheckpointError(f"{src}: the pickle is truncated or corrupt "
-                                  f"({short_reason(err, _REASON_LIMIT)})") from None
+            raise CheckpointError(f"{src}: the pickle is truncated, corrupt or crafted "
+                                  f"({short_reason(err, _REASON_LIMIT)}); it was not loaded, get the file again "
+                                  f"from its original source") from None
         except MemoryError:
             raise CheckpointError(f"{src}: the pickle is corrupt (asks for an impossible amount of memory)") from None
         except Exception as err:  # noqa: BLE001 - any failure inside a hostile stream is a bad file
@@ -334,103 +382,39 @@ def load_restricted_pickle(path: str | os.PathLike, source: str | None = None) -
 
 
 # ----------------------------------------------------------------------------------------------
-# torch.load(weights_only=True) with a narrow set of extra safe globals
+# torch.save files, read by the same restricted unpickler
 # ----------------------------------------------------------------------------------------------
 
 
-def _torch_safe_globals() -> list:
-    """``argparse.Namespace`` (rosinality stores its CLI args) and numpy scalars/dtypes/arrays."""
-    import numpy as np
-
-    try:
-        from numpy._core import multiarray as ma
-    except ImportError:  # pragma: no cover - numpy 1
-        from numpy.core import multiarray as ma
-    items: list = [argparse.Namespace, np.dtype, np.ndarray]
-    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        items.append((ma.scalar, f"{mod}.scalar"))
-        items.append((ma._reconstruct, f"{mod}._reconstruct"))
-    dtypes_mod = getattr(np, "dtypes", None)
-    if dtypes_mod is not None:
-        for name in dir(dtypes_mod):
-            obj = getattr(dtypes_mod, name)
-            if name.endswith("DType") and isinstance(obj, type) and issubclass(obj, np.dtype):
-                items.append(obj)
-    return items
-
-
-_GLOBAL_RE = re.compile(r"GLOBAL ([A-Za-z_][\w.]*)")
-_REDUCE_RE = re.compile(r"(?:call reduce for unrecognized function|Unsupported class) (.+?)(?: which belongs|$)", re.M)
-
-
 def torch_load_weights_only(path: str | os.PathLike, source: str | None = None) -> Any:
-    """``torch.load(path, map_location="cpu", weights_only=True)`` with our extra safe globals.
+    """What ``torch.load(path, map_location="cpu", weights_only=True)`` returns, read by our own
+    restricted unpickler (:mod:`nada_core.formats.torch_archive`); ``torch.load`` is never called.
 
     Forbidden globals become :class:`UnsafeCheckpointError` naming the file and the global;
     truncated/corrupt archives become :class:`CheckpointError`.
     """
-    import torch
+    from .torch_archive import load_legacy, load_zip
 
     src = source or str(path)
-    safe_globals = getattr(torch.serialization, "safe_globals", None)
-    if safe_globals is None:  # pragma: no cover - torch < 2.5
-        raise CheckpointError(f"{src}: reading .pt checkpoints safely needs PyTorch 2.5 or newer "
-                              f"(found {torch.__version__}); please upgrade torch")
-    try:
-        with safe_globals(_torch_safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        msg = str(err)
-        found = _GLOBAL_RE.search(msg) or _REDUCE_RE.search(msg)
-        name = found.group(1) if found else None
-        if name is None and ("new object" in msg or "Can only build" in msg):
-            name = _first_unknown_global(path)
-        if name is None:
-            raise CheckpointError(f"{src}: the PyTorch checkpoint is corrupt, or holds Python objects other than "
-                                  f"plain weights; it was not loaded "
-                                  f"({short_reason(_torch_reason(msg), _REASON_LIMIT)})") from None
-        raise UnsafeCheckpointError(
-            f"{src}: refused to load: the checkpoint asks for '{name}', which is not on the allowlist of "
-            f"plain weight data; nothing from the file was run"
-        ) from None
-    except CheckpointError:
-        raise
-    except Exception as err:  # noqa: BLE001 - torch's pure-Python unpickler fails in many ways on bad bytes
-        raise CheckpointError(f"{src}: the PyTorch checkpoint is truncated or corrupt "
-                              f"({type(err).__name__}: {short_reason(err, _REASON_LIMIT)})") from None
-
-
-def _torch_reason(msg: str) -> str:
-    """The part of torch's long weights-only error message that says what went wrong."""
-    _, sep, rest = msg.partition("WeightsUnpickler error:")
-    if sep:
-        for line in rest.splitlines():
-            if line.strip():
-                return line.strip()
-    lines = [ln.strip() for ln in msg.splitlines() if ln.strip() and "weights_only" not in ln]
-    return lines[0] if lines else msg
-
-
-def _first_unknown_global(path: str | os.PathLike) -> str | None:
-    """Best-effort scan of a torch checkpoint's pickle for the first global torch would refuse."""
-    try:
-        data = _main_pickle_bytes(Path(path))
-        for module, name in scan_globals(data):
-            full = f"{module}.{name}"
-            if not (full.startswith("torch.") or full.startswith("collections.OrderedDict")
-                    or full == "argparse.Namespace" or full.startswith("numpy")):
-                return full
-    except Exception:  # noqa: BLE001 - only used to improve an error message
-        return None
-    return None
-
-
-def _main_pickle_bytes(path: Path) -> bytes:
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            name = next(n for n in zf.namelist() if n.endswith("data.pkl"))
-            return zf.read(name)
-    return path.read_bytes()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
+        try:
+            if zipfile.is_zipfile(path):
+                return load_zip(path, src, torch_allowlist())
+            with open(path, "rb") as fh:
+                return load_legacy(fh, src, torch_allowlist(), os.path.getsize(path))
+        except CheckpointError:
+            raise
+        except _InnerRefusal as err:  # pragma: no cover - .pt storages are not nested pickles
+            raise UnsafeCheckpointError(f"{src}: refused to load: the checkpoint asks for '{err}'; "
+                                        f"nothing from the file was run") from None
+        except MemoryError:
+            raise CheckpointError(f"{src}: the PyTorch checkpoint is corrupt (asks for an impossible amount of "
+                                  f"memory); it was not loaded") from None
+        except Exception as err:  # noqa: BLE001 - any failure inside a hostile archive is a bad file
+            raise CheckpointError(f"{src}: the PyTorch checkpoint is truncated or corrupt, or holds Python objects "
+                                  f"other than plain weights; it was not loaded "
+                                  f"({type(err).__name__}: {short_reason(err, _REASON_LIMIT)})") from None
 
 
 def scan_globals(data: bytes, max_pickles: int = 4) -> list[tuple[str, str]]:

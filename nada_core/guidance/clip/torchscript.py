@@ -6,11 +6,9 @@ entries and swaps ``__torch__.*`` module classes for inert stubs; anything else 
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
+import re
 import zipfile
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -42,93 +40,31 @@ class _ScriptObjectStub:
         self._state = state if isinstance(state, dict) else {"__state__": state}
 
 
-class _StorageType:
-    """Marker for ``torch.FloatStorage`` & co. in a pickle: carries only the dtype."""
-
-    def __init__(self, dtype: torch.dtype) -> None:
-        self.dtype = dtype
-
-
-_STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
-    "DoubleStorage": torch.float64, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
-    "BoolStorage": torch.bool,
-}
-
-
-def _rebuild_tensor(storage: torch.Tensor, offset: int, size, stride, *_ignored) -> torch.Tensor:
-    size, stride = tuple(size), tuple(stride)
-    if any(s < 0 for s in size) or any(s < 0 for s in stride) or offset < 0:
-        raise ClipError("TorchScript archive holds a tensor with a negative size or stride; the file is corrupt")
-    need = offset + (sum((n - 1) * s for n, s in zip(size, stride)) + 1 if all(size) else 0)
-    if need > storage.numel():
-        raise ClipError("TorchScript archive holds a tensor larger than its storage; the file is corrupt")
-    return storage.as_strided(size, stride, offset)
-
-
-def _rebuild_parameter(data, requires_grad=False, *_ignored):
-    return data
-
-
 def _passthrough(value, *_ignored):
     return value
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler for TorchScript ``data.pkl``: tensors, containers and inert module stubs only."""
+class _TorchScriptAllowlist(dict):
+    """The ``.pt`` allowlist plus TorchScript's list builders; ``__torch__.*`` classes become
+    inert :class:`_ScriptObjectStub` subclasses made on demand (one per qualified name)."""
 
-    _ALLOWED = {
-        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-        ("collections", "OrderedDict"): OrderedDict,
-        ("torch.jit._pickle", "restore_type_tag"): _passthrough,
-        ("torch.jit._pickle", "build_intlist"): _passthrough,
-        ("torch.jit._pickle", "build_doublelist"): _passthrough,
-        ("torch.jit._pickle", "build_boollist"): _passthrough,
-        ("torch.jit._pickle", "build_tensorlist"): _passthrough,
-        ("torch.jit._pickle", "build_complexlist"): _passthrough,
-    }
+    def __missing__(self, key: tuple[str, str]) -> Any:
+        module, name = key
+        if not (isinstance(module, str) and module.startswith("__torch__")):
+            raise KeyError(key)
+        stub = type(str(name), (_ScriptObjectStub,), {"_qualname": f"{module}.{name}"})
+        self[key] = stub
+        return stub
 
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, root: str, path: Path) -> None:
-        super().__init__(io.BytesIO(data))
-        self._archive, self._root, self._path = archive, root, path
-        self._storages: dict[str, torch.Tensor] = {}
-        self._stubs: dict[str, type] = {}
 
-    def find_class(self, module: str, name: str):
-        if (module, name) in self._ALLOWED:
-            return self._ALLOWED[(module, name)]
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(_STORAGE_DTYPES[name])
-        if module.startswith("__torch__"):
-            qual = f"{module}.{name}"
-            if qual not in self._stubs:
-                self._stubs[qual] = type(name, (_ScriptObjectStub,), {"_qualname": qual})
-            return self._stubs[qual]
-        raise ClipError(f"refused to load {self._path}: its data.pkl asks for {module}.{name}, which a CLIP "
-                        f"checkpoint never needs; nothing was executed")
+def _allowlist() -> _TorchScriptAllowlist:
+    from ...formats.safe_unpickle import torch_allowlist
 
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) >= 3 and pid[0] == "storage"):
-            raise ClipError(f"cannot read {self._path}: unknown storage reference in data.pkl; the file is corrupt")
-        stype, key = pid[1], str(pid[2])
-        dtype = stype.dtype if isinstance(stype, _StorageType) else None
-        if dtype is None:
-            raise ClipError(f"cannot read {self._path}: unsupported storage type in data.pkl")
-        if key not in self._storages:
-            try:
-                raw = self._archive.read(f"{self._root}/data/{key}")
-            except KeyError:
-                raise ClipError(f"cannot read {self._path}: storage {key} is missing from the archive; "
-                                f"the file is truncated, download it again") from None
-            itemsize = torch.empty((), dtype=dtype).element_size()
-            if len(raw) % itemsize:
-                raise ClipError(f"cannot read {self._path}: storage {key} has a partial element; the file is corrupt")
-            self._storages[key] = (torch.frombuffer(bytearray(raw), dtype=dtype) if raw
-                                   else torch.empty(0, dtype=dtype))
-        return self._storages[key]
+    allow = _TorchScriptAllowlist(torch_allowlist())
+    for name in ("restore_type_tag", "build_intlist", "build_doublelist", "build_boollist", "build_tensorlist",
+                 "build_complexlist"):
+        allow[("torch.jit._pickle", name)] = _passthrough
+    return allow
 
 
 def read_torchscript_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -148,37 +84,45 @@ def read_torchscript_state_dict(path: str | os.PathLike) -> dict[str, torch.Tens
         pkls = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith("/data.pkl")]
         if not pkls:
             raise ClipError(f"cannot read {path}: the archive has no data.pkl; download it again")
-        root = pkls[0].split("/", 1)[0]
-        try:
-            byteorder = zf.read(f"{root}/byteorder").decode().strip()
-        except KeyError:
-            byteorder = "little"
-        if byteorder != "little":
-            raise ClipError(f"cannot read {path}: big-endian TorchScript archives are not supported")
-        try:
-            data = zf.read(pkls[0])
-            root_obj = _RestrictedUnpickler(data, zf, root, path).load()
-        except ClipError:
-            raise
-        except Exception as err:
-            raise ClipError(f"cannot read {path}: data.pkl is damaged ({short_reason(err)}); "
-                            f"download it again") from None
+    # One restricted unpickler for every format (formats/safe_unpickle): tensor extents checked,
+    # numpy values rebuilt safely, BUILD only on inert stubs, archive sizes checked before inflating.
+    from ...errors import CheckpointError, UnsafeCheckpointError
+    from ...formats.torch_archive import load_zip
+
+    try:
+        root_obj = load_zip(path, str(path), _allowlist(), buildable=(_ScriptObjectStub,))
+    except UnsafeCheckpointError as err:
+        found = re.search(r"asks for '([^']+)'", str(err))
+        raise ClipError(f"refused to load {path}: its data.pkl asks for {found.group(1) if found else '?'}, which "
+                        f"a CLIP checkpoint never needs; nothing was executed") from None
+    except CheckpointError as err:
+        raise ClipError(f"cannot read {path}: {short_reason(str(err).replace(str(path) + ': ', ''))}") from None
+    except Exception as err:  # noqa: BLE001 - any failure inside a hostile archive is a bad file
+        raise ClipError(f"cannot read {path}: data.pkl is damaged ({short_reason(err)}); "
+                        f"download it again") from None
     sd: dict[str, torch.Tensor] = {}
     _collect_tensors(root_obj, "", sd, set())
     return sd
 
 
 def _collect_tensors(obj: Any, prefix: str, out: dict, seen: set) -> None:
-    if id(obj) in seen:
-        return
-    seen.add(id(obj))
-    state = obj._state if isinstance(obj, _ScriptObjectStub) else obj if isinstance(obj, dict) else None
-    if state is None:
-        return
-    for key, value in state.items():
-        if not isinstance(key, str):
+    """Every tensor in the module tree under its dotted name; iterative, each object once
+    (a hostile archive may nest modules arbitrarily deep or make them contain themselves)."""
+    stack = [(obj, prefix)]
+    while stack:
+        node, pre = stack.pop()
+        if id(node) in seen:
             continue
-        if isinstance(value, torch.Tensor):
-            out[prefix + key] = value
-        elif isinstance(value, (_ScriptObjectStub, dict)):
-            _collect_tensors(value, f"{prefix}{key}.", out, seen)
+        seen.add(id(node))
+        state = node._state if isinstance(node, _ScriptObjectStub) else node if isinstance(node, dict) else None
+        if state is None:
+            continue
+        children = []
+        for key, value in state.items():
+            if not isinstance(key, str):
+                continue
+            if isinstance(value, torch.Tensor):
+                out.setdefault(pre + key, value)
+            elif isinstance(value, (_ScriptObjectStub, dict)):
+                children.append((value, f"{pre}{key}."))
+        stack.extend(reversed(children))
