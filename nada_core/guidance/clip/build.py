@@ -19,6 +19,47 @@ from .weights import _OPENAI_EXTRA_KEYS, _SUMMARY_LABELS, architecture_of_weight
 _PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+# Bounds no released CLIP comes near (ViT-bigG: width 1664, 48 layers; context 77; vocab 250k),
+# checked before any module is built so a small file cannot ask for gigabytes.
+_MAX_WIDTH, _MAX_LAYERS, _MAX_CONTEXT, _MAX_VOCAB, _MAX_IMAGE = 8192, 128, 4096, 1 << 20, 2048
+
+
+def _check_config_bounds(cfg: dict, label: str) -> None:
+    """Refuse configs with absurd sizes (one :class:`ClipError` line) before anything is allocated."""
+    vision, text = cfg.get("vision_cfg") or {}, cfg.get("text_cfg") or {}
+    limits = [(vision, "width", _MAX_WIDTH), (vision, "layers", _MAX_LAYERS), (vision, "image_size", _MAX_IMAGE),
+              (vision, "patch_size", _MAX_IMAGE), (text, "width", _MAX_WIDTH), (text, "layers", _MAX_LAYERS),
+              (text, "context_length", _MAX_CONTEXT), (text, "vocab_size", _MAX_VOCAB),
+              (cfg, "embed_dim", _MAX_WIDTH)]
+    for part, key, top in limits:
+        value = part.get(key)
+        if value is None:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]  # e.g. image_size [224, 224]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= top for v in values):
+            raise ClipError(f"CLIP model {label} asks for {key} {value!r} (allowed 1..{top}); the file or config "
+                            f"is damaged or not a CLIP model")
+
+
+def build_checked_model(model_cfg: dict, quick_gelu: bool, precision: str, label: str,
+                        sd: dict[str, torch.Tensor], path: Path, drop_unexpected: bool):
+    """Build the model for ``model_cfg`` and fill it with ``sd``, checking the fit first.
+
+    The fit is checked on a model built on the ``meta`` device (shapes only, no memory), so weights
+    that describe a larger model than they hold are refused before the real model is allocated.
+    """
+    _check_config_bounds(model_cfg, label)
+    with torch.device("meta"):
+        shape_only = _build_model(model_cfg, quick_gelu, "fp32", label)
+    problem = _fit_problem(shape_only, sd, path, label, drop_unexpected)
+    del shape_only
+    if problem:
+        raise ClipError(problem)
+    model = _build_model(model_cfg, quick_gelu, precision, label)
+    _fill_model(model, sd, path, label, drop_unexpected)
+    return model
+
+
 def _build_model(model_cfg: dict, quick_gelu: bool, precision: str, label: str):
     """Instantiate an open_clip model from a config dict (random weights, no downloads)."""
     import importlib.util
@@ -73,17 +114,32 @@ def _adapt_state_dict(sd: dict[str, torch.Tensor], model) -> dict[str, torch.Ten
     return sd
 
 
-def _fill_model(model, sd: dict[str, torch.Tensor], path: Path, arch: str, drop_unexpected: bool) -> None:
-    """Copy ``sd`` into ``model`` or raise a ClipError saying what does not fit."""
+def _fitting_state_dict(model, sd: dict[str, torch.Tensor], drop_unexpected: bool) -> dict[str, torch.Tensor]:
     sd = _adapt_state_dict(sd, model)
-    expected = model.state_dict()
     if drop_unexpected:  # TorchScript archives also hold attributes that are no weights
+        expected = model.state_dict()
         sd = {k: v for k, v in sd.items() if k in expected}
+    return sd
+
+
+def _fit_problem(model, sd: dict[str, torch.Tensor], path: Path, arch: str, drop_unexpected: bool) -> str | None:
+    """The one-line message saying how ``sd`` does not fit ``model`` (None when it fits)."""
+    sd = _fitting_state_dict(model, sd, drop_unexpected)
+    expected = model.state_dict()
     missing = [k for k in expected if k not in sd]
     unexpected = [k for k in sd if k not in expected]
     wrong = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
     if missing or unexpected or wrong:
-        raise ClipError(_mismatch_message(sd, expected, path, arch, missing, unexpected, wrong))
+        return _mismatch_message(sd, expected, path, arch, missing, unexpected, wrong)
+    return None
+
+
+def _fill_model(model, sd: dict[str, torch.Tensor], path: Path, arch: str, drop_unexpected: bool) -> None:
+    """Copy ``sd`` into ``model`` or raise a ClipError saying what does not fit."""
+    problem = _fit_problem(model, sd, path, arch, drop_unexpected)
+    if problem:
+        raise ClipError(problem)
+    sd = _fitting_state_dict(model, sd, drop_unexpected)
     bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise ClipError(f"CLIP weights {path} hold NaN/inf values (e.g. {bad[0]}); the file is damaged, "

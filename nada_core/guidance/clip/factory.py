@@ -12,7 +12,7 @@ import torch
 
 from ...errors import ClipError, InputError, short_reason
 from ...json_text import parse_json
-from .build import (_PRECISIONS, _build_model, _fill_model, _make_tokenizer, _openai_config_from_weights,
+from .build import (_PRECISIONS, build_checked_model, _make_tokenizer, _openai_config_from_weights,
                     _shape_mismatch)
 from .hub import _ensure_online, _hub_cached, _hub_download, _tag_files
 from .model import ClipEnsemble, ClipModel, _check_weight
@@ -104,8 +104,7 @@ def _load_file(path: Path, arch: str | None, precision: str, quick_gelu: bool | 
         v = cfg["vision_cfg"]
         arch_name = known[0] if known else f"openai-ViT-w{v['width']}-p{v['patch_size']}-{v['image_size']}px"
         qg = True if quick_gelu is None else quick_gelu
-        model = _build_model(cfg, qg, precision, arch_name)
-        _fill_model(model, sd, path, arch_name, drop_unexpected=True)
+        model = build_checked_model(cfg, qg, precision, arch_name, sd, path, drop_unexpected=True)
         tok = _make_tokenizer(cfg, None, None, arch_name)
         return _finish(model, tok, arch=arch_name, source=path.name, quick_gelu=qg,
                        preprocess_cfg={"mean": OPENAI_MEAN, "std": OPENAI_STD}, precision=precision, spec=spec)
@@ -117,8 +116,7 @@ def _load_file(path: Path, arch: str | None, precision: str, quick_gelu: bool | 
     if early:
         raise ClipError(early)
     qg = bool(qg or cfg.get("quick_gelu", False)) if quick_gelu is None else quick_gelu
-    model = _build_model(cfg, qg, precision, arch)
-    _fill_model(model, sd, path, arch, drop_unexpected=(fmt == "torchscript"))
+    model = build_checked_model(cfg, qg, precision, arch, sd, path, drop_unexpected=(fmt == "torchscript"))
     pcfg = dict(_preprocess_for_arch(arch))
     if openai:
         pcfg.update(mean=OPENAI_MEAN, std=OPENAI_STD)
@@ -171,8 +169,7 @@ def _load_folder(folder: Path, precision: str, quick_gelu: bool | None, spec: st
     if quick_gelu is not None:
         qg = quick_gelu
     arch = _match_builtin(model_cfg, qg) or (label or folder.name)
-    model = _build_model(model_cfg, qg, precision, arch)
-    _fill_model(model, sd, weights, arch, drop_unexpected=(fmt == "torchscript"))
+    model = build_checked_model(model_cfg, qg, precision, arch, sd, weights, drop_unexpected=(fmt == "torchscript"))
     known = arch in list_architectures()
     pcfg = _preprocess_for_arch(arch) if known else {}
     pcfg.update(config.get("preprocess_cfg") or {})
