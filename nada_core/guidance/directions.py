@@ -102,6 +102,22 @@ def _models(guide) -> list:
 
 
 @dataclass
+class Guide:
+    """One CLIP model's share of the guidance, carried by its direction.
+
+    ``clip`` has ``encode_image(img [N, 3, H, W] in [-1, 1]) -> [N, D]`` (differentiable);
+    ``weight``: its loss weight in the ensemble; ``vector``: unit ``[D]`` direction dT;
+    ``target``: unit ``[D]`` embedding the global loss aims at.
+    """
+
+    name: str
+    clip: object
+    weight: float
+    vector: torch.Tensor
+    target: torch.Tensor
+
+
+@dataclass
 class Direction:
     """Per-CLIP-model unit direction vectors plus provenance.
 
@@ -135,6 +151,21 @@ class Direction:
     def target(self, model_name: str) -> torch.Tensor:
         self.vector(model_name)
         return self.targets[model_name]
+
+    def guides(self, clip, device: torch.device | str | None = None) -> list[Guide]:
+        """Pair each CLIP model of ``clip`` (a ``ClipModel`` or ``ClipEnsemble`` with the models this
+        direction was computed with) with its weight, vector and target: the ONE place models and
+        vectors are joined by name. ``device``: where the (detached, float32) vectors go."""
+        from .clip import as_ensemble
+
+        out = []
+        for model, weight in as_ensemble(clip):
+            vec, tgt = self.vector(model.name), self.target(model.name)
+            if device is not None:
+                vec = vec.detach().to(device, torch.float32).clone()
+                tgt = tgt.detach().to(device, torch.float32).clone()
+            out.append(Guide(model.name, model, float(weight), vec, tgt))
+        return out
 
     def to(self, device: torch.device | str) -> "Direction":
         move = lambda d: {k: v.to(device) for k, v in d.items()}  # noqa: E731
@@ -298,5 +329,5 @@ def image_direction(guide, target_images, G_frozen=None, *, source_images: torch
     return Direction(vectors, tgt_means, src_means, "image", None, None, False, 1, details)
 
 
-__all__ = ["DEFAULT_TEMPLATES", "Direction", "apply_templates", "mean_text_embedding", "text_direction",
+__all__ = ["DEFAULT_TEMPLATES", "Direction", "Guide", "apply_templates", "mean_text_embedding", "text_direction",
            "image_direction", "sample_source_images", "MIN_DIRECTION_NORM"]

@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from ..errors import CheckpointError, InputError
-from ..guidance.losses import angle_consistency_loss, directional_loss, global_loss
+from ..guidance.losses import SELECTION_WEIGHTS, LossWeights, clip_loss
 from .freezing import FreezeOptions, LayerSchedule, LayerSelector, apply_selection, candidate_w_indices, \
     trainable_parameter_names
 from ..models.stylegan2 import Generator, ModulatedConv2d
@@ -205,46 +205,6 @@ def parse_layers(value: int | str | None) -> int | str:
 
 
 # ----------------------------------------------------------------------------------------------
-# CLIP guidance: one entry per CLIP model
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class ClipGuide:
-    """One CLIP model's share of the guidance.
-
-    ``clip`` has ``encode_image(img [N, 3, H, W] in [-1, 1]) -> [N, D]`` (unit rows,
-    differentiable). ``direction``: unit ``[D]`` CLIP-space direction dT. ``target``: unit ``[D]``
-    target embedding for the global loss (target text, or mean target-image embedding).
-    """
-
-    name: str
-    clip: Any
-    weight: float
-    direction: torch.Tensor
-    target: torch.Tensor
-
-
-def guides_for(clip, direction) -> list[ClipGuide]:
-    """Pair each CLIP model of ``clip`` (a ``ClipModel`` or ``ClipEnsemble``) with its direction
-    (a :class:`nada_core.guidance.directions.Direction` computed with the same models).
-
-    A ready list of :class:`ClipGuide` passes through unchanged (custom encoders).
-    """
-    if isinstance(direction, (list, tuple)) and direction and all(isinstance(g, ClipGuide) for g in direction):
-        return list(direction)
-    from ..guidance.clip import as_ensemble
-
-    if not (hasattr(direction, "vector") and hasattr(direction, "target")):
-        raise InputError(f"expected a Direction from nada_core.guidance.directions, got {type(direction).__name__}")
-    guides = []
-    for model, weight in as_ensemble(clip):
-        guides.append(ClipGuide(name=model.name, clip=model, weight=float(weight),
-                                direction=direction.vector(model.name), target=direction.target(model.name)))
-    return guides
-
-
-# ----------------------------------------------------------------------------------------------
 # Results passed back to callers
 # ----------------------------------------------------------------------------------------------
 
@@ -411,13 +371,15 @@ class NadaTrainer:
         self.source_sha256 = getattr(generator, "source_sha256", None)
         self.source_metadata = dict(getattr(generator, "metadata", None) or {})
         with _grad_mode():
-            self.guides = guides_for(clip, direction)
-            for g in self.guides:  # move the fixed vectors once; no grad ever flows into them
+            if not callable(getattr(direction, "guides", None)):
+                raise InputError(f"expected a Direction from nada_core.guidance.directions, got "
+                                 f"{type(direction).__name__}")
+            # The fixed vectors move once; no grad ever flows into them.
+            self.guides = direction.guides(clip, device=self.device)
+            for g in self.guides:
                 inner = getattr(g.clip, "model", None)
                 if isinstance(inner, torch.nn.Module):
                     _make_autograd_safe(inner)
-                g.direction = g.direction.detach().to(self.device, torch.float32).clone()
-                g.target = g.target.detach().to(self.device, torch.float32).clone()
             self.G_frozen = _copy_generator(generator, self.device).requires_grad_(False)
             self.G_train = self._make_train_generator()
             # One formulation of the modulated convs for both twins, with or without autograd, so
@@ -507,11 +469,8 @@ class NadaTrainer:
         return contextlib.nullcontext()
 
     def _selection_loss(self, img: torch.Tensor) -> torch.Tensor:
-        """Global CLIP loss towards the target, summed over models with their weights."""
-        total = 0.0
-        for g in self.guides:
-            total = total + g.weight * global_loss(g.clip.encode_image(img).float(), g.target)
-        return total
+        """Global CLIP loss towards the target, summed over the guides with their weights."""
+        return clip_loss(self.guides, img, None, SELECTION_WEIGHTS).total
 
     @torch.no_grad()
     def _sample_ws(self) -> torch.Tensor:
@@ -565,29 +524,10 @@ class NadaTrainer:
             torch.default_generator.manual_seed(seed)
 
     def _losses(self, frozen: torch.Tensor, trained: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The step's loss report (``total`` with grad, then the detached terms)."""
         cfg = self.config
-        n = frozen.shape[0]
-        parts: dict[str, torch.Tensor] = {}
-        total = None
-        for g in self.guides:
-            with self._autocast():
-                emb = g.clip.encode_image(torch.cat([frozen, trained])).float()  # one batched CLIP call
-            e_frozen, e_train = emb[:n].detach(), emb[n:]
-            terms = {}  # only the weighted terms are computed
-            if cfg.directional_weight > 0:
-                terms["directional"] = directional_loss(e_train, e_frozen, g.direction)
-            if cfg.global_weight > 0:
-                terms["global"] = global_loss(e_train, g.target)
-            if cfg.angle_weight > 0:
-                terms["angle"] = angle_consistency_loss(e_train, e_frozen)
-            weights = {"directional": cfg.directional_weight, "global": cfg.global_weight, "angle": cfg.angle_weight}
-            model_total = sum(weights[k] * v for k, v in terms.items())
-            total = g.weight * model_total if total is None else total + g.weight * model_total
-            for k, v in terms.items():
-                key = k if len(self.guides) == 1 else f"{k}/{g.name}"
-                parts[key] = v.detach()
-        parts = {"total": total, **parts}
-        return parts
+        weights = LossWeights(cfg.directional_weight, cfg.global_weight, cfg.angle_weight)
+        return clip_loss(self.guides, trained, frozen, weights, autocast=self._autocast).report()
 
     def step(self) -> StepResult:
         """One training step. On any exception (Ctrl-C included) the trainer is left exactly as
