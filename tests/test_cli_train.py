@@ -13,7 +13,7 @@ import torch
 
 from nada_core import cli
 from nada_core.formats.checkpoints import load_generator, read_metadata, save_generator, sha256_file
-from nada_core.training.trainer import read_state
+from nada_core.training.state import read_state
 from tests.clip_factory import save_tiny_clip
 from tests.factories import tiny_generator
 

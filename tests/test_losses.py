@@ -111,7 +111,7 @@ def test_shape_errors():
 # The one combination (losses.combine / clip_loss), which the trainer's step and layer selection call
 # ------------------------------------------------------------------------------------------------
 def test_defaults_follow_the_paper_and_bad_weights_are_rejected():
-    from nada_core.training.trainer import TrainConfig
+    from nada_core.training.config import TrainConfig
 
     w = LossWeights()
     assert (w.directional, w.global_, w.angle) == (1.0, 0.0, 0.0)

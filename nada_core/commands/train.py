@@ -95,7 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args, saved: dict | None):
-    from ..training.trainer import TrainConfig
+    from ..training.config import TrainConfig
 
     base = dict(saved) if saved else {}
     for flag, key in _TRAIN_FLAGS.items():
@@ -173,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..media.images import load_image
     from ..seeds import parse_seeds
-    from ..training.trainer import NadaTrainer, read_state
+    from ..training.state import read_state
+    from ..training.trainer import NadaTrainer
 
     out = Path(args.out).expanduser()
     saved_info: dict = {}

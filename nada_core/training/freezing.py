@@ -27,7 +27,7 @@ For W+ index ``i``: the styled conv's weight, bias and noise strength (role ``co
 index 0 (it feeds ``convs[0]``). The mapping network is never trained here: it is shared by the
 frozen and the trained generator and keeps their latent spaces aligned.
 
-Schedule (follow-up work, ``faster-layer-freezing-notes.md``)
+Schedule (follow-up work, ``docs/method.md``)
 -------------------------------------------------------------
 Layers are re-selected only at steps ``0, interval, 2 * interval, ...`` and kept in between
 (no CLIP cost on the other steps). With ``falloff = F > 0``, ``k`` shrinks by one every ``F``
@@ -274,3 +274,23 @@ class LayerSelector:
     def load_state_dict(self, state: dict) -> None:
         cur = state.get("current")
         self.current = None if cur is None else [int(i) for i in cur]
+
+
+def parse_layers(value: int | str | None) -> int | str:
+    """Number of W+ layers trained per step (``num_layers``, a count, not indices).
+
+    ``"all"``/``None``/``"ALL"`` -> ``"all"``; ``"12"``/``12`` -> 12; anything else -> InputError.
+    """
+    if value is None:
+        return "all"
+    if isinstance(value, str):
+        s = value.strip().lower()
+        if s == "all":
+            return "all"
+        try:
+            value = int(s)
+        except ValueError:
+            raise InputError(f"layers must be a whole number >= 1 or 'all', got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"layers must be a whole number >= 1 or 'all', got {value!r}")
+    return value

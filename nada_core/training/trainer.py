@@ -1,6 +1,6 @@
 """StyleGAN-NADA training: a frozen and a trained generator sharing one latent space, CLIP-guided.
 
-Per step (see ``docs/nada-method.md``):
+Per step (see ``docs/method.md``):
 
 1. re-select the trainable layers when the schedule says so (:mod:`nada_core.training.freezing`);
 2. draw ``batch`` codes (style mixing with probability ``mixing``; the SAME crossover for the
@@ -22,186 +22,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import torch
 
-from ..errors import CheckpointError, InputError
+from ..errors import InputError
 from ..guidance.losses import SELECTION_WEIGHTS, LossWeights, clip_loss
-from .freezing import FreezeOptions, LayerSchedule, LayerSelector, apply_selection, candidate_w_indices, \
+from .freezing import LayerSelector, apply_selection, candidate_w_indices, \
     trainable_parameter_names
 from ..models.stylegan2 import Generator, ModulatedConv2d
 
-STATE_FORMAT = "nada-train-state"
-STATE_VERSION = 1
-STATE_FILE = "train_state.safetensors"
-GENERATOR_FILE = "generator.safetensors"
-
-# Settings that may change between a saved run and its resumption without changing the maths.
-_RESUMABLE_CHANGES = {"steps", "preview_every", "preview_seeds", "preview_truncation", "snapshot_every"}
-
-
-# ----------------------------------------------------------------------------------------------
-# Configuration
-# ----------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Every training setting. Defaults follow the paper's recipe (Appendix I) for style changes.
-
-    ``layers``: how many W+ indices to train each step (adaptive selection), or ``"all"``
-    (every styled conv, no selection pass). ``interval``/``falloff``: re-select every
-    ``interval`` steps; shrink k by one every ``falloff`` steps (0 = never), down to 1.
-    ``n_select_codes``/``select_steps``/``select_lr``: N_w, N_i and the SGD rate of a selection
-    pass. ``mixing``: style-mixing probability. ``truncation``: psi of the training codes.
-    Loss weights: ``directional_weight`` (the NADA loss), ``global_weight`` (1 - cos to the
-    target), ``angle_weight`` (in-domain angle consistency between the samples of a batch).
-    ``preview_every`` (0 = off) renders ``preview_seeds`` at ``preview_truncation``.
-    ``snapshot_every`` (0 = off) saves the generator under ``snapshots/`` every N steps.
-    ``mixed_precision``: bf16 autocast on CUDA, on by default (ignored on other devices and on GPUs
-    without bf16; weights and optimiser state stay float32; fp16 is not offered as
-    StyleGAN2's modulated convs overflow it without loss scaling). ``noise_mode``: "const"
-    (each layer's stored noise) or "random" (fresh noise per step, identical for the frozen and
-    trained image of a pair).
-    """
-
-    steps: int = 300
-    batch: int = 2
-    lr: float = 0.002
-    betas: tuple[float, float] = (0.0, 0.99)
-    layers: int | str = "all"
-    interval: int = 1
-    falloff: int = 0
-    n_select_codes: int = 8
-    select_steps: int = 1
-    select_lr: float = 0.01
-    mixing: float = 0.9
-    truncation: float = 1.0
-    directional_weight: float = 1.0
-    global_weight: float = 0.0
-    angle_weight: float = 0.0
-    train_torgb: bool = False
-    train_affine: bool = False
-    train_const: bool = False
-    seed: int = 0
-    preview_every: int = 50
-    preview_seeds: tuple[int, ...] = (0, 1, 2, 3)
-    preview_truncation: float = 0.7
-    snapshot_every: int = 0
-    mixed_precision: bool = True
-    noise_mode: str = "const"
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    # ------------------------------------------------------------------------------------
-    def validate(self) -> "TrainConfig":
-        """Raise :class:`InputError` naming the first bad setting; normalise types in place."""
-
-        def whole(name: str, lo: int) -> int:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise InputError(f"{name} must be a whole number >= {lo}, got {v!r}")
-            return v
-
-        def number(name: str, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> float:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
-                lo_s, hi_s = ("(" if lo_open else "[") + f"{lo}", f"{hi}" + (")" if hi_open else "]")
-                raise InputError(f"{name} must be a number in {lo_s}, {hi_s}, got {v!r}")
-            setattr(self, name, float(v))
-            return float(v)
-
-        whole("steps", 1)
-        whole("batch", 1)
-        number("lr", 0.0, 10.0, lo_open=True)
-        if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2
-                and all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in self.betas)):
-            raise InputError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        self.layers = parse_layers(self.layers)
-        whole("interval", 1)
-        whole("falloff", 0)
-        whole("n_select_codes", 1)
-        whole("select_steps", 1)
-        number("select_lr", 0.0, 1e3, lo_open=True)
-        number("mixing", 0.0, 1.0)
-        number("truncation", 0.0, 2.0, lo_open=True)
-        number("preview_truncation", 0.0, 2.0, lo_open=True)
-        for name in ("directional_weight", "global_weight", "angle_weight"):
-            number(name, 0.0, 1e6)
-        if self.directional_weight + self.global_weight + self.angle_weight <= 0:
-            raise InputError("all loss weights are 0; set directional_weight (the NADA loss) above 0")
-        whole("seed", 0)
-        whole("preview_every", 0)
-        whole("snapshot_every", 0)
-        from ..seeds import parse_seeds
-
-        self.preview_seeds = tuple(parse_seeds(self.preview_seeds if not isinstance(self.preview_seeds, tuple)
-                                               else list(self.preview_seeds)))
-        for name in ("train_torgb", "train_affine", "train_const", "mixed_precision"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.noise_mode not in ("const", "random"):
-            raise InputError(f"noise_mode must be 'const' or 'random', got {self.noise_mode!r}")
-        return self
-
-    @property
-    def k(self) -> int | None:
-        """Layer count as an int, or None for all layers."""
-        return None if self.layers == "all" else int(self.layers)
-
-    @property
-    def freeze_options(self) -> FreezeOptions:
-        return FreezeOptions(self.train_torgb, self.train_affine, self.train_const)
-
-    @property
-    def schedule(self) -> LayerSchedule:
-        return LayerSchedule(k=self.k, interval=self.interval, falloff=self.falloff)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["betas"] = list(self.betas)
-        d["preview_seeds"] = list(self.preview_seeds)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"unknown training settings {unknown}; this file may come from a newer version")
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        if "preview_seeds" in d:
-            d["preview_seeds"] = tuple(d["preview_seeds"])
-        return cls(**d)
-
-
-def parse_layers(value: int | str | None) -> int | str:
-    """``"all"``/``None``/``"ALL"`` -> ``"all"``; ``"12"``/``12`` -> 12; anything else -> InputError."""
-    if value is None:
-        return "all"
-    if isinstance(value, str):
-        s = value.strip().lower()
-        if s == "all":
-            return "all"
-        try:
-            value = int(s)
-        except ValueError:
-            raise InputError(f"layers must be a whole number >= 1 or 'all', got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"layers must be a whole number >= 1 or 'all', got {value!r}")
-    return value
+from .config import TrainConfig, parse_layers  # noqa: F401  (re-exported: the old home of both)
+from .state import GENERATOR_FILE, STATE_FILE, describe_direction, read_config, read_state  # noqa: F401
 
 
 # ----------------------------------------------------------------------------------------------
@@ -453,7 +290,7 @@ class NadaTrainer:
         return {
             "nada": {
                 "kind": "adapted-generator",
-                "direction": _describe_direction(self.direction),
+                "direction": describe_direction(self.direction),
                 "clip_models": [{"name": g.name, "weight": g.weight} for g in self.guides],
                 "settings": self.config.to_dict(),
                 "steps_done": self.step_index,
@@ -666,139 +503,20 @@ class NadaTrainer:
         return {"generator": self.save_generator(out / GENERATOR_FILE), "state": self.save_state(out / STATE_FILE)}
 
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
-        """Everything needed to continue bit-identically: ``(tensors, info)``.
+        """Everything needed to continue bit-identically (see :func:`nada_core.training.state.state_tensors`)."""
+        from .state import state_tensors
 
-        Tensors: the trained synthesis (``synthesis.*``), Adam moments (``adam.<param>.*``) and
-        the RNG states (``rng.*``). ``info`` (JSON-able): step, settings, loss history, layer
-        selection, source hash.
-        """
-        tensors: dict[str, torch.Tensor] = {}
-        for name, t in self.G_train.synthesis.state_dict().items():
-            tensors[f"synthesis.{name}"] = t.detach().cpu().contiguous()
-        params = dict(self.G_train.named_parameters())
-        for name in self._opt_names:
-            st = self.optimizer.state.get(params[name], {})
-            for key, val in st.items():
-                if torch.is_tensor(val):
-                    tensors[f"adam.{name}.{key}"] = val.detach().cpu().reshape(val.shape).contiguous()
-        tensors["rng.train"] = self.rng.get_state()  # the only RNG training uses
-        info = {
-            "format": STATE_FORMAT,
-            "version": STATE_VERSION,
-            "step": self.step_index,
-            "config": self.config.to_dict(),
-            "history": self.history,
-            "layer_history": self.layer_history,
-            "selector": self.selector.state_dict(),
-            "source_sha256": self.source_sha256,
-            "generator_config": self.G_frozen.config.to_dict(),
-            "direction": _describe_direction(self.direction),
-            "extra": self.extra_info,
-        }
-        return tensors, info
+        return state_tensors(self)
 
     def save_state(self, path: str | Path) -> Path:
-        """Write the resumable state to one ``.safetensors`` file (atomic; self-contained, so
-        resuming never mixes files from different steps)."""
-        from safetensors.torch import save_file
+        """Write the resumable state to one ``.safetensors`` file (atomic; see :mod:`nada_core.training.state`)."""
+        from .state import save_state
 
-        from ..atomic import atomic_write
-
-        tensors, info = self.state_tensors()
-        meta = {"format": STATE_FORMAT, "nada_train_state": json.dumps(info)}
-        return atomic_write(path, lambda p: save_file(tensors, str(p), metadata=meta))
+        return save_state(self, path)
 
     def load_state(self, path: str | Path, check_source: bool = True) -> "NadaTrainer":
-        """Continue from a file written by :meth:`save_state` (or a folder holding one).
+        """Continue from a file written by :meth:`save_state` (or a folder holding one); returns ``self``."""
+        from .state import load_state
 
-        The trainer must have been built from the same source generator; settings may differ
-        only in ``steps``, previews and snapshots (anything else would not continue the same
-        run) and are otherwise checked. Returns ``self``.
-        """
-        with torch.inference_mode(False):  # ordinary tensors: Adam updates its state in place
-            tensors, info = read_state(path)
-        cfg_saved = TrainConfig.from_dict(info["config"])
-        diffs = [k for k, v in cfg_saved.to_dict().items()
-                 if k not in _RESUMABLE_CHANGES and self.config.to_dict()[k] != v]
-        if diffs:
-            raise InputError(f"cannot resume: settings {diffs} differ from the saved run; "
-                             "use the saved settings (only steps, previews and snapshots may change)")
-        if info.get("generator_config") != self.G_frozen.config.to_dict():
-            raise InputError("cannot resume: the saved run used a different generator architecture")
-        if check_source and info.get("source_sha256") and self.source_sha256 \
-                and info["source_sha256"] != self.source_sha256:
-            raise InputError("cannot resume: the source generator file differs from the one the run started "
-                             "from (sha256 mismatch); pass the original --generator")
-        if int(info["step"]) > self.config.steps:
-            raise InputError(f"the saved run is at step {info['step']}, beyond steps={self.config.steps}; "
-                             "raise steps to continue")
-        with _grad_mode(), torch.no_grad():
-            synth = {k[len("synthesis."):]: v for k, v in tensors.items() if k.startswith("synthesis.")}
-            try:
-                self.G_train.synthesis.load_state_dict(synth, strict=True)
-            except RuntimeError as err:
-                raise CheckpointError(f"training state {path} does not fit this generator: {err}") from None
-            params = dict(self.G_train.named_parameters())
-            opt_sd = self.optimizer.state_dict()
-            state: dict[int, dict] = {}
-            for i, name in enumerate(self._opt_names):
-                entry = {key: tensors[f"adam.{name}.{key}"] for key in ("step", "exp_avg", "exp_avg_sq")
-                         if f"adam.{name}.{key}" in tensors}
-                if entry:
-                    if len(entry) != 3:
-                        raise CheckpointError(f"training state {path} has incomplete optimiser state for {name}")
-                    state[i] = entry
-            opt_sd["state"] = state
-            self.optimizer.load_state_dict(opt_sd)
-            del params
-        if "rng.train" not in tensors:
-            raise CheckpointError(f"training state {path} has no RNG state; it is incomplete")
-        self.rng.set_state(tensors["rng.train"])
-        self.step_index = int(info["step"])
-        self.history = [dict(h) for h in info.get("history", [])]
-        self.layer_history = [list(x) for x in info.get("layer_history", [])]
-        self.selector.load_state_dict(info.get("selector", {}))
-        apply_selection(self.G_train, self.selector.current or [], self.freeze_options)
+        load_state(self, path, check_source=check_source)
         return self
-
-
-def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read a training-state file (or ``DIR/train_state.safetensors``) -> ``(tensors, info)``."""
-    from safetensors import safe_open
-
-    p = Path(path)
-    if p.is_dir():
-        p = p / STATE_FILE
-    if not p.is_file():
-        raise InputError(f"no training state at {p}; resume from the --out folder of an earlier `nada train`")
-    try:
-        with safe_open(str(p), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as err:  # safetensors raises several types for damaged files
-        raise CheckpointError(f"cannot read training state {p}: {err}") from None
-    if meta.get("format") != STATE_FORMAT or "nada_train_state" not in meta:
-        raise CheckpointError(f"{p} is not a nada training-state file")
-    info = json.loads(meta["nada_train_state"])
-    if int(info.get("version", 0)) > STATE_VERSION:
-        raise CheckpointError(f"{p} was written by a newer version of nada; update to resume it")
-    return tensors, info
-
-
-def read_config(path: str | Path) -> TrainConfig:
-    """The settings stored in a training-state file (for resuming with the same settings)."""
-    return TrainConfig.from_dict(read_state(path)[1]["config"])
-
-
-def _describe_direction(direction) -> dict:
-    """JSON-able provenance of a direction (prompts or image files), whatever its type offers."""
-    to_dict = getattr(direction, "to_dict", None)
-    if callable(to_dict):
-        return to_dict()
-    out: dict = {"type": type(direction).__name__}
-    for key in ("source", "target", "source_text", "target_text", "templates", "image_paths", "kind"):
-        val = getattr(direction, key, None)
-        if isinstance(val, (str, int, float, bool)) or (isinstance(val, (list, tuple))
-                                                         and all(isinstance(x, (str, int, float)) for x in val)):
-            out[key] = list(val) if isinstance(val, tuple) else val
-    return out
