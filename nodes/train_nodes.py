@@ -15,35 +15,6 @@ from .common import (
     string_input,
 )
 
-METRIC_LABELS = {
-    "directional_similarity": "directional similarity (higher = change matches the prompts)",
-    "target_score": "target score (CLIP similarity to the target)",
-    "diversity": "diversity (near 0 = collapsed to one image)",
-    "source_correspondence": "source correspondence (how much of each source image survives)",
-}
-
-
-def format_metrics(result: dict, title: str = "NADA metrics") -> str:
-    """``nada_core.training.metrics.evaluate`` result -> readable lines for a text output."""
-    lines = [f"{title} on {result.get('num_samples', '?')} held-out seeds "
-             f"(truncation {result.get('truncation', 0.7):g}):"]
-    for key, label in METRIC_LABELS.items():
-        if key in result:
-            lines.append(f"  {label}: {result[key]:.4f}")
-    for m in result.get("per_model", []) or []:
-        vals = ", ".join(f"{k.split('_')[0]} {m[k]:.4f}" for k in METRIC_LABELS if k in m)
-        lines.append(f"  [{m.get('clip', '?')} x{m.get('weight', 1):g}] {vals}")
-    return "\n".join(lines)
-
-
-def comparison_image(pair):
-    """Trainer preview ``[2, P, 3, R, R]`` (row 0 source, row 1 adapted) -> ``[1, 3, H, W]`` grid in [-1, 1]."""
-    from nada_core.media.images import make_grid
-
-    rows, count = pair.shape[0], pair.shape[1]
-    return make_grid(pair.reshape(rows * count, *pair.shape[2:]), ncols=count, pad=2, pad_value=1.0)
-
-
 def _to_pil(img):
     from PIL import Image
     from nada_core.media.images import to_uint8
@@ -55,14 +26,6 @@ def _pil_to_comfy(pil):
     from nada_core.media.images import pil_to_unit
 
     return pil_to_unit(pil).permute(1, 2, 0).unsqueeze(0).contiguous().float()
-
-
-def loss_series(history: list[dict]) -> dict[str, list[float]]:
-    """Per-step loss dicts -> ``{name: [value per step]}`` for the plot."""
-    names: list[str] = []
-    for h in history:
-        names.extend(k for k in h if k not in names)
-    return {n: [h.get(n, float("nan")) for h in history] for n in names}
 
 
 @register("NADA Train")
@@ -131,11 +94,13 @@ class NadaTrain:
     def train(self, generator, clip, direction, steps: int, batch: int, lr: float, layers: str, interval: int,
               falloff: int, mixing: float, global_weight: float, angle_weight: float, seed: int,
               preview_every: int, preview_seeds: str):
-        from nada_core.training.metrics import evaluate
-        from nada_core.media.plots import draw_loss_plot
         from nada_core.media.images import to_comfy
+        from nada_core.media.plots import draw_loss_plot
         from nada_core.seeds import parse_seeds
-        from nada_core.training.trainer import NadaTrainer, TrainConfig
+        from nada_core.training.config import TrainConfig
+        from nada_core.training.metrics import DEFAULT_EVAL_SEEDS
+        from nada_core.training.run import format_metrics, run_training
+        from nada_core.training.trainer import NadaTrainer
 
         config = TrainConfig(steps=int(steps), batch=int(batch), lr=float(lr), layers=layers, interval=int(interval),
                              falloff=int(falloff), mixing=float(mixing), global_weight=float(global_weight),
@@ -145,19 +110,18 @@ class NadaTrain:
         trainer = NadaTrainer(generator, clip, direction, config, device=comfy_bridge.torch_device())
         bar = comfy_bridge.Progress(config.steps)
 
-        def on_progress(info):
-            preview = _to_pil(comparison_image(info.preview)) if info.preview is not None else None
-            bar.update(info.step, preview)
+        def on_progress(info, grid):
+            bar.update(info.step, _to_pil(grid) if grid is not None else None)
 
-        result = trainer.run(on_progress=on_progress, should_stop=comfy_bridge.interrupt_requested)
-        if result.interrupted:
-            comfy_bridge.raise_interrupted(f"training stopped at step {result.steps_done} of {result.total_steps}")
+        outcome = run_training(trainer, eval_seeds=DEFAULT_EVAL_SEEDS, on_progress=on_progress,
+                               should_stop=comfy_bridge.interrupt_requested)
+        if outcome.interrupted:
+            comfy_bridge.raise_interrupted(f"training stopped at step {trainer.step_index} of {config.steps}")
         adapted = trainer.export_generator()
-        comparison = comparison_image(trainer.preview())
-        plot = draw_loss_plot(loss_series(trainer.history), title=f"NADA training loss ({result.steps_done} steps)")
-        scores = evaluate(trainer.G_frozen, adapted, clip, direction)
-        text = format_metrics(scores, title=f"NADA metrics after {result.steps_done} steps")
-        return (adapted, to_comfy(comparison), _pil_to_comfy(plot), text)
+        done = trainer.step_index
+        plot = draw_loss_plot(outcome.loss_series, title=f"NADA training loss ({done} steps)")
+        text = format_metrics(outcome.after, title=f"NADA metrics after {done} steps")
+        return (adapted, to_comfy(outcome.comparison()), _pil_to_comfy(plot), text)
 
 
 @register("NADA Metrics")
@@ -185,13 +149,15 @@ class NadaMetrics:
         }
 
     def measure(self, clip, direction, source_generator, adapted_generator, seeds: str, truncation: float):
-        from nada_core.training.metrics import evaluate
         from nada_core.seeds import parse_seeds
+        from nada_core.training.metrics import evaluate
+        from nada_core.training.run import format_metrics
 
         seed_list = parse_seeds(seeds)
         if len(seed_list) < 2:
             raise node_error(self, "give at least two seeds (diversity compares pairs), e.g. '1000-1015'")
         scores = evaluate(source_generator, adapted_generator, clip, direction, seeds=seed_list,
                           truncation=float(truncation))
+
         text = format_metrics(scores)
         return {"ui": {"text": [text]}, "result": (text,)}

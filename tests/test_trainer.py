@@ -466,3 +466,17 @@ def test_step_after_the_last_step_is_refused(clip, direction):
     tr.step()
     with pytest.raises(InputError, match="raise steps"):
         tr.step()
+
+
+def test_engine_never_imports_the_cli():
+    """nada_core.training/guidance are the engine: the CLI imports them, never the other way round."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "nada_core"
+    for folder in ("training", "guidance", "models", "editing", "media", "formats"):
+        for path in (root / folder).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    assert "commands" not in (node.module or "").split("."), f"{path} imports {node.module}"
+                elif isinstance(node, ast.Import):
+                    assert not any(".commands" in a.name for a in node.names), path

@@ -11,7 +11,6 @@ current step, saves everything so far and exits (code 130); ``--resume OUT`` con
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -151,20 +150,6 @@ def _target_images(folder: str) -> list[Path]:
     return files
 
 
-def _save_preview(preview, path: Path) -> None:
-    from ..media.images import make_grid, save_png
-
-    rows, cols = preview.shape[0], preview.shape[1]
-    flat = preview.reshape(rows * cols, *preview.shape[2:])
-    save_png(make_grid(flat, ncols=cols, pad=2), path)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from ..atomic import atomic_write_text
-
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
 def run(args: argparse.Namespace) -> int:
     from ..formats.checkpoints import load_generator
     from ..guidance.clip import load_clip_ensemble
@@ -220,102 +205,45 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     eval_seeds = None if args.eval_seeds.strip().lower() == "none" else parse_seeds(args.eval_seeds)
-    outcome = train_to_folder(trainer, out, eval_seeds=eval_seeds, progress=not args.quiet, say=say)
-    if outcome["interrupted"]:  # printed even with --quiet: the user needs to know how to continue
+    outcome = train_with_bar(trainer, out, eval_seeds=eval_seeds, progress=not args.quiet)
+    m = outcome.metrics
+    say(f"saved {m['paths']['generator']} ({trainer.step_index} steps)")
+    if outcome.interrupted:  # printed even with --quiet: the user needs to know how to continue
         print(f"nada train: interrupted at step {trainer.step_index} of {cfg.steps}; saved {out}; continue with: "
               f"nada train --resume {out} --out {out}", file=sys.stderr)
         return 130
+    if "directional_similarity_after" in m:
+        say(f"directional CLIP similarity {m['directional_similarity_before']:.3f} -> "
+            f"{m['directional_similarity_after']:.3f}; outputs in {out}/")
     return 0
 
 
-def train_to_folder(trainer, out: Path, eval_seeds=None, progress: bool = True, say=print,
-                    should_stop=None) -> dict:
-    """Run ``trainer`` and write every output into ``out``; returns the metrics dict.
+class ProgressBar:
+    """tqdm bar fed by the training pipeline's ``on_progress(info, grid)``; no-op when disabled."""
 
-    Writes previews as they come, then (also after Ctrl-C, ``should_stop`` or a NaN loss: the
-    last good weights) ``generator.safetensors``, ``train_state.safetensors``, ``loss.png`` and
-    ``metrics.json``. ``eval_seeds``: held-out seeds for the before/after CLIP metrics (None =
-    skip). A NaN/inf loss is re-raised after saving.
-    """
-    from ..training.metrics import METRIC_NAMES, evaluate
-    from ..media.plots import save_loss_plot
-    from ..training.trainer import NonFiniteLossError
+    def __init__(self, total: int, initial: int = 0, enabled: bool = True, desc: str = "nada train") -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg, guide, direction = trainer.config, trainer.clip, trainer.direction
-    before = evaluate(trainer.G_frozen, trainer.G_frozen, guide, direction, eval_seeds) if eval_seeds else None
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    def __call__(self, info, _grid=None) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in info.losses.items()}, refresh=False)
+            self.bar.update(1)
 
-        bar = tqdm(total=cfg.steps, initial=trainer.step_index, desc="nada train", unit="step", dynamic_ncols=True)
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
-    def on_progress(info) -> None:
-        if info.preview is not None:
-            _save_preview(info.preview, out / f"preview_{info.step:06d}.png")
-        if bar is not None:
-            bar.set_postfix({k: f"{v:.4f}" for k, v in info.losses.items()}, refresh=False)
-            bar.update(1)
 
-    failure: BaseException | None = None
-    result = None
+def train_with_bar(trainer, out: Path, eval_seeds=None, progress: bool = True, should_stop=None):
+    """:func:`nada_core.training.run.run_training` into ``out`` with a tqdm bar (``progress``)."""
+    from ..training.run import run_training
+
+    bar = ProgressBar(trainer.config.steps, trainer.step_index, enabled=progress)
     try:
-        result = trainer.run(on_progress=on_progress, should_stop=should_stop, out_dir=out)
-    except NonFiniteLossError as err:
-        failure = err
+        return run_training(trainer, out, eval_seeds=eval_seeds, on_progress=bar, should_stop=should_stop)
     finally:
-        if bar is not None:
-            bar.close()
-
-    paths = trainer.save(out)
-    if trainer.history:
-        save_loss_plot(_loss_series(trainer.history), out / "loss.png",
-                       title=f"nada train: {_describe(direction)}")
-    interrupted = bool(result.interrupted) if result is not None else False
-    metrics: dict = {"steps": trainer.step_index, "total_steps": cfg.steps, "interrupted": interrupted,
-                     "failed": str(failure) if failure else None,
-                     "seconds_per_step": result.seconds_per_step if result and result.history else None,
-                     "device": str(trainer.device)}
-    if before is not None:
-        metrics["eval_seeds"] = list(eval_seeds)
-        metrics["eval_truncation"] = before["truncation"]
-        for key in METRIC_NAMES:
-            metrics[f"{key}_before"] = before[key]
-        if not interrupted:  # after Ctrl-C, exit promptly instead of evaluating
-            try:
-                after = evaluate(trainer.G_frozen, trainer.G_train, guide, direction, eval_seeds)
-                for key in METRIC_NAMES:
-                    metrics[f"{key}_after"] = after[key]
-            except KeyboardInterrupt:
-                interrupted = True
-                metrics["interrupted"] = True
-    _write_json(out / "metrics.json", metrics)
-    if failure is not None:
-        raise failure
-    say(f"saved {paths['generator']} ({trainer.step_index} steps)")
-    if "directional_similarity_after" in metrics:
-        say(f"directional CLIP similarity {metrics['directional_similarity_before']:.3f} -> "
-            f"{metrics['directional_similarity_after']:.3f}; outputs in {out}/")
-    metrics["paths"] = {k: str(v) for k, v in paths.items()}
-    return metrics
-
-
-def _describe(direction) -> str:
-    if getattr(direction, "kind", None) == "image":
-        return "image direction"
-    return f"{direction.source_text!r} -> {direction.target_text!r}"
-
-
-def _loss_series(history: list[dict]) -> dict[str, list[float]]:
-    keys: list[str] = []
-    for h in history:
-        for k in h:
-            if k not in keys:
-                keys.append(k)
-    series = {k: [h.get(k, float("nan")) for h in history] for k in keys}
-    others = [k for k in series if k != "total"]
-    if len(others) == 1 and series[others[0]] == series.get("total"):
-        del series["total"]  # one loss term at weight 1: the total is the same curve
-    return series
+        bar.close()

@@ -67,18 +67,19 @@ def tiny_random_generator(resolution: int = 64, seed: int = 0):
 
 
 def run_demo_training(out_dir: str | Path, steps: int = 30, device: str | torch.device = "cpu",
-                      progress: bool = True, generator=None, seed: int = 0,
+                      on_progress: Callable | None = None, generator=None, seed: int = 0,
                       say: Callable[[str], None] | None = print,
                       should_stop: Callable[[], bool] | None = None) -> dict:
     """Train a tiny random generator with a tiny random CLIP and write every output to ``out_dir``.
 
-    ``generator``: use this one instead of building a 64 px random generator. Outputs, as
+    ``generator``: use this one instead of building a 64 px random generator. ``on_progress``:
+    passed to :func:`nada_core.training.run.run_training` (the CLI gives it a tqdm bar). Outputs, as
     ``nada train`` writes them: ``generator.safetensors``, ``train_state.safetensors``,
     ``preview_<step>.png``, ``loss.png``, ``metrics.json``. Returns the metrics dict
     (``directional_similarity_before``/``_after``, ``target_score_*``, ``diversity_*``,
     ``source_correspondence_*``, ``steps``, ``seconds_per_step``, ``paths``, ``seconds``).
     """
-    from ..commands.train import train_to_folder
+    from .run import run_training
     from ..devices import resolve_device
     from ..guidance.directions import text_direction
     from .trainer import NadaTrainer, TrainConfig
@@ -98,8 +99,10 @@ def run_demo_training(out_dir: str | Path, steps: int = 30, device: str | torch.
     trainer.extra_info = {"demo": True, "source": DEMO_SOURCE, "target": DEMO_TARGET}
     say(f"training {steps} steps '{DEMO_SOURCE}' -> '{DEMO_TARGET}' on {dev}: {k} of {G.num_ws - 1} layers, "
         f"re-selected every {cfg.interval} steps")
-    metrics = train_to_folder(trainer, Path(out_dir), eval_seeds=list(range(1000, 1008)), progress=progress,
-                              say=say, should_stop=should_stop)
+    outcome = run_training(trainer, Path(out_dir), eval_seeds=list(range(1000, 1008)), on_progress=on_progress,
+                           should_stop=should_stop)
+    metrics = outcome.metrics
+    say(f"saved {metrics['paths']['generator']} ({trainer.step_index} steps)")
     metrics["seconds"] = time.perf_counter() - t0
     metrics["note"] = DEMO_NOTE
     return metrics
