@@ -7,13 +7,25 @@ from . import types as T
 from .common import (
     CATEGORY_TRAIN,
     float_input,
-    int_input,
     node_error,
     register,
-    seed_input,
     socket,
     string_input,
 )
+
+# NadaTrain's widgets, in workflow order; default, range and tooltip come from nada_core.settings.TRAIN.
+NODE_SETTINGS = ("steps", "batch", "lr", "layers", "interval", "falloff", "mixing", "global_weight", "angle_weight",
+                 "seed", "preview_every", "preview_seeds")
+
+
+def _setting_input(name: str) -> tuple:
+    from nada_core.settings import TRAIN
+
+    kind, opts = TRAIN.node_input(name)
+    if name == "seed":  # the training seed is part of the recipe: no "randomize after run"
+        opts = {**opts, "control_after_generate": False}
+    return (kind, opts)
+
 
 def _to_pil(img):
     from PIL import Image
@@ -51,42 +63,18 @@ class NadaTrain:
                 "generator": socket(T.GENERATOR, "The source generator (e.g. FFHQ faces). It is copied, never modified."),
                 "clip": socket(T.CLIP, "CLIP model(s) that judge the change (NADA Load CLIP)."),
                 "direction": socket(T.DIRECTION, "Where to go in CLIP space (NADA Text Direction or NADA Image Direction)."),
-                "steps": int_input(300, 1, 20000, "Training steps. Paper: ~300 for style/texture, 50 can suffice "
-                                   "for photo -> sketch, ~2000 for animal shape changes."),
-                "batch": int_input(2, 1, 64, "Codes per step (paper: 2). More is smoother but slower and uses more memory."),
-                "lr": float_input(0.002, 0.00001, 1.0, 0.0001, "Adam learning rate (paper: 0.002). Lower it if the "
-                                  "images fall apart or the loss becomes NaN."),
-                "layers": string_input("all", "How many layers to train each step, chosen adaptively: 'all' (texture, "
-                                       "style; paper: all 18 at 1024 px), about 12 for small shape changes, 3 for "
-                                       "animals, or a number."),
-                "interval": int_input(1, 1, 1000, "Re-choose the trained layers every N steps (1 = every step, as in "
-                                      "the paper; larger is faster)."),
-                "falloff": int_input(0, 0, 100000, "Train one layer fewer every N steps, down to 1 (0 = keep the "
-                                     "count). Has no effect with layers 'all'."),
-                "mixing": float_input(0.9, 0.0, 1.0, 0.05, "Style-mixing probability of the training codes "
-                                      "(paper: 0.9, or 0 for some domains)."),
-                "global_weight": float_input(0.0, 0.0, 10.0, 0.05, "Weight of the global CLIP loss (image vs target "
-                                             "text). Alone it collapses; a little (e.g. 0.25) can strengthen the change."),
-                "angle_weight": float_input(0.0, 0.0, 10.0, 0.05, "Weight of the angle-consistency loss that keeps "
-                                            "samples as different from each other as before (fights collapse)."),
-                "seed": seed_input("Seed of the training run: the same seed and settings give the same result.",
-                                   control=False),
-                "preview_every": int_input(20, 0, 10000, "Show a source-vs-adapted preview on the node every N steps "
-                                           "(0 = only at the end)."),
-                "preview_seeds": string_input("0-3", "Seeds shown in the preview and the comparison output, e.g. '0-3' or '1,5,9'."),
+                **{name: _setting_input(name) for name in NODE_SETTINGS},
             }
         }
 
     @classmethod
     def VALIDATE_INPUTS(cls, layers, preview_seeds):
         from nada_core.errors import InputError
+        from nada_core.settings import TRAIN
 
         try:
-            from nada_core.seeds import parse_seeds
-            from nada_core.training.trainer import parse_layers
-
-            parse_layers(layers)
-            parse_seeds(preview_seeds)
+            TRAIN.check("layers", layers)
+            TRAIN.check("preview_seeds", preview_seeds)
         except InputError as err:
             return f"{cls.DISPLAY_NAME}: {err}"
         return True
@@ -96,16 +84,15 @@ class NadaTrain:
               preview_every: int, preview_seeds: str):
         from nada_core.media.images import to_comfy
         from nada_core.media.plots import draw_loss_plot
-        from nada_core.seeds import parse_seeds
         from nada_core.training.config import TrainConfig
         from nada_core.training.metrics import DEFAULT_EVAL_SEEDS
         from nada_core.training.run import format_metrics, run_training
         from nada_core.training.trainer import NadaTrainer
 
-        config = TrainConfig(steps=int(steps), batch=int(batch), lr=float(lr), layers=layers, interval=int(interval),
-                             falloff=int(falloff), mixing=float(mixing), global_weight=float(global_weight),
-                             angle_weight=float(angle_weight), seed=int(seed), preview_every=int(preview_every),
-                             preview_seeds=tuple(parse_seeds(preview_seeds)))
+        # Widget values go to the config as they are: TrainConfig checks them against the table.
+        config = TrainConfig(steps=steps, batch=batch, lr=lr, layers=layers, interval=interval, falloff=falloff,
+                             mixing=mixing, global_weight=global_weight, angle_weight=angle_weight, seed=seed,
+                             preview_every=preview_every, preview_seeds=preview_seeds)
         comfy_bridge.free_memory()  # make room: ComfyUI may still hold diffusion models
         trainer = NadaTrainer(generator, clip, direction, config, device=comfy_bridge.torch_device())
         bar = comfy_bridge.Progress(config.steps)

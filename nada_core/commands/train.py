@@ -21,14 +21,12 @@ HELP = "Adapt a generator with CLIP guidance (StyleGAN-NADA): 'photo' -> 'pencil
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
-# Options whose value a resumed run takes from the saved run unless given again.
-_TRAIN_FLAGS = {
-    "batch": "batch", "layers": "layers", "interval": "interval", "falloff": "falloff", "lr": "lr",
-    "mixing": "mixing", "global_weight": "global_weight", "angle_weight": "angle_weight",
-    "directional_weight": "directional_weight", "seed": "seed", "truncation": "truncation",
-    "select_codes": "n_select_codes", "select_steps": "select_steps", "select_lr": "select_lr",
-    "noise_mode": "noise_mode",
-}
+# Settings from the table (nada_core.settings.TRAIN) offered as flags; a resumed run takes the
+# saved value of each one not given again.
+_TRAINING_FLAGS = ("steps", "batch", "layers", "interval", "falloff", "lr", "mixing", "truncation",
+                   "directional_weight", "global_weight", "angle_weight", "n_select_codes", "select_steps",
+                   "select_lr", "noise_mode", "train_torgb", "train_affine", "train_const", "mixed_precision", "seed")
+_OUTPUT_FLAGS = ("preview_every", "preview_seeds", "snapshot_every")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,40 +48,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--templates", action=argparse.BooleanOptionalAction, default=None,
                    help="average the prompts over photo templates ('a photo of a {}.', ...) (default on)")
 
+    from ..settings import TRAIN
+
     t = p.add_argument_group("training")
-    t.add_argument("--steps", metavar="N", type=int, default=None, help="training steps (default 300)")
-    t.add_argument("--batch", metavar="B", type=int, default=None, help="codes per step (default 2)")
-    t.add_argument("--layers", metavar="K|all", default=None,
-                   help="W+ layers trained per step (adaptive selection) or 'all' (default all)")
-    t.add_argument("--interval", metavar="I", type=int, default=None, help="re-select layers every N steps (default 1)")
-    t.add_argument("--falloff", metavar="F", type=int, default=None,
-                   help="train one layer fewer every N steps, down to 1 (default 0 = off)")
-    t.add_argument("--lr", metavar="LR", type=float, default=None, help="Adam learning rate (default 0.002)")
-    t.add_argument("--mixing", metavar="P", type=float, default=None, help="style-mixing probability (default 0.9)")
-    t.add_argument("--truncation", metavar="PSI", type=float, default=None, help="truncation psi of training codes (default 1)")
-    t.add_argument("--directional-weight", metavar="W", type=float, default=None, help="directional loss weight (default 1)")
-    t.add_argument("--global-weight", metavar="W", type=float, default=None, help="global CLIP loss weight (default 0)")
-    t.add_argument("--angle-weight", metavar="W", type=float, default=None,
-                   help="in-domain angle-consistency loss weight (default 0)")
-    t.add_argument("--select-codes", metavar="N", type=int, default=None, help="codes per layer selection (default 8)")
-    t.add_argument("--select-steps", metavar="N", type=int, default=None, help="SGD steps per layer selection (default 1)")
-    t.add_argument("--select-lr", metavar="LR", type=float, default=None, help="SGD rate of layer selection (default 0.01)")
-    t.add_argument("--noise-mode", choices=("const", "random"), default=None,
-                   help="per-pixel noise while training (default const)")
-    t.add_argument("--train-torgb", action="store_true", help="also train the toRGB layers of selected entries")
-    t.add_argument("--train-affine", action="store_true", help="also train the style affines of selected layers")
-    t.add_argument("--train-const", action="store_true", help="also train the 4x4 constant (with entry 0)")
-    t.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-                   help="bf16 autocast on CUDA: faster, less memory (default on; no effect on CPU/MPS)")
-    t.add_argument("--seed", metavar="S", type=int, default=None, help="seed of the training codes (default 0)")
+    TRAIN.add_flags(t, _TRAINING_FLAGS)
 
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", required=True, help="output folder")
     o.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (its --out folder)")
-    o.add_argument("--preview-every", metavar="N", type=int, default=None, help="preview PNG every N steps (default 50; 0 = off)")
-    o.add_argument("--preview-seeds", metavar="SEEDS", default=None, help="seeds of the preview columns (default 0-3)")
-    o.add_argument("--snapshot-every", metavar="N", type=int, default=None,
-                   help="save the generator every N steps under snapshots/ (default 0 = off)")
+    TRAIN.add_flags(o, _OUTPUT_FLAGS)
     o.add_argument("--eval-seeds", metavar="SEEDS", default="1000-1015",
                    help="held-out seeds for metrics.json (default 1000-1015; 'none' skips metrics)")
     o.add_argument("--quiet", action="store_true", help="no progress bar or progress messages")
@@ -94,29 +67,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args, saved: dict | None):
+    """Saved settings (on --resume) overridden by every flag given; checked once, by TrainConfig."""
     from ..training.config import TrainConfig
 
     base = dict(saved) if saved else {}
-    for flag, key in _TRAIN_FLAGS.items():
-        val = getattr(args, flag)
+    for name in _TRAINING_FLAGS + _OUTPUT_FLAGS:
+        val = getattr(args, name)
         if val is not None:
-            base[key] = val
-    for key in ("steps", "preview_every", "snapshot_every"):
-        val = getattr(args, key)
-        if val is not None:
-            base[key] = val
-    if args.preview_seeds is not None:
-        from ..seeds import parse_seeds
-
-        base["preview_seeds"] = tuple(parse_seeds(args.preview_seeds))
-    for key in ("train_torgb", "train_affine", "train_const"):
-        if getattr(args, key):
-            base[key] = True
-    if args.mixed_precision is not None:
-        base["mixed_precision"] = bool(args.mixed_precision)
+            base[name] = val
     if "betas" in base:
         base["betas"] = tuple(base["betas"])
-    if "preview_seeds" in base:
+    if isinstance(base.get("preview_seeds"), list):
         base["preview_seeds"] = tuple(base["preview_seeds"])
     return TrainConfig(**base)
 

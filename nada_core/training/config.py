@@ -7,10 +7,12 @@ the config is built (CLI, node, demo or a saved run all come through this bounda
 from __future__ import annotations
 
 import dataclasses
-import math
 
 from ..errors import InputError
+from ..settings import TRAIN
 from .freezing import FreezeOptions, LayerSchedule, parse_layers
+
+_D = TRAIN.defaults()
 
 
 
@@ -34,86 +36,44 @@ class TrainConfig:
     trained image of a pair).
     """
 
-    steps: int = 300
-    batch: int = 2
-    lr: float = 0.002
-    betas: tuple[float, float] = (0.0, 0.99)
-    layers: int | str = "all"
-    interval: int = 1
-    falloff: int = 0
-    n_select_codes: int = 8
-    select_steps: int = 1
-    select_lr: float = 0.01
-    mixing: float = 0.9
-    truncation: float = 1.0
-    directional_weight: float = 1.0
-    global_weight: float = 0.0
-    angle_weight: float = 0.0
-    train_torgb: bool = False
-    train_affine: bool = False
-    train_const: bool = False
-    seed: int = 0
-    preview_every: int = 50
-    preview_seeds: tuple[int, ...] = (0, 1, 2, 3)
-    preview_truncation: float = 0.7
-    snapshot_every: int = 0
-    mixed_precision: bool = True
-    noise_mode: str = "const"
+    # Defaults come from the settings table (written once there).
+    steps: int = _D["steps"]
+    batch: int = _D["batch"]
+    lr: float = _D["lr"]
+    betas: tuple[float, float] = _D["betas"]
+    layers: int | str = _D["layers"]
+    interval: int = _D["interval"]
+    falloff: int = _D["falloff"]
+    n_select_codes: int = _D["n_select_codes"]
+    select_steps: int = _D["select_steps"]
+    select_lr: float = _D["select_lr"]
+    mixing: float = _D["mixing"]
+    truncation: float = _D["truncation"]
+    directional_weight: float = _D["directional_weight"]
+    global_weight: float = _D["global_weight"]
+    angle_weight: float = _D["angle_weight"]
+    train_torgb: bool = _D["train_torgb"]
+    train_affine: bool = _D["train_affine"]
+    train_const: bool = _D["train_const"]
+    seed: int = _D["seed"]
+    preview_every: int = _D["preview_every"]
+    preview_seeds: tuple[int, ...] = _D["preview_seeds"]
+    preview_truncation: float = _D["preview_truncation"]
+    snapshot_every: int = _D["snapshot_every"]
+    mixed_precision: bool = _D["mixed_precision"]
+    noise_mode: str = _D["noise_mode"]
 
     def __post_init__(self) -> None:
         self.validate()
 
     # ------------------------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
-        """Raise :class:`InputError` naming the first bad setting; normalise types in place."""
-
-        def whole(name: str, lo: int) -> int:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                raise InputError(f"{name} must be a whole number >= {lo}, got {v!r}")
-            return v
-
-        def number(name: str, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> float:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-                    or v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
-                lo_s, hi_s = ("(" if lo_open else "[") + f"{lo}", f"{hi}" + (")" if hi_open else "]")
-                raise InputError(f"{name} must be a number in {lo_s}, {hi_s}, got {v!r}")
-            setattr(self, name, float(v))
-            return float(v)
-
-        whole("steps", 1)
-        whole("batch", 1)
-        number("lr", 0.0, 10.0, lo_open=True)
-        if not (isinstance(self.betas, (tuple, list)) and len(self.betas) == 2
-                and all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in self.betas)):
-            raise InputError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        self.layers = parse_layers(self.layers)
-        whole("interval", 1)
-        whole("falloff", 0)
-        whole("n_select_codes", 1)
-        whole("select_steps", 1)
-        number("select_lr", 0.0, 1e3, lo_open=True)
-        number("mixing", 0.0, 1.0)
-        number("truncation", 0.0, 2.0, lo_open=True)
-        number("preview_truncation", 0.0, 2.0, lo_open=True)
-        for name in ("directional_weight", "global_weight", "angle_weight"):
-            number(name, 0.0, 1e6)
+        """Check every field against :data:`nada_core.settings.TRAIN` (one :class:`InputError` line
+        naming the first bad setting and its allowed range); normalise types in place."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, TRAIN.check(f.name, getattr(self, f.name)))
         if self.directional_weight + self.global_weight + self.angle_weight <= 0:
             raise InputError("all loss weights are 0; set directional_weight (the NADA loss) above 0")
-        whole("seed", 0)
-        whole("preview_every", 0)
-        whole("snapshot_every", 0)
-        from ..seeds import parse_seeds
-
-        self.preview_seeds = tuple(parse_seeds(self.preview_seeds if not isinstance(self.preview_seeds, tuple)
-                                               else list(self.preview_seeds)))
-        for name in ("train_torgb", "train_affine", "train_const", "mixed_precision"):
-            if not isinstance(getattr(self, name), bool):
-                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.noise_mode not in ("const", "random"):
-            raise InputError(f"noise_mode must be 'const' or 'random', got {self.noise_mode!r}")
         return self
 
     @property

@@ -51,7 +51,9 @@ def diversity(embeddings: torch.Tensor) -> float:
     """Mean ``1 - cos`` over the ``N(N-1)/2`` unordered pairs of ``[N, D]`` embeddings (N >= 2)."""
     n = embeddings.shape[0]
     if n < 2:
-        raise ValueError("diversity needs at least two samples")
+        from ..settings import InvalidSetting
+
+        raise InvalidSetting("diversity needs at least two samples; measure on two or more seeds")
     e = F.normalize(embeddings.float(), dim=-1)
     sim = e @ e.T
     iu = torch.triu_indices(n, n, offset=1)

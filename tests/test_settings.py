@@ -1,0 +1,76 @@
+"""The settings table: one default/range per setting, shared by the CLI, the nodes and the configs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from nada_core import cli
+from nada_core.errors import InputError
+from nada_core.settings import TRAIN, Setting, check
+from nada_core.training.config import TrainConfig
+
+
+def test_config_defaults_are_the_table_defaults():
+    cfg = TrainConfig()
+    for s in TRAIN:
+        assert getattr(cfg, s.name) == s.default, s.name
+
+
+@pytest.mark.parametrize("name, value", [
+    ("truncation", math.nan), ("truncation", math.inf), ("lr", -math.inf), ("mixing", 1.01), ("steps", "10"),
+    ("steps", True), ("batch", 1.0), ("seed", 2**32), ("layers", 65), ("noise_mode", "loud"),
+    ("mixed_precision", 1), ("betas", (0.5,)), ("global_weight", 101.0), ("lr", 0.0),
+])
+def test_bad_values_name_the_setting_and_the_allowed_range(name, value):
+    with pytest.raises(InputError) as info:
+        TRAIN.check(name, value)
+    msg = str(info.value)
+    assert msg.startswith(f"{name} must be ") and TRAIN[name].allowed() in msg and "\n" not in msg
+
+
+def test_good_values_are_normalised():
+    assert TRAIN.check("lr", 1) == 1.0 and isinstance(TRAIN.check("lr", 1), float)
+    assert TRAIN.check("layers", " 12 ") == 12 and TRAIN.check("layers", "ALL") == "all"
+    assert TRAIN.check("preview_seeds", "0-2,7") == (0, 1, 2, 7)
+    assert TRAIN.check("betas", [0, 0.5]) == (0.0, 0.5)
+    s = Setting("x", "float", 0.5, "x", lo=0.0, hi=1.0, lo_open=True)
+    assert check(s, 1.0) == 1.0
+    with pytest.raises(InputError, match=r"\(0, 1\]"):
+        check(s, 0.0)
+
+
+@pytest.mark.parametrize("flag, value, name", [("--truncation", "nan", "truncation"), ("--lr", "inf", "lr"),
+                                               ("--mixing", "2", "mixing"), ("--steps", "0", "steps")])
+def test_cli_rejects_nan_and_out_of_range_with_one_line(tmp_path, capsys, flag, value, name):
+    rc = cli.main(["train", "--generator", str(tmp_path / "none.pt"), "--clip", "x", "--source", "a", "--target",
+                   "b", "--out", str(tmp_path / "o"), "--quiet", flag, value])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert f"{name} must be {TRAIN[name].allowed()}" in err
+
+
+def test_cli_flags_and_node_inputs_come_from_the_table():
+    from nada_core.commands import train as train_cmd
+    from nodes.train_nodes import NODE_SETTINGS, NadaTrain
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["train"]
+    flags = {a.dest: a for a in sub._actions}
+    for name in train_cmd._TRAINING_FLAGS + train_cmd._OUTPUT_FLAGS:
+        s = TRAIN[name]
+        assert s.cli_flag in flags[name].option_strings
+        assert TRAIN[name].allowed() in flags[name].help
+    assert "--select-codes" in flags["n_select_codes"].option_strings  # the flag users already have
+    inputs = NadaTrain.INPUT_TYPES()["required"]
+    for name in NODE_SETTINGS:
+        s = TRAIN[name]
+        kind, opts = inputs[name]
+        default = s.node_default if s.node_default is not None else s.default
+        if kind in ("INT", "FLOAT"):
+            assert opts["default"] == default and opts["max"] == s.hi
+            assert opts["min"] == (s.widget_min if s.widget_min is not None else s.lo)
+            TRAIN.check(name, opts["min"])  # the widget's own limits are valid values
+            TRAIN.check(name, opts["max"])
+        assert opts["tooltip"] == s.help
