@@ -56,6 +56,8 @@ class Setting:
     node_default: Any = None
     step: float | None = None
     widget_min: float | None = None
+    what: str = ""  # what the setting is, in words, appended to error messages
+
 
     @property
     def cli_flag(self) -> str | None:
@@ -74,13 +76,14 @@ class Setting:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind == "layers":
             return f"a whole number in [1, {self.hi:g}] or 'all'" if self.hi is not None else "a count or 'all'"
-        return {"bool": "true or false",
+        return {"bool": "true or false", "factors": "a list of whole numbers >= 1",
                 "seeds": "seeds such as '0-3' or '1,5,9'", "betas": "two numbers in [0, 1)",
                 "text": "text"}[self.kind]
 
 
 def _fail(s: Setting, value) -> InputError:
-    return InvalidSetting(f"{s.name} must be {s.allowed()}, got {value!r}")
+    tail = f" ({s.what})" if s.what else ""
+    return InvalidSetting(f"{s.name} must be {s.allowed()}, got {value!r}{tail}")
 
 
 def _number(s: Setting, value) -> float:
@@ -125,6 +128,13 @@ def check(s: Setting, value) -> Any:
         from .seeds import parse_seeds
 
         return tuple(parse_seeds(list(value) if isinstance(value, (tuple, list)) else value))
+    if s.kind == "factors":
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = (value,)
+        if not (isinstance(value, (tuple, list)) and value and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+            raise _fail(s, value)
+        return tuple(value)
     if s.kind == "betas":
         if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(
                 not isinstance(b, bool) and isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in value)):
@@ -269,4 +279,53 @@ TRAIN = Table([
     Setting("noise_mode", "choice", "const", "per-pixel noise while training", choices=("const", "random")),
 ])
 
-__all__ = ["InvalidSetting", "MAX_SEED", "TRAIN", "Setting", "Table", "check"]
+# ------------------------------------------------------------------------------------------------
+# Inversion (``nada invert``, NADA Invert Image, InvertConfig)
+# ------------------------------------------------------------------------------------------------
+
+_FRACTION = "a fraction of the run"
+INVERT = Table([
+    Setting("space", "choice", "w+", "w: one code per image (most editable, carries over to adapted domains most "
+            "faithfully); w+: one per layer (closest reconstruction)", choices=("w", "w+"),
+            what="the inversion space"),
+    Setting("steps", "int", 300, "optimisation steps (more = closer, slower)", lo=1, hi=100000, metavar="N",
+            what="inversion steps"),
+    Setting("lr", "float", 0.1, "peak learning rate, in units of the W spread", lo=0.0, hi=10.0, lo_open=True,
+            metavar="LR", what="the peak learning rate"),
+    Setting("lr_rampup", "float", 0.05, "fraction of the run spent warming up", lo=0.0, hi=1.0, flag=None,
+            what=_FRACTION),
+    Setting("lr_rampdown", "float", 0.25, "fraction of the run spent cooling down", lo=0.0, hi=1.0, flag=None,
+            what=_FRACTION),
+    Setting("w_noise", "float", 0.05, "initial code noise, in W spreads", lo=0.0, hi=100.0, flag=None),
+    Setting("w_noise_ramp", "float", 0.75, "fraction of the run over which the code noise fades", lo=0.0, hi=1.0,
+            flag=None, what=_FRACTION),
+    Setting("wplus_warmup", "float", 0.3, "in W+, fraction of the run with one shared code", lo=0.0, hi=1.0,
+            flag=None, what=_FRACTION),
+    Setting("wplus_lr_scale", "float", 0.3, "learning-rate factor of the W+ per-layer offsets", lo=0.0, hi=1e6,
+            lo_open=True, flag=None),
+    Setting("optimize_noise", "bool", False, "also optimise the per-pixel noise maps (finer detail, stored with "
+            "the latents)", flag="--noise"),
+    Setting("noise_reg_weight", "float", 1e5, "weight of the noise autocorrelation penalty", lo=0.0, hi=1e12,
+            flag=None),
+    Setting("noise_lr_scale", "float", 0.1, "learning-rate factor of the noise maps", lo=0.0, hi=1e6, lo_open=True,
+            flag=None),
+    Setting("pixel_weight", "float", 1.0, "weight of the multi-scale pixel loss", lo=0.0, hi=1e6, metavar="W"),
+    Setting("pixel_loss", "choice", "l1", "pixel loss", choices=("l1", "l2"), flag=None, what="the pixel loss"),
+    Setting("pixel_scales", "factors", (1, 2, 4), "downsampling factors of the pixel loss", flag=None,
+            what="pixel scales are downsampling factors"),
+    Setting("ssim_weight", "float", 0.5, "weight of the SSIM loss", lo=0.0, hi=1e6, metavar="W"),
+    Setting("ssim_window", "int", 11, "SSIM window (shrunk for tiny images)", lo=1, hi=1024, flag=None),
+    Setting("clip_weight", "float", 0.5, "weight of the CLIP similarity loss (only with --clip)", lo=0.0, hi=1e6,
+            metavar="W"),
+    Setting("w_avg_samples", "int", 10_000, "z samples that measure w_avg and the W spread (0 = stored w_avg)",
+            lo=0, hi=10_000_000, flag=None),
+    Setting("seed", "int", 0, "seed of the optimisation's random noise (same seed = same result)", lo=0,
+            hi=MAX_SEED, metavar="S"),
+    Setting("fit", "choice", "crop", "how non-square images are fitted: crop = centre square (best for "
+            "portraits), pad = whole photo on white, stretch = whole photo squeezed",
+            choices=("crop", "pad", "stretch")),
+    Setting("preview_every", "int", 0, "save progress.png every N steps (0 = never)", lo=0, hi=100000,
+            metavar="N"),
+])
+
+__all__ = ["INVERT", "InvalidSetting", "MAX_SEED", "TRAIN", "Setting", "Table", "check"]

@@ -74,3 +74,39 @@ def test_cli_flags_and_node_inputs_come_from_the_table():
             TRAIN.check(name, opts["min"])  # the widget's own limits are valid values
             TRAIN.check(name, opts["max"])
         assert opts["tooltip"] == s.help
+
+
+def test_invert_config_is_checked_when_built_and_takes_the_table_defaults():
+    from nada_core.editing.invert import InvertConfig
+    from nada_core.settings import INVERT
+
+    cfg = InvertConfig()
+    for s in INVERT:
+        assert getattr(cfg, s.name) == s.default, s.name
+    for bad, name in ((dict(lr=math.nan), "lr"), (dict(steps=1.5), "steps"), (dict(fit="zoom"), "fit"),
+                      (dict(pixel_scales=(0,)), "pixel_scales"), (dict(seed=-1), "seed")):
+        with pytest.raises(InputError, match=f"^{name} must be"):
+            InvertConfig(**bad)  # no longer waits for invert() to be checked
+
+
+@pytest.mark.parametrize("flag, value, name", [("--lr", "nan", "lr"), ("--steps", "0", "steps"),
+                                               ("--ssim-weight", "-1", "ssim_weight")])
+def test_invert_cli_rejects_bad_values_before_loading_anything(tmp_path, capsys, flag, value, name):
+    from nada_core.settings import INVERT
+
+    rc = cli.main(["invert", "--generator", str(tmp_path / "missing.pt"), "--image", str(tmp_path / "x.png"),
+                   "--out", str(tmp_path / "o"), "--quiet", flag, value])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert f"{name} must be {INVERT[name].allowed()}" in err
+
+
+def test_invert_node_inputs_come_from_the_table():
+    from nada_core.settings import INVERT
+    from nodes.invert_nodes import NadaInvertImage
+
+    inputs = NadaInvertImage.INPUT_TYPES()["required"]
+    assert inputs["steps"][1]["default"] == INVERT["steps"].default and inputs["steps"][1]["max"] == INVERT["steps"].hi
+    assert inputs["space"][0] == list(INVERT["space"].choices) and inputs["space"][1]["default"] == "w+"
+    assert inputs["fit"][0] == list(INVERT["fit"].choices)
+    assert inputs["seed"][1]["control_after_generate"] is False
