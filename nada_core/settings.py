@@ -57,6 +57,7 @@ class Setting:
     step: float | None = None
     widget_min: float | None = None
     what: str = ""  # what the setting is, in words, appended to error messages
+    label: str = ""  # the name users know it by (CLI flag / node input), used in messages; default name
 
 
     @property
@@ -83,7 +84,7 @@ class Setting:
 
 def _fail(s: Setting, value) -> InputError:
     tail = f" ({s.what})" if s.what else ""
-    return InvalidSetting(f"{s.name} must be {s.allowed()}, got {value!r}{tail}")
+    return InvalidSetting(f"{s.label or s.name} must be {s.allowed()}, got {value!r}{tail}")
 
 
 def _number(s: Setting, value) -> float:
@@ -239,9 +240,10 @@ TRAIN = Table([
     Setting("lr", "float", 0.002, "Adam learning rate (paper: 0.002); lower it if the images fall apart or the "
             "loss becomes NaN", lo=0.0, hi=10.0, lo_open=True, metavar="LR", step=0.0001, widget_min=0.00001),
     Setting("betas", "betas", (0.0, 0.99), "Adam betas", flag=None),
-    Setting("layers", "layers", "all", "how many W+ layers to train each step, chosen adaptively: 'all' "
+    # num_layers: a COUNT of W+ layers (not indices); users know it as --layers / the "layers" input.
+    Setting("num_layers", "layers", "all", "how many W+ layers to train each step, chosen adaptively: 'all' "
             "(texture, style), about 12 for small shape changes, 3 for animals, or a number",
-            hi=64, metavar="K|all"),
+            hi=64, metavar="K|all", flag="--layers", label="layers"),
     Setting("interval", "int", 1, "re-choose the trained layers every N steps (1 = every step, as in the paper; "
             "larger is faster)", lo=1, hi=100000, metavar="I"),
     Setting("falloff", "int", 0, "train one layer fewer every N steps, down to 1 (0 = keep the count; no effect "

@@ -14,8 +14,10 @@ from .common import (
 )
 
 # NadaTrain's widgets, in workflow order; default, range and tooltip come from nada_core.settings.TRAIN.
-NODE_SETTINGS = ("steps", "batch", "lr", "layers", "interval", "falloff", "mixing", "global_weight", "angle_weight",
-                 "seed", "preview_every", "preview_seeds")
+# Input name -> setting name: the inputs keep the names saved workflows use ("layers" is num_layers).
+NODE_SETTINGS = {name: name for name in ("steps", "batch", "lr", "layers", "interval", "falloff", "mixing",
+                                         "global_weight", "angle_weight", "seed", "preview_every", "preview_seeds")}
+NODE_SETTINGS["layers"] = "num_layers"
 
 
 def _setting_input(name: str) -> tuple:
@@ -63,7 +65,7 @@ class NadaTrain:
                 "generator": socket(T.GENERATOR, "The source generator (e.g. FFHQ faces). It is copied, never modified."),
                 "clip": socket(T.CLIP, "CLIP model(s) that judge the change (NADA Load CLIP)."),
                 "direction": socket(T.DIRECTION, "Where to go in CLIP space (NADA Text Direction or NADA Image Direction)."),
-                **{name: _setting_input(name) for name in NODE_SETTINGS},
+                **{name: _setting_input(setting) for name, setting in NODE_SETTINGS.items()},
             }
         }
 
@@ -73,7 +75,7 @@ class NadaTrain:
         from nada_core.settings import TRAIN
 
         try:
-            TRAIN.check("layers", layers)
+            TRAIN.check("num_layers", layers)
             TRAIN.check("preview_seeds", preview_seeds)
         except InputError as err:
             return f"{cls.DISPLAY_NAME}: {err}"
@@ -90,7 +92,7 @@ class NadaTrain:
         from nada_core.training.trainer import NadaTrainer
 
         # Widget values go to the config as they are: TrainConfig checks them against the table.
-        config = TrainConfig(steps=steps, batch=batch, lr=lr, layers=layers, interval=interval, falloff=falloff,
+        config = TrainConfig(steps=steps, batch=batch, lr=lr, num_layers=layers, interval=interval, falloff=falloff,
                              mixing=mixing, global_weight=global_weight, angle_weight=angle_weight, seed=seed,
                              preview_every=preview_every, preview_seeds=preview_seeds)
         comfy_bridge.free_memory()  # make room: ComfyUI may still hold diffusion models

@@ -60,7 +60,7 @@ def test_train_writes_every_output(files, tmp_path):
     nada = meta["provenance"]["nada"]
     assert nada["direction"]["source_text"] == "photo" and nada["direction"]["target_text"] == "pencil sketch"
     assert nada["direction"]["templates"] is False
-    assert nada["settings"]["global_weight"] == 0.2 and nada["settings"]["layers"] == 2
+    assert nada["settings"]["global_weight"] == 0.2 and nada["settings"]["num_layers"] == 2
     assert meta["source_sha256"] == sha256_file(files["generator"])
     # Preview: 2 rows (source, adapted) x 4 seed columns of 16 px with 2 px gaps.
     with Image.open(out / "preview_000004.png") as im:

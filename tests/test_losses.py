@@ -264,6 +264,6 @@ def test_trainer_step_and_selection_use_the_one_combination(tiny, monkeypatch):
     monkeypatch.setattr(losses_mod, "combine", spy)
     G = tiny_generator(32, seed=0)
     direction = text_direction(tiny, "photo", "sketch")
-    trainer = NadaTrainer(G, tiny, direction, TrainConfig(steps=1, layers=2, preview_every=0))
+    trainer = NadaTrainer(G, tiny, direction, TrainConfig(steps=1, num_layers=2, preview_every=0))
     trainer.step()
     assert SELECTION_WEIGHTS in calls and LossWeights() in calls

@@ -20,19 +20,19 @@ def test_config_defaults_are_the_table_defaults():
 
 @pytest.mark.parametrize("name, value", [
     ("truncation", math.nan), ("truncation", math.inf), ("lr", -math.inf), ("mixing", 1.01), ("steps", "10"),
-    ("steps", True), ("batch", 1.0), ("seed", 2**32), ("layers", 65), ("noise_mode", "loud"),
+    ("steps", True), ("batch", 1.0), ("seed", 2**32), ("num_layers", 65), ("noise_mode", "loud"),
     ("mixed_precision", 1), ("betas", (0.5,)), ("global_weight", 101.0), ("lr", 0.0),
 ])
 def test_bad_values_name_the_setting_and_the_allowed_range(name, value):
     with pytest.raises(InputError) as info:
         TRAIN.check(name, value)
     msg = str(info.value)
-    assert msg.startswith(f"{name} must be ") and TRAIN[name].allowed() in msg and "\n" not in msg
+    assert msg.startswith(f"{TRAIN[name].label or name} must be ") and TRAIN[name].allowed() in msg and "\n" not in msg
 
 
 def test_good_values_are_normalised():
     assert TRAIN.check("lr", 1) == 1.0 and isinstance(TRAIN.check("lr", 1), float)
-    assert TRAIN.check("layers", " 12 ") == 12 and TRAIN.check("layers", "ALL") == "all"
+    assert TRAIN.check("num_layers", " 12 ") == 12 and TRAIN.check("num_layers", "ALL") == "all"
     assert TRAIN.check("preview_seeds", "0-2,7") == (0, 1, 2, 7)
     assert TRAIN.check("betas", [0, 0.5]) == (0.0, 0.5)
     s = Setting("x", "float", 0.5, "x", lo=0.0, hi=1.0, lo_open=True)
@@ -62,11 +62,12 @@ def test_cli_flags_and_node_inputs_come_from_the_table():
         s = TRAIN[name]
         assert s.cli_flag in flags[name].option_strings
         assert TRAIN[name].allowed() in flags[name].help
-    assert "--select-codes" in flags["n_select_codes"].option_strings  # the flag users already have
     inputs = NadaTrain.INPUT_TYPES()["required"]
-    for name in NODE_SETTINGS:
+    assert "--select-codes" in flags["n_select_codes"].option_strings  # the flags users already have
+    assert "--layers" in flags["num_layers"].option_strings and "layers" in inputs
+    for input_name, name in NODE_SETTINGS.items():
         s = TRAIN[name]
-        kind, opts = inputs[name]
+        kind, opts = inputs[input_name]
         default = s.node_default if s.node_default is not None else s.default
         if kind in ("INT", "FLOAT"):
             assert opts["default"] == default and opts["max"] == s.hi

@@ -145,3 +145,17 @@ def test_intact_state_still_resumes(run_dir, tmp_path):
                    "--eval-seeds", "none", "--device", "cpu"])
     assert rc == 0
     assert read_state(good)[1]["step"] == 2
+
+
+def test_state_saved_before_the_layers_rename_still_resumes(run_dir, tmp_path):
+    """Older states stored the layer count as "layers"; it is read as num_layers."""
+    old = _copy(run_dir, tmp_path)
+
+    def rename(d):
+        d["config"]["layers"] = d["config"].pop("num_layers")
+
+    _rewrite(old, info=rename)
+    rc = cli.main(["train", "--resume", str(old), "--out", str(old), "--steps", "2", "--quiet",
+                   "--eval-seeds", "none", "--device", "cpu"])
+    assert rc == 0
+    assert read_state(old)[1]["config"]["num_layers"] == 2

@@ -23,7 +23,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 # Settings from the table (nada_core.settings.TRAIN) offered as flags; a resumed run takes the
 # saved value of each one not given again.
-_TRAINING_FLAGS = ("steps", "batch", "layers", "interval", "falloff", "lr", "mixing", "truncation",
+_TRAINING_FLAGS = ("steps", "batch", "num_layers", "interval", "falloff", "lr", "mixing", "truncation",
                    "directional_weight", "global_weight", "angle_weight", "n_select_codes", "select_steps",
                    "select_lr", "noise_mode", "train_torgb", "train_affine", "train_const", "mixed_precision", "seed")
 _OUTPUT_FLAGS = ("preview_every", "preview_seeds", "snapshot_every")
@@ -70,16 +70,12 @@ def _config_from_args(args, saved: dict | None):
     """Saved settings (on --resume) overridden by every flag given; checked once, by TrainConfig."""
     from ..training.config import TrainConfig
 
-    base = dict(saved) if saved else {}
+    base = TrainConfig.from_dict(saved).to_dict() if saved else {}
     for name in _TRAINING_FLAGS + _OUTPUT_FLAGS:
         val = getattr(args, name)
         if val is not None:
             base[name] = val
-    if "betas" in base:
-        base["betas"] = tuple(base["betas"])
-    if isinstance(base.get("preview_seeds"), list):
-        base["preview_seeds"] = tuple(base["preview_seeds"])
-    return TrainConfig(**base)
+    return TrainConfig.from_dict(base)
 
 
 def _clip_specs(args, saved_extra: dict) -> list[tuple[str, float]]:

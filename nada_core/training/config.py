@@ -20,7 +20,7 @@ _D = TRAIN.defaults()
 class TrainConfig:
     """Every training setting. Defaults follow the paper's recipe (Appendix I) for style changes.
 
-    ``layers``: how many W+ indices to train each step (adaptive selection), or ``"all"``
+    ``num_layers``: how many W+ indices to train each step (adaptive selection), or ``"all"``
     (every styled conv, no selection pass). ``interval``/``falloff``: re-select every
     ``interval`` steps; shrink k by one every ``falloff`` steps (0 = never), down to 1.
     ``n_select_codes``/``select_steps``/``select_lr``: N_w, N_i and the SGD rate of a selection
@@ -41,7 +41,7 @@ class TrainConfig:
     batch: int = _D["batch"]
     lr: float = _D["lr"]
     betas: tuple[float, float] = _D["betas"]
-    layers: int | str = _D["layers"]
+    num_layers: int | str = _D["num_layers"]
     interval: int = _D["interval"]
     falloff: int = _D["falloff"]
     n_select_codes: int = _D["n_select_codes"]
@@ -79,7 +79,7 @@ class TrainConfig:
     @property
     def k(self) -> int | None:
         """Layer count as an int, or None for all layers."""
-        return None if self.layers == "all" else int(self.layers)
+        return None if self.num_layers == "all" else int(self.num_layers)
 
     @property
     def freeze_options(self) -> FreezeOptions:
@@ -97,15 +97,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """Settings from a JSON object (saved state, metadata); checked like any other."""
+        d = dict(d)
+        if "layers" in d and "num_layers" not in d:  # saved before the rename
+            d["num_layers"] = d.pop("layers")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise InputError(f"unknown training settings {unknown}; this file may come from a newer version")
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        if "preview_seeds" in d:
-            d["preview_seeds"] = tuple(d["preview_seeds"])
+        for key in ("betas", "preview_seeds"):  # JSON has lists only
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
         return cls(**d)
 
 

@@ -21,7 +21,7 @@ DEMO_NOTE = ("note: the generator and CLIP here have RANDOM weights, so the imag
              "'pencil sketch' means nothing to this CLIP; real checkpoints give real results.")
 
 
-def tiny_random_clip(seed: int = 0, image_size: int = 64, width: int = 128, layers: int = 2,
+def tiny_random_clip(seed: int = 0, image_size: int = 64, width: int = 128, depth: int = 2,
                      embed_dim: int = 64, device: str | torch.device = "cpu"):
     """A small open_clip ViT with random weights as a :class:`nada_core.guidance.clip.ClipModel` (no downloads).
 
@@ -34,9 +34,9 @@ def tiny_random_clip(seed: int = 0, image_size: int = 64, width: int = 128, laye
     from ..guidance.clip import ClipModel, Preprocess
 
     head = 64
-    vision = {"image_size": image_size, "layers": layers, "width": width, "patch_size": max(4, image_size // 8),
+    vision = {"image_size": image_size, "layers": depth, "width": width, "patch_size": max(4, image_size // 8),
               "head_width": head}
-    text = {"context_length": 77, "vocab_size": 49408, "width": width, "heads": width // head, "layers": layers}
+    text = {"context_length": 77, "vocab_size": 49408, "width": width, "heads": width // head, "layers": depth}
     with torch.random.fork_rng(devices=[]), torch.inference_mode(False):
         torch.manual_seed(seed)
         model = CLIP(embed_dim=embed_dim, vision_cfg=vision, text_cfg=text)
@@ -93,7 +93,7 @@ def run_demo_training(out_dir: str | Path, steps: int = 30, device: str | torch.
     say(DEMO_NOTE)
     direction = text_direction(clip, DEMO_SOURCE, DEMO_TARGET, templates=True)
     k = max(1, (G.num_ws - 1) * 2 // 3)  # show adaptive freezing: about two thirds of the layers
-    cfg = TrainConfig(steps=int(steps), batch=2, lr=0.01, layers=k, interval=10, mixing=0.9, seed=seed,
+    cfg = TrainConfig(steps=int(steps), batch=2, lr=0.01, num_layers=k, interval=10, mixing=0.9, seed=seed,
                       preview_every=max(1, int(steps) // 3), preview_seeds=(0, 1, 2, 3))
     trainer = NadaTrainer(G, clip, direction, cfg, device=dev)
     trainer.extra_info = {"demo": True, "source": DEMO_SOURCE, "target": DEMO_TARGET}

@@ -54,7 +54,7 @@ class StepResult:
     step: int
     losses: dict[str, float]
     total: float
-    layers: list[int]
+    layer_indices: list[int]
     selected: bool
     seconds: float
 
@@ -67,7 +67,7 @@ class ProgressInfo:
     step: int
     total_steps: int
     losses: dict[str, float]
-    layers: list[int]
+    layer_indices: list[int]
     seconds_per_step: float
     preview: torch.Tensor | None = None
     snapshot: Path | None = None
@@ -380,11 +380,11 @@ class NadaTrainer:
         rng_state = self.rng.get_state()
         sel_state = self.selector.state_dict()
         try:
-            layers, changed = self.selector.indices_for_step(
+            layer_indices, changed = self.selector.indices_for_step(
                 self.step_index, self.G_train, self._selection_loss, self.rng,
                 noise_mode=self.config.noise_mode, autocast=self._autocast if self._amp else None)
             if changed:
-                apply_selection(self.G_train, layers, self.freeze_options)
+                apply_selection(self.G_train, layer_indices, self.freeze_options)
             ws = self._sample_ws()
             frozen, trained = self._render_pair(ws)
             losses = self._losses(frozen, trained)
@@ -415,8 +415,9 @@ class NadaTrainer:
         selected = self.selector.ran_selection
         self.step_index += 1
         self.history.append(report)
-        self.layer_history.append(list(layers))
-        return StepResult(step=self.step_index, losses=report, total=report["total"], layers=list(layers),
+        self.layer_history.append(list(layer_indices))
+        return StepResult(step=self.step_index, losses=report, total=report["total"],
+                          layer_indices=list(layer_indices),
                           selected=bool(selected), seconds=time.perf_counter() - t0)
 
     # Previews -----------------------------------------------------------------------------------
@@ -467,7 +468,7 @@ class NadaTrainer:
                 if on_progress is not None:
                     elapsed = time.perf_counter() - t_start
                     on_progress(ProgressInfo(step=res.step, total_steps=cfg.steps, losses=res.losses,
-                                             layers=res.layers,
+                                             layer_indices=res.layer_indices,
                                              seconds_per_step=elapsed / (self.step_index - done_before),
                                              preview=preview, snapshot=snap))
         except KeyboardInterrupt:
