@@ -23,11 +23,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import signal
-import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 
@@ -36,6 +34,7 @@ from ..guidance.losses import SELECTION_WEIGHTS, LossWeights, clip_loss
 from .freezing import LayerSelector, apply_selection, candidate_w_indices, \
     trainable_parameter_names
 from ..models.stylegan2 import Generator, ModulatedConv2d
+from .runtime import copy_generator, defer_sigint, grad_mode, grad_norm, make_autograd_safe
 
 from .config import TrainConfig, parse_layers  # noqa: F401  (re-exported: the old home of both)
 from .state import GENERATOR_FILE, STATE_FILE, describe_direction, read_config, read_state  # noqa: F401
@@ -86,93 +85,6 @@ class TrainResult:
         return self.seconds / max(1, len(self.history))
 
 
-# ----------------------------------------------------------------------------------------------
-# Helpers
-# ----------------------------------------------------------------------------------------------
-
-
-def _copy_generator(source: Generator, device: torch.device) -> Generator:
-    """An independent copy of ``source`` on ``device`` made of ordinary (non-inference) tensors.
-
-    The copy is built on the meta device (no random initialisation), then every parameter and
-    buffer (non-persistent ones included) is cloned in from the source.
-    """
-    with torch.inference_mode(False), torch.no_grad():
-        with torch.device("meta"):
-            G = Generator(source.config)
-        G = G.to_empty(device=device)
-        src_params = dict(source.named_parameters())
-        src_bufs = dict(source.named_buffers())
-        for name, p in G.named_parameters():
-            p.copy_(src_params[name].detach().clone())
-        for name, b in G.named_buffers():
-            b.copy_(src_bufs[name].detach().clone())
-    return G.eval()
-
-
-def _make_autograd_safe(module: torch.nn.Module) -> int:
-    """Replace parameters/buffers of ``module`` that are inference tensors with ordinary copies.
-
-    A CLIP model loaded under ``torch.inference_mode()`` (as ComfyUI loads everything) holds
-    inference tensors, which autograd refuses to save for backward, so gradients could not flow
-    through it to the generator. Values are unchanged; returns the number of tensors replaced.
-    """
-    replaced = 0
-    with torch.inference_mode(False), torch.no_grad():
-        for mod in module.modules():
-            for name, p in list(mod._parameters.items()):
-                if p is not None and p.is_inference():
-                    mod._parameters[name] = torch.nn.Parameter(p.clone(), requires_grad=p.requires_grad)
-                    replaced += 1
-            for name, b in list(mod._buffers.items()):
-                if b is not None and b.is_inference():
-                    mod._buffers[name] = b.clone()
-                    replaced += 1
-    return replaced
-
-
-@contextlib.contextmanager
-def _grad_mode() -> Iterator[None]:
-    """Inference mode off and grad on, whatever the caller had (ComfyUI runs under inference mode)."""
-    with torch.inference_mode(False), torch.enable_grad():
-        yield
-
-
-@contextlib.contextmanager
-def _defer_sigint() -> Iterator[None]:
-    """Hold Ctrl-C until the block ends, so an optimiser update is never applied half-way.
-
-    Only possible in the main thread; elsewhere (ComfyUI's worker) this is a no-op.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda *a: received.append(a))
-    except (ValueError, OSError):  # pragma: no cover - signals unavailable
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            raise KeyboardInterrupt
-
-
-def _grad_norm(params, device: torch.device) -> torch.Tensor:
-    """L2 norm of all existing gradients, as a 0-d float32 tensor (no device sync)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros((), device=device)
-    try:
-        norms = torch._foreach_norm(grads)
-    except (AttributeError, RuntimeError):  # pragma: no cover - older/unusual backends
-        norms = [g.norm() for g in grads]
-    return torch.stack([n.float() for n in norms]).norm()
-
-
 class NonFiniteLossError(InputError):
     """The loss became NaN/inf; the weights of the previous step were kept."""
 
@@ -207,7 +119,7 @@ class NadaTrainer:
         self.direction = direction
         self.source_sha256 = getattr(generator, "source_sha256", None)
         self.source_metadata = dict(getattr(generator, "metadata", None) or {})
-        with _grad_mode():
+        with grad_mode():
             if not callable(getattr(direction, "guides", None)):
                 raise InputError(f"expected a Direction from nada_core.guidance.directions, got "
                                  f"{type(direction).__name__}")
@@ -216,8 +128,8 @@ class NadaTrainer:
             for g in self.guides:
                 inner = getattr(g.clip, "model", None)
                 if isinstance(inner, torch.nn.Module):
-                    _make_autograd_safe(inner)
-            self.G_frozen = _copy_generator(generator, self.device).requires_grad_(False)
+                    make_autograd_safe(inner)
+            self.G_frozen = copy_generator(generator, self.device).requires_grad_(False)
             self.G_train = self._make_train_generator()
             # One formulation of the modulated convs for both twins, with or without autograd, so
             # that before the first update G_train(w) == G_frozen(w) bit for bit (dI starts at 0).
@@ -253,7 +165,7 @@ class NadaTrainer:
         with torch.device("meta"):
             G = Generator(self.G_frozen.config)
         G.mapping = self.G_frozen.mapping  # shared and frozen: keeps the latent spaces aligned
-        synth = _copy_generator(self.G_frozen, self.device).synthesis
+        synth = copy_generator(self.G_frozen, self.device).synthesis
         G.synthesis = synth
         return G.eval()
 
@@ -269,7 +181,7 @@ class NadaTrainer:
     def export_generator(self, device: str | torch.device | None = None) -> Generator:
         """An independent, frozen copy of the adapted generator (eval mode, no grad), carrying
         ``source_sha256`` and training ``metadata``."""
-        G = _copy_generator(self.G_train, torch.device(device) if device is not None else self.device)
+        G = copy_generator(self.G_train, torch.device(device) if device is not None else self.device)
         G.requires_grad_(False)
         self._tag_generator(G, self.metadata())
         return G
@@ -372,7 +284,7 @@ class NadaTrainer:
         touched. A NaN/inf loss raises :class:`NonFiniteLossError` naming the step."""
         if self.step_index >= self.config.steps:
             raise InputError(f"training already finished its {self.config.steps} steps; raise steps to continue")
-        with _grad_mode():
+        with grad_mode():
             return self._step()
 
     def _step(self) -> StepResult:
@@ -392,8 +304,8 @@ class NadaTrainer:
             losses["total"].backward()
             # One device sync per step: the loss values are needed for the NaN check and the
             # report; the gradient norm rides along so an overflow in the backward pass is caught too.
-            grad_norm = _grad_norm(self.optimizer.param_groups[0]["params"], self.device)
-            values = torch.stack([v.float() for v in losses.values()] + [grad_norm]).cpu().tolist()
+            norm = grad_norm(self.optimizer.param_groups[0]["params"], self.device)
+            values = torch.stack([v.float() for v in losses.values()] + [norm]).cpu().tolist()
             grad_norm_value = values.pop()
             report = dict(zip(losses.keys(), values))
             if not all(math.isfinite(v) for v in values + [grad_norm_value]):
@@ -403,7 +315,7 @@ class NadaTrainer:
                     f"loss became non-finite at step {self.step_index + 1} ({bad}); the weights from step "
                     f"{self.step_index} are kept; lower the learning rate (now {self.config.lr:g}), e.g. to "
                     f"{self.config.lr / 4:g}")
-            with _defer_sigint():
+            with defer_sigint():
                 self.optimizer.step()
         except BaseException:
             self.rng.set_state(rng_state)
