@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from nada_core.settings import INVERT  # light: stdlib only
+
 from . import comfy_bridge
 from . import types as T
-from .common import CATEGORY_LATENT, combo, int_input, register, seed_input, socket
+from .common import CATEGORY_LATENT, register, socket
 
-FIT_MODES = ["crop", "pad", "stretch"]
-FIT_TOOLTIP = ("How a photo that is not square becomes the generator's square: crop = centre square (best for "
-               "portraits), pad = whole photo on white, stretch = whole photo squeezed.")
+# The fit choices and their help, as the settings table has them (also used by NADA Load Image).
+FIT_MODES = list(INVERT["fit"].choices)
+FIT_TOOLTIP = INVERT["fit"].help
 PREVIEW_EVERY = 25  # steps between live previews on the node
+
+
+def _seed_input() -> tuple:
+    kind, opts = INVERT.node_input("seed")
+    return (kind, {**opts, "control_after_generate": False})  # part of the recipe: not re-rolled per run
 
 
 @register("NADA Invert Image")
@@ -28,11 +35,11 @@ class NadaInvertImage:
             "required": {
                 "generator": socket(T.GENERATOR, "The source generator the photo belongs to (e.g. FFHQ for faces)."),
                 "image": socket(T.IMAGE, "Photo(s) to invert; any size, RGB/RGBA/greyscale. Faces work best aligned and centred."),
-                "space": combo(["w+", "w"], "w+: one code per layer, closest reconstruction. w: one code for all layers, "
-                               "less exact but carries over to adapted domains most faithfully.", default="w+"),
-                "steps": int_input(300, 1, 5000, "Optimisation steps (more = closer, slower)."),
-                "fit": combo(FIT_MODES, FIT_TOOLTIP, default="crop"),
-                "seed": seed_input("Seed of the optimisation's random noise (same seed = same result).", control=False),
+                # default, range/choices and tooltip from nada_core.settings.INVERT
+                "space": INVERT.node_input("space"),
+                "steps": INVERT.node_input("steps"),
+                "fit": INVERT.node_input("fit"),
+                "seed": _seed_input(),
             },
             "optional": {
                 "clip": socket(T.CLIP, "Optional CLIP model: adds a semantic similarity term (needs a CLIP trained on "
@@ -45,9 +52,8 @@ class NadaInvertImage:
         from nada_core.media.images import make_grid, to_comfy, to_uint8
         from nada_core.editing.invert import InvertConfig, invert
 
-        cfg = InvertConfig(space=space, steps=int(steps), fit=fit, seed=int(seed), preview_every=PREVIEW_EVERY)
-        if clip is None:
-            cfg.clip_weight = 0.0
+        cfg = InvertConfig(space=space, steps=steps, fit=fit, seed=seed, preview_every=PREVIEW_EVERY,
+                           **({"clip_weight": 0.0} if clip is None else {}))
         comfy_bridge.free_memory()  # inversion back-propagates through the generator: make room
         bar = comfy_bridge.Progress(cfg.steps)
 

@@ -7,41 +7,26 @@ from . import types as T
 from .common import (
     CATEGORY_TRAIN,
     float_input,
-    int_input,
     node_error,
     register,
-    seed_input,
     socket,
     string_input,
 )
 
-METRIC_LABELS = {
-    "directional_similarity": "directional similarity (higher = change matches the prompts)",
-    "target_score": "target score (CLIP similarity to the target)",
-    "diversity": "diversity (near 0 = collapsed to one image)",
-    "source_correspondence": "source correspondence (how much of each source image survives)",
-}
+# NadaTrain's widgets, in workflow order; default, range and tooltip come from nada_core.settings.TRAIN.
+# Input name -> setting name: the inputs keep the names saved workflows use ("layers" is num_layers).
+NODE_SETTINGS = {name: name for name in ("steps", "batch", "lr", "layers", "interval", "falloff", "mixing",
+                                         "global_weight", "angle_weight", "seed", "preview_every", "preview_seeds")}
+NODE_SETTINGS["layers"] = "num_layers"
 
 
-def format_metrics(result: dict, title: str = "NADA metrics") -> str:
-    """``nada_core.training.metrics.evaluate`` result -> readable lines for a text output."""
-    lines = [f"{title} on {result.get('num_samples', '?')} held-out seeds "
-             f"(truncation {result.get('truncation', 0.7):g}):"]
-    for key, label in METRIC_LABELS.items():
-        if key in result:
-            lines.append(f"  {label}: {result[key]:.4f}")
-    for m in result.get("per_model", []) or []:
-        vals = ", ".join(f"{k.split('_')[0]} {m[k]:.4f}" for k in METRIC_LABELS if k in m)
-        lines.append(f"  [{m.get('clip', '?')} x{m.get('weight', 1):g}] {vals}")
-    return "\n".join(lines)
+def _setting_input(name: str) -> tuple:
+    from nada_core.settings import TRAIN
 
-
-def comparison_image(pair):
-    """Trainer preview ``[2, P, 3, R, R]`` (row 0 source, row 1 adapted) -> ``[1, 3, H, W]`` grid in [-1, 1]."""
-    from nada_core.media.images import make_grid
-
-    rows, count = pair.shape[0], pair.shape[1]
-    return make_grid(pair.reshape(rows * count, *pair.shape[2:]), ncols=count, pad=2, pad_value=1.0)
+    kind, opts = TRAIN.node_input(name)
+    if name == "seed":  # the training seed is part of the recipe: no "randomize after run"
+        opts = {**opts, "control_after_generate": False}
+    return (kind, opts)
 
 
 def _to_pil(img):
@@ -55,14 +40,6 @@ def _pil_to_comfy(pil):
     from nada_core.media.images import pil_to_unit
 
     return pil_to_unit(pil).permute(1, 2, 0).unsqueeze(0).contiguous().float()
-
-
-def loss_series(history: list[dict]) -> dict[str, list[float]]:
-    """Per-step loss dicts -> ``{name: [value per step]}`` for the plot."""
-    names: list[str] = []
-    for h in history:
-        names.extend(k for k in h if k not in names)
-    return {n: [h.get(n, float("nan")) for h in history] for n in names}
 
 
 @register("NADA Train")
@@ -88,42 +65,18 @@ class NadaTrain:
                 "generator": socket(T.GENERATOR, "The source generator (e.g. FFHQ faces). It is copied, never modified."),
                 "clip": socket(T.CLIP, "CLIP model(s) that judge the change (NADA Load CLIP)."),
                 "direction": socket(T.DIRECTION, "Where to go in CLIP space (NADA Text Direction or NADA Image Direction)."),
-                "steps": int_input(300, 1, 20000, "Training steps. Paper: ~300 for style/texture, 50 can suffice "
-                                   "for photo -> sketch, ~2000 for animal shape changes."),
-                "batch": int_input(2, 1, 64, "Codes per step (paper: 2). More is smoother but slower and uses more memory."),
-                "lr": float_input(0.002, 0.00001, 1.0, 0.0001, "Adam learning rate (paper: 0.002). Lower it if the "
-                                  "images fall apart or the loss becomes NaN."),
-                "layers": string_input("all", "How many layers to train each step, chosen adaptively: 'all' (texture, "
-                                       "style; paper: all 18 at 1024 px), about 12 for small shape changes, 3 for "
-                                       "animals, or a number."),
-                "interval": int_input(1, 1, 1000, "Re-choose the trained layers every N steps (1 = every step, as in "
-                                      "the paper; larger is faster)."),
-                "falloff": int_input(0, 0, 100000, "Train one layer fewer every N steps, down to 1 (0 = keep the "
-                                     "count). Has no effect with layers 'all'."),
-                "mixing": float_input(0.9, 0.0, 1.0, 0.05, "Style-mixing probability of the training codes "
-                                      "(paper: 0.9, or 0 for some domains)."),
-                "global_weight": float_input(0.0, 0.0, 10.0, 0.05, "Weight of the global CLIP loss (image vs target "
-                                             "text). Alone it collapses; a little (e.g. 0.25) can strengthen the change."),
-                "angle_weight": float_input(0.0, 0.0, 10.0, 0.05, "Weight of the angle-consistency loss that keeps "
-                                            "samples as different from each other as before (fights collapse)."),
-                "seed": seed_input("Seed of the training run: the same seed and settings give the same result.",
-                                   control=False),
-                "preview_every": int_input(20, 0, 10000, "Show a source-vs-adapted preview on the node every N steps "
-                                           "(0 = only at the end)."),
-                "preview_seeds": string_input("0-3", "Seeds shown in the preview and the comparison output, e.g. '0-3' or '1,5,9'."),
+                **{name: _setting_input(setting) for name, setting in NODE_SETTINGS.items()},
             }
         }
 
     @classmethod
     def VALIDATE_INPUTS(cls, layers, preview_seeds):
         from nada_core.errors import InputError
+        from nada_core.settings import TRAIN
 
         try:
-            from nada_core.seeds import parse_seeds
-            from nada_core.training.trainer import parse_layers
-
-            parse_layers(layers)
-            parse_seeds(preview_seeds)
+            TRAIN.check("num_layers", layers)
+            TRAIN.check("preview_seeds", preview_seeds)
         except InputError as err:
             return f"{cls.DISPLAY_NAME}: {err}"
         return True
@@ -131,33 +84,33 @@ class NadaTrain:
     def train(self, generator, clip, direction, steps: int, batch: int, lr: float, layers: str, interval: int,
               falloff: int, mixing: float, global_weight: float, angle_weight: float, seed: int,
               preview_every: int, preview_seeds: str):
-        from nada_core.training.metrics import evaluate
-        from nada_core.media.plots import draw_loss_plot
         from nada_core.media.images import to_comfy
-        from nada_core.seeds import parse_seeds
-        from nada_core.training.trainer import NadaTrainer, TrainConfig
+        from nada_core.media.plots import draw_loss_plot
+        from nada_core.training.config import TrainConfig
+        from nada_core.training.metrics import DEFAULT_EVAL_SEEDS
+        from nada_core.training.run import format_metrics, run_training
+        from nada_core.training.trainer import NadaTrainer
 
-        config = TrainConfig(steps=int(steps), batch=int(batch), lr=float(lr), layers=layers, interval=int(interval),
-                             falloff=int(falloff), mixing=float(mixing), global_weight=float(global_weight),
-                             angle_weight=float(angle_weight), seed=int(seed), preview_every=int(preview_every),
-                             preview_seeds=tuple(parse_seeds(preview_seeds)))
+        # Widget values go to the config as they are: TrainConfig checks them against the table.
+        config = TrainConfig(steps=steps, batch=batch, lr=lr, num_layers=layers, interval=interval, falloff=falloff,
+                             mixing=mixing, global_weight=global_weight, angle_weight=angle_weight, seed=seed,
+                             preview_every=preview_every, preview_seeds=preview_seeds)
         comfy_bridge.free_memory()  # make room: ComfyUI may still hold diffusion models
         trainer = NadaTrainer(generator, clip, direction, config, device=comfy_bridge.torch_device())
         bar = comfy_bridge.Progress(config.steps)
 
-        def on_progress(info):
-            preview = _to_pil(comparison_image(info.preview)) if info.preview is not None else None
-            bar.update(info.step, preview)
+        def on_progress(info, grid):
+            bar.update(info.step, _to_pil(grid) if grid is not None else None)
 
-        result = trainer.run(on_progress=on_progress, should_stop=comfy_bridge.interrupt_requested)
-        if result.interrupted:
-            comfy_bridge.raise_interrupted(f"training stopped at step {result.steps_done} of {result.total_steps}")
+        outcome = run_training(trainer, eval_seeds=DEFAULT_EVAL_SEEDS, on_progress=on_progress,
+                               should_stop=comfy_bridge.interrupt_requested)
+        if outcome.interrupted:
+            comfy_bridge.raise_interrupted(f"training stopped at step {trainer.step_index} of {config.steps}")
         adapted = trainer.export_generator()
-        comparison = comparison_image(trainer.preview())
-        plot = draw_loss_plot(loss_series(trainer.history), title=f"NADA training loss ({result.steps_done} steps)")
-        scores = evaluate(trainer.G_frozen, adapted, clip, direction)
-        text = format_metrics(scores, title=f"NADA metrics after {result.steps_done} steps")
-        return (adapted, to_comfy(comparison), _pil_to_comfy(plot), text)
+        done = trainer.step_index
+        plot = draw_loss_plot(outcome.loss_series, title=f"NADA training loss ({done} steps)")
+        text = format_metrics(outcome.after, title=f"NADA metrics after {done} steps")
+        return (adapted, to_comfy(outcome.comparison()), _pil_to_comfy(plot), text)
 
 
 @register("NADA Metrics")
@@ -185,13 +138,15 @@ class NadaMetrics:
         }
 
     def measure(self, clip, direction, source_generator, adapted_generator, seeds: str, truncation: float):
-        from nada_core.training.metrics import evaluate
         from nada_core.seeds import parse_seeds
+        from nada_core.training.metrics import evaluate
+        from nada_core.training.run import format_metrics
 
         seed_list = parse_seeds(seeds)
         if len(seed_list) < 2:
             raise node_error(self, "give at least two seeds (diversity compares pairs), e.g. '1000-1015'")
         scores = evaluate(source_generator, adapted_generator, clip, direction, seeds=seed_list,
                           truncation=float(truncation))
+
         text = format_metrics(scores)
         return {"ui": {"text": [text]}, "result": (text,)}

@@ -13,7 +13,7 @@ import torch
 
 from nada_core import cli
 from nada_core.formats.checkpoints import load_generator, read_metadata, save_generator, sha256_file
-from nada_core.training.trainer import read_state
+from nada_core.training.state import read_state
 from tests.clip_factory import save_tiny_clip
 from tests.factories import tiny_generator
 
@@ -60,7 +60,7 @@ def test_train_writes_every_output(files, tmp_path):
     nada = meta["provenance"]["nada"]
     assert nada["direction"]["source_text"] == "photo" and nada["direction"]["target_text"] == "pencil sketch"
     assert nada["direction"]["templates"] is False
-    assert nada["settings"]["global_weight"] == 0.2 and nada["settings"]["layers"] == 2
+    assert nada["settings"]["global_weight"] == 0.2 and nada["settings"]["num_layers"] == 2
     assert meta["source_sha256"] == sha256_file(files["generator"])
     # Preview: 2 rows (source, adapted) x 4 seed columns of 16 px with 2 px gaps.
     with Image.open(out / "preview_000004.png") as im:
@@ -199,7 +199,7 @@ def test_demo_training_writes_outputs_and_says_weights_are_random(tmp_path):
     from nada_core.training.demo import run_demo_training, tiny_random_clip
 
     lines = []
-    result = run_demo_training(tmp_path / "demo", steps=3, device="cpu", progress=False,
+    result = run_demo_training(tmp_path / "demo", steps=3, device="cpu",
                                generator=tiny_generator(16), say=lines.append)
     assert any("RANDOM weights" in line and "abstract" in line for line in lines)
     names = {p.name for p in (tmp_path / "demo").iterdir()}
@@ -269,3 +269,39 @@ def test_real_ctrl_c_in_a_subprocess_saves_and_exits_130(files, tmp_path):
     assert read_state(out)[1]["step"] == steps
     load_generator(out / "generator.safetensors")
     assert json.loads((out / "metrics.json").read_text())["interrupted"] is True
+
+
+def test_cli_and_node_share_one_pipeline_and_give_identical_runs(files, tmp_path, monkeypatch):
+    """A short seeded run through `nada train` and through the NadaTrain node: same weights, same losses."""
+    import nada_core.training.run as run_mod
+    from nada_core.guidance.clip import load_clip_ensemble
+    from nada_core.guidance.directions import text_direction
+    from nodes import NODE_CLASS_MAPPINGS
+
+    calls = []
+    real = run_mod.run_training
+
+    def spy(trainer, *a, **kw):
+        outcome = real(trainer, *a, **kw)
+        calls.append(outcome)
+        return outcome
+
+    monkeypatch.setattr(run_mod, "run_training", spy)
+    out = tmp_path / "cli"
+    assert _train(files, out, "--eval-seeds", "1000-1003", "--mixing", "0.5", "--seed", "3", steps=3) == 0
+    G = load_generator(files["generator"])
+    clip = load_clip_ensemble([(files["clip"], 1.0)], device="cpu")
+    direction = text_direction(clip, "photo", "pencil sketch", templates=True)
+    with torch.inference_mode():  # as ComfyUI runs nodes
+        adapted = NODE_CLASS_MAPPINGS["NadaTrain"]().train(
+            G, clip, direction, steps=3, batch=2, lr=0.01, layers="2", interval=1, falloff=0, mixing=0.5,
+            global_weight=0.0, angle_weight=0.0, seed=3, preview_every=0, preview_seeds="0-3")[0]
+    assert len(calls) == 2  # both paths went through the one pipeline
+    cli_outcome, node_outcome = calls
+    assert cli_outcome.loss_series == node_outcome.loss_series
+    assert cli_outcome.loss_series == run_mod.loss_series(read_state(out)[1]["history"])
+    cli_params = _params(out / "generator.safetensors")
+    node_params = dict(adapted.named_parameters())
+    assert cli_params.keys() == node_params.keys()
+    assert all(torch.equal(cli_params[k], node_params[k].cpu()) for k in cli_params)
+    assert any(not torch.equal(cli_params[k], v) for k, v in G.named_parameters())  # training changed something

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -11,8 +12,9 @@ import torch
 from nada_core.guidance.clip import ClipEnsemble
 from nada_core.guidance.directions import text_direction
 from nada_core.errors import InputError
-from nada_core.guidance.losses import (NadaLoss, angle_consistency_loss, directional_loss, encode_pair,
-                              ensemble_global_loss, global_loss)
+from nada_core.guidance.losses import (SELECTION_WEIGHTS, LossWeights, angle_consistency_loss, clip_loss, combine,
+                                       directional_loss, global_loss)
+from nada_core.guidance.directions import Guide
 from tests.factories import tiny_generator
 
 
@@ -106,63 +108,61 @@ def test_shape_errors():
 
 
 # ------------------------------------------------------------------------------------------------
-# NadaLoss configuration and combination
+# The one combination (losses.combine / clip_loss), which the trainer's step and layer selection call
 # ------------------------------------------------------------------------------------------------
 def test_defaults_follow_the_paper_and_bad_weights_are_rejected():
-    cfg = NadaLoss()
-    assert (cfg.directional, cfg.global_, cfg.angle) == (1.0, 0.0, 0.0)
-    assert cfg.to_dict() == {"directional": 1.0, "global": 0.0, "angle": 0.0}
-    for bad in (dict(directional=-1), dict(global_=math.nan), dict(angle="x"),
-                dict(directional=0, global_=0, angle=0)):
+    from nada_core.training.config import TrainConfig
+
+    w = LossWeights()
+    assert (w.directional, w.global_, w.angle) == (1.0, 0.0, 0.0)
+    cfg = TrainConfig()
+    assert (cfg.directional_weight, cfg.global_weight, cfg.angle_weight) == (1.0, 0.0, 0.0)
+    # weights are validated once, with the other settings, at the boundary
+    for bad in (dict(directional_weight=-1), dict(global_weight=math.nan), dict(angle_weight="x"),
+                dict(directional_weight=0, global_weight=0, angle_weight=0)):
         with pytest.raises(InputError):
-            NadaLoss(**bad)
+            TrainConfig(**bad)
 
 
-class _Dir:
-    """Minimal direction stand-in: vectors/targets by model name."""
-
-    def __init__(self, vectors, targets):
-        self.vectors, self.targets = vectors, targets
-
-    def vector(self, name):
-        return self.vectors[name]
-
-    def target(self, name):
-        return self.targets[name]
+def _guides(vectors, targets, weights=None):
+    return [Guide(name, None, (weights or {}).get(name, 1.0), vectors[name], targets[name]) for name in vectors]
 
 
 def test_from_embeddings_weights_terms_and_models_as_documented():
     emb = {"a": (_rand(3, 8, 1), _rand(3, 8, 2)), "b": (_rand(3, 8, 3), _rand(3, 8, 4))}
-    direction = _Dir({"a": _rand(1, 8, 5)[0], "b": _rand(1, 8, 6)[0]},
-                     {"a": _rand(1, 8, 7)[0], "b": _rand(1, 8, 8)[0]})
-    cfg = NadaLoss(directional=0.8, global_=0.2, angle=0.5)
+    vectors = {"a": _rand(1, 8, 5)[0], "b": _rand(1, 8, 6)[0]}
+    targets = {"a": _rand(1, 8, 7)[0], "b": _rand(1, 8, 8)[0]}
     weights = {"a": 1.0, "b": 3.0}
-    result = cfg.from_embeddings(emb, direction, weights)
+    result = combine(emb, _guides(vectors, targets, weights), LossWeights(directional=0.8, global_=0.2, angle=0.5))
     expected, per = 0.0, {}
     for name, (t, f) in emb.items():
         tn, fn = t.double().numpy(), f.double().numpy()
-        terms = {"directional": _loop_directional(tn, fn, direction.vectors[name].double().numpy()),
-                 "global": _loop_global(tn, direction.targets[name].double().numpy()),
+        terms = {"directional": _loop_directional(tn, fn, vectors[name].double().numpy()),
+                 "global": _loop_global(tn, targets[name].double().numpy()),
                  "angle": _loop_angle(tn, fn)}
         per[name] = terms
         expected += weights[name] * (0.8 * terms["directional"] + 0.2 * terms["global"] + 0.5 * terms["angle"])
     assert result.total.item() == pytest.approx(expected, abs=1e-5)
-    assert result.components["total"] == pytest.approx(expected, abs=1e-5)
+    report = result.report()
+    assert report["total"].item() == pytest.approx(expected, abs=1e-5)
+    averaged = result.averaged()
     for term in ("directional", "global", "angle"):
         avg = (per["a"][term] * 1 + per["b"][term] * 3) / 4
-        assert result.components[term] == pytest.approx(avg, abs=1e-5)
-        assert result.per_model["b"][term] == pytest.approx(per["b"][term], abs=1e-5)
-    assert all(isinstance(v, float) for v in result.components.values())
+        assert averaged[term] == pytest.approx(avg, abs=1e-5)
+        assert result.per_guide["b"][term].item() == pytest.approx(per["b"][term], abs=1e-5)
+        assert report[f"{term}/b"].item() == pytest.approx(per["b"][term], abs=1e-5)
+    assert all(isinstance(v, float) for v in averaged.values())
 
 
 def test_global_only_loss_needs_no_frozen_images():
-    direction = _Dir({"a": _rand(1, 8, 5)[0]}, {"a": _rand(1, 8, 7)[0]})
+    vectors, targets = {"a": _rand(1, 8, 5)[0]}, {"a": _rand(1, 8, 7)[0]}
     train = _rand(2, 8, 1)
-    res = NadaLoss(directional=0, global_=1).from_embeddings({"a": (train, None)}, direction)
+    res = combine({"a": (train, None)}, _guides(vectors, targets), SELECTION_WEIGHTS)
     assert res.total.item() == pytest.approx(_loop_global(train.double().numpy(),
-                                                          direction.targets["a"].double().numpy()), abs=1e-6)
+                                                          targets["a"].double().numpy()), abs=1e-6)
+    assert set(res.report()) == {"total", "global"}
     with pytest.raises(InputError, match="frozen"):
-        NadaLoss().from_embeddings({"a": (train, None)}, direction)
+        combine({"a": (train, None)}, _guides(vectors, targets), LossWeights())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -182,14 +182,14 @@ def test_gradients_reach_the_trained_generator_only(tiny):
         for p in G_train.synthesis.parameters():
             p.add_(torch.randn_like(p) * 0.05)
     train_img = G_train.synthesis(ws)
-    result = NadaLoss(directional=1.0, global_=0.5, angle=1.0)(tiny, train_img, frozen_img, direction)
+    result = clip_loss(direction.guides(tiny), train_img, frozen_img, LossWeights(1.0, 0.5, 1.0))
     result.total.backward()
     grads = [p.grad for p in G_train.synthesis.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
     assert all(p.grad is None for p in G_frozen.parameters())
     assert all(p.grad is None for p in tiny.model.parameters())
-    assert set(result.components) == {"total", "directional", "global", "angle"}
+    assert set(result.report()) == {"total", "directional", "global", "angle"}
 
 
 def test_batched_encoding_uses_one_clip_call_and_matches_two_calls(tiny):
@@ -198,13 +198,16 @@ def test_batched_encoding_uses_one_clip_call_and_matches_two_calls(tiny):
     frozen = torch.rand(3, 3, 32, 32, generator=gen) * 2 - 1
     train = (frozen + 0.2 * torch.randn(3, 3, 32, 32, generator=gen)).requires_grad_(True)
     before = tiny.image_encoder_calls
-    batched = NadaLoss(angle=1.0)(tiny, train, frozen, direction)
+    batched = clip_loss(direction.guides(tiny), train, frozen, LossWeights(angle=1.0))
     assert tiny.image_encoder_calls - before == 1
-    two = NadaLoss(angle=1.0, batched=False)(tiny, train, frozen, direction)
+    t_emb = tiny.encode_image(train)
+    with torch.no_grad():
+        f_emb = tiny.encode_image(frozen)
     assert tiny.image_encoder_calls - before == 3
-    assert batched.total.item() == pytest.approx(two.total.item(), abs=1e-5)
-    t_emb, f_emb = encode_pair(tiny, train, frozen)
-    assert t_emb.requires_grad and not f_emb.requires_grad
+    two = directional_loss(t_emb, f_emb, direction.vector(tiny.name)) + angle_consistency_loss(t_emb, f_emb)
+    assert batched.total.item() == pytest.approx(two.item(), abs=1e-5)
+    assert batched.total.requires_grad
+    assert not batched.report()["directional"].requires_grad  # report terms are detached
 
 
 def test_ensemble_loss_is_the_weighted_sum_and_skips_zero_weight_models(tiny, tiny_b):
@@ -220,18 +223,20 @@ def test_ensemble_loss_is_the_weighted_sum_and_skips_zero_weight_models(tiny, ti
     direction = text_direction(ens, "photo", "sketch")
     frozen = torch.rand(2, 3, 32, 32) * 2 - 1
     train = frozen.flip(-1)
-    cfg = NadaLoss()
-    both = cfg(ens, train, frozen, direction)
-    a = cfg(tiny, train, frozen, direction).total.item()
-    b = cfg(tiny_b, train, frozen, direction).total.item()
+    w = LossWeights()
+    guides = direction.guides(ens)
+    both = clip_loss(guides, train, frozen, w)
+    alone = lambda name: [dataclasses.replace(g, weight=1.0) for g in guides if g.name == name]  # noqa: E731
+    a = clip_loss(alone(tiny.name), train, frozen, w).total.item()
+    b = clip_loss(alone(tiny_b.name), train, frozen, w).total.item()
     assert both.total.item() == pytest.approx(a + 0.25 * b, abs=1e-5)
-    assert set(both.per_model) == {tiny.name, tiny_b.name}
+    assert set(both.per_guide) == {tiny.name, tiny_b.name}
 
 
 def test_ensemble_global_loss_is_differentiable(tiny):
     direction = text_direction(tiny, "photo", "sketch")
     img = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_(True)
-    loss = ensemble_global_loss(tiny, img, direction)
+    loss = clip_loss(direction.guides(tiny), img, None, SELECTION_WEIGHTS).total
     expected = global_loss(tiny.encode_image(img.detach()), direction.target(tiny.name))
     assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
     loss.backward()
@@ -241,4 +246,24 @@ def test_ensemble_global_loss_is_differentiable(tiny):
 def test_mismatched_batches_are_rejected(tiny):
     direction = text_direction(tiny, "photo", "sketch")
     with pytest.raises(InputError, match="differ in shape"):
-        NadaLoss()(tiny, torch.zeros(2, 3, 32, 32), torch.zeros(3, 3, 32, 32), direction)
+        clip_loss(direction.guides(tiny), torch.zeros(2, 3, 32, 32), torch.zeros(3, 3, 32, 32), LossWeights())
+
+
+def test_trainer_step_and_selection_use_the_one_combination(tiny, monkeypatch):
+    """The trainer's step and its layer-selection pass both go through losses.combine."""
+    import nada_core.guidance.losses as losses_mod
+    from nada_core.training.trainer import NadaTrainer, TrainConfig
+
+    calls = []
+    real = losses_mod.combine
+
+    def spy(emb, guides, weights):
+        calls.append(weights)
+        return real(emb, guides, weights)
+
+    monkeypatch.setattr(losses_mod, "combine", spy)
+    G = tiny_generator(32, seed=0)
+    direction = text_direction(tiny, "photo", "sketch")
+    trainer = NadaTrainer(G, tiny, direction, TrainConfig(steps=1, num_layers=2, preview_every=0))
+    trainer.step()
+    assert SELECTION_WEIGHTS in calls and LossWeights() in calls

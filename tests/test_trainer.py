@@ -29,7 +29,7 @@ def direction(clip):
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(steps=4, batch=2, lr=0.01, layers=2, preview_every=0, seed=0)
+    base = dict(steps=4, batch=2, lr=0.01, num_layers=2, preview_every=0, seed=0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -55,7 +55,7 @@ def test_directional_similarity_rises_and_frozen_generator_never_changes(clip, d
 
     G = tiny_generator(16)
     source_before = _state(G)
-    tr = NadaTrainer(G, clip, direction, _cfg(steps=30, layers="all", lr=0.01), "cpu")
+    tr = NadaTrainer(G, clip, direction, _cfg(steps=30, num_layers="all", lr=0.01), "cpu")
     frozen_before = _state(tr.G_frozen)
     before = evaluate(tr.G_frozen, tr.G_frozen, clip, direction)
     result = tr.run()
@@ -80,11 +80,11 @@ def test_directional_similarity_rises_and_frozen_generator_never_changes(clip, d
 
 def test_step_changes_exactly_the_selected_layers(clip, direction):
     G = tiny_generator(16)
-    tr = NadaTrainer(G, clip, direction, _cfg(layers=2), "cpu")
+    tr = NadaTrainer(G, clip, direction, _cfg(num_layers=2), "cpu")
     before = _state(tr.G_train)
     res = tr.step()
-    assert len(res.layers) == 2 and res.selected
-    expected = {f"p.{n}" for n in trainable_parameter_names(tr.G_train, res.layers)}
+    assert len(res.layer_indices) == 2 and res.selected
+    expected = {f"p.{n}" for n in trainable_parameter_names(tr.G_train, res.layer_indices)}
     assert _changed(before, _state(tr.G_train)) == expected
     trainable = {n for n, p in tr.G_train.named_parameters() if p.requires_grad}
     assert {f"p.{n}" for n in trainable} == expected
@@ -92,7 +92,7 @@ def test_step_changes_exactly_the_selected_layers(clip, direction):
 
 def test_torgb_option_trains_the_torgb_of_selected_odd_index(clip, direction):
     G = tiny_generator(16)
-    tr = NadaTrainer(G, clip, direction, _cfg(layers="all", train_torgb=True), "cpu")
+    tr = NadaTrainer(G, clip, direction, _cfg(num_layers="all", train_torgb=True), "cpu")
     before = _state(tr.G_train)
     tr.step()
     changed = _changed(before, _state(tr.G_train))
@@ -108,10 +108,10 @@ def test_trainer_trains_the_conv_that_the_selected_index_drives(clip, direction)
         for name, p in G.named_parameters():
             if ".affine.weight" in name and name != f"synthesis.convs.{index}.conv.affine.weight":
                 p.zero_()
-    tr = NadaTrainer(G, clip, direction, _cfg(layers=1), "cpu")
+    tr = NadaTrainer(G, clip, direction, _cfg(num_layers=1), "cpu")
     before = _state(tr.G_train)
     res = tr.step()
-    assert res.layers == [index]
+    assert res.layer_indices == [index]
     changed = _changed(before, _state(tr.G_train))
     assert changed == {f"p.synthesis.convs.{index}.{s}" for s in ("conv.weight", "bias", "noise_strength")}
 
@@ -120,7 +120,7 @@ def test_trainer_trains_the_conv_that_the_selected_index_drives(clip, direction)
 def test_frozen_and_trained_images_of_a_pair_share_codes_crossover_and_noise(clip, direction, monkeypatch,
                                                                               noise_mode):
     G = tiny_generator(16)
-    tr = NadaTrainer(G, clip, direction, _cfg(layers="all", mixing=1.0, batch=3, noise_mode=noise_mode), "cpu")
+    tr = NadaTrainer(G, clip, direction, _cfg(num_layers="all", mixing=1.0, batch=3, noise_mode=noise_mode), "cpu")
     seen = []
     original = clip.encode_image
     monkeypatch.setattr(clip, "encode_image", lambda img: (seen.append(img.detach().clone()), original(img))[1])
@@ -145,7 +145,7 @@ def test_style_mixing_crossover(clip, direction):
 
 def test_clip_calls_per_step_and_no_text_encoding_during_training(clip, direction):
     G = tiny_generator(16)
-    tr = NadaTrainer(G, clip, direction, _cfg(steps=6, layers=2, interval=3), "cpu")
+    tr = NadaTrainer(G, clip, direction, _cfg(steps=6, num_layers=2, interval=3), "cpu")
     img_calls, txt_calls = clip.image_encoder_calls, clip.text_encoder_calls
     result = tr.run()
     selections = sum(1 for s in range(6) if s % 3 == 0)
@@ -156,16 +156,16 @@ def test_clip_calls_per_step_and_no_text_encoding_during_training(clip, directio
 
 def test_all_layers_runs_no_selection_pass(clip, direction):
     G = tiny_generator(16)
-    tr = NadaTrainer(G, clip, direction, _cfg(steps=3, layers="all"), "cpu")
+    tr = NadaTrainer(G, clip, direction, _cfg(steps=3, num_layers="all"), "cpu")
     calls = clip.image_encoder_calls
     results = [tr.step() for _ in range(3)]
     assert clip.image_encoder_calls - calls == 3
-    assert all(r.layers == list(range(G.num_ws - 1)) and not r.selected for r in results)
+    assert all(r.layer_indices == list(range(G.num_ws - 1)) and not r.selected for r in results)
 
 
 def test_falloff_shrinks_the_layer_count(clip, direction):
     G = tiny_generator(16)
-    tr = NadaTrainer(G, clip, direction, _cfg(steps=5, layers=3, falloff=2), "cpu")
+    tr = NadaTrainer(G, clip, direction, _cfg(steps=5, num_layers=3, falloff=2), "cpu")
     tr.run()
     assert [len(x) for x in tr.layer_history] == [3, 3, 2, 2, 1]
 
@@ -176,7 +176,7 @@ def test_falloff_shrinks_the_layer_count(clip, direction):
 
 
 def _resume_cfg(**kw):
-    return _cfg(steps=6, layers=2, interval=2, falloff=3, mixing=0.9, noise_mode="random", **kw)
+    return _cfg(steps=6, num_layers=2, interval=2, falloff=3, mixing=0.9, noise_mode="random", **kw)
 
 
 def test_same_seed_same_result_and_resume_equals_uninterrupted(clip, direction, tmp_path):
@@ -224,13 +224,13 @@ def test_resume_rejects_changed_settings_and_allows_more_steps(clip, direction, 
 @pytest.mark.parametrize("failing_call", [5, 6], ids=["in-selection", "in-training-encode"])
 def test_ctrl_c_inside_a_step_rolls_back_and_continuing_matches(clip, direction, monkeypatch, failing_call):
     G = tiny_generator(16)
-    reference = NadaTrainer(G, clip, direction, _cfg(steps=4, layers=2), "cpu")
+    reference = NadaTrainer(G, clip, direction, _cfg(steps=4, num_layers=2), "cpu")
     reference.run()
-    after_two = NadaTrainer(G, clip, direction, _cfg(steps=4, layers=2), "cpu")
+    after_two = NadaTrainer(G, clip, direction, _cfg(steps=4, num_layers=2), "cpu")
     after_two.step()
     after_two.step()
 
-    tr = NadaTrainer(G, clip, direction, _cfg(steps=4, layers=2), "cpu")
+    tr = NadaTrainer(G, clip, direction, _cfg(steps=4, num_layers=2), "cpu")
     original = clip.encode_image
     calls = {"n": 0}
 
@@ -305,7 +305,7 @@ def test_failed_save_leaves_the_previous_files_intact(clip, direction, tmp_path,
 
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_last_good_weights(clip, direction, monkeypatch):
     G = tiny_generator(16)
-    tr = NadaTrainer(G, clip, direction, _cfg(layers="all"), "cpu")
+    tr = NadaTrainer(G, clip, direction, _cfg(num_layers="all"), "cpu")
     tr.step()
     tr.step()
     good = _state(tr.G_train)
@@ -320,7 +320,7 @@ def test_non_finite_loss_stops_with_a_clear_error_and_keeps_last_good_weights(cl
 
 def test_non_finite_gradient_with_finite_loss_is_caught(clip, direction):
     G = tiny_generator(16)
-    tr = NadaTrainer(G, clip, direction, _cfg(layers="all"), "cpu")
+    tr = NadaTrainer(G, clip, direction, _cfg(num_layers="all"), "cpu")
     tr.step()
     good = _state(tr.G_train)
     hook = tr.G_train.synthesis.convs[1].conv.weight.register_hook(lambda g: g * float("inf"))
@@ -351,14 +351,14 @@ def test_training_under_inference_mode_with_inference_tensors(tmp_path):
         clip.model.load_state_dict({k: v.clone() for k, v in clip.model.state_dict().items()}, assign=True)
         assert next(G.parameters()).is_inference() and next(clip.model.parameters()).is_inference()
         d = text_direction(clip, "photo", "pencil sketch", templates=False)
-        tr = NadaTrainer(G, clip, d, _cfg(steps=3, layers=2, preview_every=3), "cpu")
+        tr = NadaTrainer(G, clip, d, _cfg(steps=3, num_layers=2, preview_every=3), "cpu")
         before = _state(tr.G_train)
         previews = []
         result = tr.run(on_progress=lambda info: previews.append(info.preview))
         exported = tr.export_generator()
         metrics = evaluate(tr.G_frozen, exported, clip, d, seeds=[1000, 1001, 1002])
         tr.save_state(tmp_path / "state.safetensors")  # resume inside inference mode too
-        longer = _cfg(steps=4, layers=2, preview_every=3)
+        longer = _cfg(steps=4, num_layers=2, preview_every=3)
         resumed = NadaTrainer(G, clip, d, longer, "cpu").load_state(tmp_path / "state.safetensors")
         resumed.step()
     assert resumed.step_index == 4
@@ -441,7 +441,7 @@ def test_export_generator_is_independent(clip, direction, tmp_path):
 
 @pytest.mark.parametrize("bad, word", [
     (dict(steps=0), "steps"), (dict(batch=0), "batch"), (dict(lr=0.0), "lr"), (dict(lr=-1e-3), "lr"),
-    (dict(lr=float("nan")), "lr"), (dict(layers=0), "layers"), (dict(layers="some"), "layers"),
+    (dict(lr=float("nan")), "lr"), (dict(num_layers=0), "layers"), (dict(num_layers="some"), "layers"),
     (dict(interval=0), "interval"), (dict(falloff=-1), "falloff"), (dict(mixing=1.5), "mixing"),
     (dict(betas=(1.0, 0.9)), "betas"), (dict(truncation=0.0), "truncation"),
     (dict(directional_weight=0.0), "weights"), (dict(global_weight=-1.0), "global_weight"),
@@ -455,10 +455,10 @@ def test_bad_settings_raise_clear_errors(bad, word):
 
 
 def test_layers_accepts_all_and_numbers():
-    assert TrainConfig(layers="ALL").k is None
-    assert TrainConfig(layers=None).layers == "all"
-    assert TrainConfig(layers="12").k == 12
-    assert TrainConfig(layers=40).k == 40  # more than exist: clipped to the generator's layers
+    assert TrainConfig(num_layers="ALL").k is None
+    assert TrainConfig(num_layers=None).num_layers == "all"
+    assert TrainConfig(num_layers="12").k == 12
+    assert TrainConfig(num_layers=40).k == 40  # more than exist: clipped to the generator's layers
 
 
 def test_step_after_the_last_step_is_refused(clip, direction):
@@ -466,3 +466,17 @@ def test_step_after_the_last_step_is_refused(clip, direction):
     tr.step()
     with pytest.raises(InputError, match="raise steps"):
         tr.step()
+
+
+def test_engine_never_imports_the_cli():
+    """nada_core.training/guidance are the engine: the CLI imports them, never the other way round."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "nada_core"
+    for folder in ("training", "guidance", "models", "editing", "media", "formats"):
+        for path in (root / folder).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    assert "commands" not in (node.module or "").split("."), f"{path} imports {node.module}"
+                elif isinstance(node, ast.Import):
+                    assert not any(".commands" in a.name for a in node.names), path

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .common import add_device_argument
+from .train import ProgressBar
 
 NAME = "demo"
 HELP = "Run the pipeline end to end on tiny random models (no downloads) and write the outputs."
@@ -68,8 +69,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"[3/4] interpolation: 24 frames through seeds 0, 1, 2 -> {out / 'interpolation.gif'}")
 
     # 4. CLIP-guided training with a tiny random CLIP.
-    result = run_demo_training(out / "train", steps=args.steps, device=device, progress=not quiet,
-                               generator=G, seed=args.seed)
+    bar = ProgressBar(args.steps, enabled=not quiet)
+    try:
+        result = run_demo_training(out / "train", steps=args.steps, device=device, on_progress=bar,
+                                   generator=G, seed=args.seed)
+    finally:
+        bar.close()
     print(f"[4/4] training: {args.steps} steps 'photo' -> 'pencil sketch' -> {out / 'train'}")
     for key in ("directional_similarity_before", "directional_similarity_after"):
         if key in result:

@@ -25,6 +25,11 @@ NAME = "invert"
 HELP = "Invert photos into a generator's latent space (W or W+) and save the latents."
 
 
+# Settings of nada_core.settings.INVERT offered as flags (default, range and help from the table).
+_INVERT_FLAGS = ("space", "steps", "lr", "optimize_noise", "fit", "pixel_weight", "ssim_weight", "clip_weight",
+                 "seed", "preview_every")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generator", required=True, help="the source generator (.pt, .pkl or .safetensors)")
     p.add_argument("--image", nargs="+", required=True, metavar="FILE",
@@ -32,20 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", action="append", metavar="SPEC",
                    help="optional CLIP model for a semantic similarity term, e.g. "
                         "'ViT-B-32:models/vit-b-32.safetensors'; repeat for several")
-    p.add_argument("--space", choices=("w", "w+"), default="w+",
-                   help="w: one code per image (most editable); w+: one per layer (closest match; default)")
-    p.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.1)")
-    p.add_argument("--noise", action="store_true",
-                   help="also optimise the per-pixel noise maps (finer detail, stored with the latents)")
-    p.add_argument("--fit", choices=("crop", "pad", "stretch"), default="crop",
-                   help="how non-square images are fitted: centre crop (default), pad with white, or stretch")
-    p.add_argument("--pixel-weight", type=float, default=None, help="weight of the multi-scale pixel loss (default 1)")
-    p.add_argument("--ssim-weight", type=float, default=None, help="weight of the SSIM loss (default 0.5)")
-    p.add_argument("--clip-weight", type=float, default=None, help="weight of the CLIP similarity loss (default 0.5)")
+    from ..settings import INVERT
+
+    INVERT.add_flags(p, _INVERT_FLAGS)
     p.add_argument("--batch", type=int, default=4, help="images inverted together (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--preview-every", type=int, default=0, help="save progress.png every N steps (default never)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_argument(p)
@@ -118,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
     from ..editing.invert import InvertConfig, invert
     from ..editing.latents import Latents, save_latents
 
-    if args.steps < 1:
-        raise InputError("--steps must be at least 1")
+    # Only the flags given; InvertConfig checks them (and fills the rest) from the table.
+    cfg = InvertConfig(**{name: getattr(args, name) for name in _INVERT_FLAGS if getattr(args, name) is not None})
     if args.batch < 1:
         raise InputError("--batch must be at least 1")
     device = resolve_device(args.device)
@@ -129,13 +124,7 @@ def run(args: argparse.Namespace) -> int:
         from ..guidance.clip import load_clip_ensemble
 
         clip = load_clip_ensemble([(s, 1.0) for s in args.clip], device=device)
-    cfg = InvertConfig(space=args.space, steps=args.steps, optimize_noise=args.noise, seed=args.seed, fit=args.fit,
-                       preview_every=args.preview_every)
-    for name in ("lr", "pixel_weight", "ssim_weight", "clip_weight"):
-        if getattr(args, name) is not None:
-            setattr(cfg, name, float(getattr(args, name)))
-    cfg.validate()
-    prepared = prepare_images(_image_files(args.image), G.img_resolution, fit=args.fit)
+    prepared = prepare_images(_image_files(args.image), G.img_resolution, fit=cfg.fit)
     out = Path(args.out).expanduser()
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder")
@@ -162,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items() if k != "lr"}, refresh=False)
-                    if preview is not None and args.preview_every:
+                    if preview is not None and cfg.preview_every:
                         pair = torch.stack([from_unit(part.images), preview], dim=1).flatten(0, 1)
                         save_png(make_grid(pair, ncols=2, pad=2), out / f"progress_{first:03d}.png")
 

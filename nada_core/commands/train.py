@@ -11,7 +11,6 @@ current step, saves everything so far and exits (code 130); ``--resume OUT`` con
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,14 +21,12 @@ HELP = "Adapt a generator with CLIP guidance (StyleGAN-NADA): 'photo' -> 'pencil
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
-# Options whose value a resumed run takes from the saved run unless given again.
-_TRAIN_FLAGS = {
-    "batch": "batch", "layers": "layers", "interval": "interval", "falloff": "falloff", "lr": "lr",
-    "mixing": "mixing", "global_weight": "global_weight", "angle_weight": "angle_weight",
-    "directional_weight": "directional_weight", "seed": "seed", "truncation": "truncation",
-    "select_codes": "n_select_codes", "select_steps": "select_steps", "select_lr": "select_lr",
-    "noise_mode": "noise_mode",
-}
+# Settings from the table (nada_core.settings.TRAIN) offered as flags; a resumed run takes the
+# saved value of each one not given again.
+_TRAINING_FLAGS = ("steps", "batch", "num_layers", "interval", "falloff", "lr", "mixing", "truncation",
+                   "directional_weight", "global_weight", "angle_weight", "n_select_codes", "select_steps",
+                   "select_lr", "noise_mode", "train_torgb", "train_affine", "train_const", "mixed_precision", "seed")
+_OUTPUT_FLAGS = ("preview_every", "preview_seeds", "snapshot_every")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -51,40 +48,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--templates", action=argparse.BooleanOptionalAction, default=None,
                    help="average the prompts over photo templates ('a photo of a {}.', ...) (default on)")
 
+    from ..settings import TRAIN
+
     t = p.add_argument_group("training")
-    t.add_argument("--steps", metavar="N", type=int, default=None, help="training steps (default 300)")
-    t.add_argument("--batch", metavar="B", type=int, default=None, help="codes per step (default 2)")
-    t.add_argument("--layers", metavar="K|all", default=None,
-                   help="W+ layers trained per step (adaptive selection) or 'all' (default all)")
-    t.add_argument("--interval", metavar="I", type=int, default=None, help="re-select layers every N steps (default 1)")
-    t.add_argument("--falloff", metavar="F", type=int, default=None,
-                   help="train one layer fewer every N steps, down to 1 (default 0 = off)")
-    t.add_argument("--lr", metavar="LR", type=float, default=None, help="Adam learning rate (default 0.002)")
-    t.add_argument("--mixing", metavar="P", type=float, default=None, help="style-mixing probability (default 0.9)")
-    t.add_argument("--truncation", metavar="PSI", type=float, default=None, help="truncation psi of training codes (default 1)")
-    t.add_argument("--directional-weight", metavar="W", type=float, default=None, help="directional loss weight (default 1)")
-    t.add_argument("--global-weight", metavar="W", type=float, default=None, help="global CLIP loss weight (default 0)")
-    t.add_argument("--angle-weight", metavar="W", type=float, default=None,
-                   help="in-domain angle-consistency loss weight (default 0)")
-    t.add_argument("--select-codes", metavar="N", type=int, default=None, help="codes per layer selection (default 8)")
-    t.add_argument("--select-steps", metavar="N", type=int, default=None, help="SGD steps per layer selection (default 1)")
-    t.add_argument("--select-lr", metavar="LR", type=float, default=None, help="SGD rate of layer selection (default 0.01)")
-    t.add_argument("--noise-mode", choices=("const", "random"), default=None,
-                   help="per-pixel noise while training (default const)")
-    t.add_argument("--train-torgb", action="store_true", help="also train the toRGB layers of selected entries")
-    t.add_argument("--train-affine", action="store_true", help="also train the style affines of selected layers")
-    t.add_argument("--train-const", action="store_true", help="also train the 4x4 constant (with entry 0)")
-    t.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-                   help="bf16 autocast on CUDA: faster, less memory (default on; no effect on CPU/MPS)")
-    t.add_argument("--seed", metavar="S", type=int, default=None, help="seed of the training codes (default 0)")
+    TRAIN.add_flags(t, _TRAINING_FLAGS)
 
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="DIR", required=True, help="output folder")
     o.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR (its --out folder)")
-    o.add_argument("--preview-every", metavar="N", type=int, default=None, help="preview PNG every N steps (default 50; 0 = off)")
-    o.add_argument("--preview-seeds", metavar="SEEDS", default=None, help="seeds of the preview columns (default 0-3)")
-    o.add_argument("--snapshot-every", metavar="N", type=int, default=None,
-                   help="save the generator every N steps under snapshots/ (default 0 = off)")
+    TRAIN.add_flags(o, _OUTPUT_FLAGS)
     o.add_argument("--eval-seeds", metavar="SEEDS", default="1000-1015",
                    help="held-out seeds for metrics.json (default 1000-1015; 'none' skips metrics)")
     o.add_argument("--quiet", action="store_true", help="no progress bar or progress messages")
@@ -95,31 +67,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args, saved: dict | None):
-    from ..training.trainer import TrainConfig
+    """Saved settings (on --resume) overridden by every flag given; checked once, by TrainConfig."""
+    from ..training.config import TrainConfig
 
-    base = dict(saved) if saved else {}
-    for flag, key in _TRAIN_FLAGS.items():
-        val = getattr(args, flag)
+    base = TrainConfig.from_dict(saved).to_dict() if saved else {}
+    for name in _TRAINING_FLAGS + _OUTPUT_FLAGS:
+        val = getattr(args, name)
         if val is not None:
-            base[key] = val
-    for key in ("steps", "preview_every", "snapshot_every"):
-        val = getattr(args, key)
-        if val is not None:
-            base[key] = val
-    if args.preview_seeds is not None:
-        from ..seeds import parse_seeds
-
-        base["preview_seeds"] = tuple(parse_seeds(args.preview_seeds))
-    for key in ("train_torgb", "train_affine", "train_const"):
-        if getattr(args, key):
-            base[key] = True
-    if args.mixed_precision is not None:
-        base["mixed_precision"] = bool(args.mixed_precision)
-    if "betas" in base:
-        base["betas"] = tuple(base["betas"])
-    if "preview_seeds" in base:
-        base["preview_seeds"] = tuple(base["preview_seeds"])
-    return TrainConfig(**base)
+            base[name] = val
+    return TrainConfig.from_dict(base)
 
 
 def _clip_specs(args, saved_extra: dict) -> list[tuple[str, float]]:
@@ -151,20 +107,6 @@ def _target_images(folder: str) -> list[Path]:
     return files
 
 
-def _save_preview(preview, path: Path) -> None:
-    from ..media.images import make_grid, save_png
-
-    rows, cols = preview.shape[0], preview.shape[1]
-    flat = preview.reshape(rows * cols, *preview.shape[2:])
-    save_png(make_grid(flat, ncols=cols, pad=2), path)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from ..atomic import atomic_write_text
-
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
 def run(args: argparse.Namespace) -> int:
     from ..formats.checkpoints import load_generator
     from ..guidance.clip import load_clip_ensemble
@@ -173,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..media.images import load_image
     from ..seeds import parse_seeds
-    from ..training.trainer import NadaTrainer, read_state
+    from ..training.state import read_state
+    from ..training.trainer import NadaTrainer
 
     out = Path(args.out).expanduser()
     saved_info: dict = {}
@@ -219,102 +162,45 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
 
     eval_seeds = None if args.eval_seeds.strip().lower() == "none" else parse_seeds(args.eval_seeds)
-    outcome = train_to_folder(trainer, out, eval_seeds=eval_seeds, progress=not args.quiet, say=say)
-    if outcome["interrupted"]:  # printed even with --quiet: the user needs to know how to continue
+    outcome = train_with_bar(trainer, out, eval_seeds=eval_seeds, progress=not args.quiet)
+    m = outcome.metrics
+    say(f"saved {m['paths']['generator']} ({trainer.step_index} steps)")
+    if outcome.interrupted:  # printed even with --quiet: the user needs to know how to continue
         print(f"nada train: interrupted at step {trainer.step_index} of {cfg.steps}; saved {out}; continue with: "
               f"nada train --resume {out} --out {out}", file=sys.stderr)
         return 130
+    if "directional_similarity_after" in m:
+        say(f"directional CLIP similarity {m['directional_similarity_before']:.3f} -> "
+            f"{m['directional_similarity_after']:.3f}; outputs in {out}/")
     return 0
 
 
-def train_to_folder(trainer, out: Path, eval_seeds=None, progress: bool = True, say=print,
-                    should_stop=None) -> dict:
-    """Run ``trainer`` and write every output into ``out``; returns the metrics dict.
+class ProgressBar:
+    """tqdm bar fed by the training pipeline's ``on_progress(info, grid)``; no-op when disabled."""
 
-    Writes previews as they come, then (also after Ctrl-C, ``should_stop`` or a NaN loss: the
-    last good weights) ``generator.safetensors``, ``train_state.safetensors``, ``loss.png`` and
-    ``metrics.json``. ``eval_seeds``: held-out seeds for the before/after CLIP metrics (None =
-    skip). A NaN/inf loss is re-raised after saving.
-    """
-    from ..training.metrics import METRIC_NAMES, evaluate
-    from ..media.plots import save_loss_plot
-    from ..training.trainer import NonFiniteLossError
+    def __init__(self, total: int, initial: int = 0, enabled: bool = True, desc: str = "nada train") -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg, guide, direction = trainer.config, trainer.clip, trainer.direction
-    before = evaluate(trainer.G_frozen, trainer.G_frozen, guide, direction, eval_seeds) if eval_seeds else None
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
+    def __call__(self, info, _grid=None) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in info.losses.items()}, refresh=False)
+            self.bar.update(1)
 
-        bar = tqdm(total=cfg.steps, initial=trainer.step_index, desc="nada train", unit="step", dynamic_ncols=True)
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
-    def on_progress(info) -> None:
-        if info.preview is not None:
-            _save_preview(info.preview, out / f"preview_{info.step:06d}.png")
-        if bar is not None:
-            bar.set_postfix({k: f"{v:.4f}" for k, v in info.losses.items()}, refresh=False)
-            bar.update(1)
 
-    failure: BaseException | None = None
-    result = None
+def train_with_bar(trainer, out: Path, eval_seeds=None, progress: bool = True, should_stop=None):
+    """:func:`nada_core.training.run.run_training` into ``out`` with a tqdm bar (``progress``)."""
+    from ..training.run import run_training
+
+    bar = ProgressBar(trainer.config.steps, trainer.step_index, enabled=progress)
     try:
-        result = trainer.run(on_progress=on_progress, should_stop=should_stop, out_dir=out)
-    except NonFiniteLossError as err:
-        failure = err
+        return run_training(trainer, out, eval_seeds=eval_seeds, on_progress=bar, should_stop=should_stop)
     finally:
-        if bar is not None:
-            bar.close()
-
-    paths = trainer.save(out)
-    if trainer.history:
-        save_loss_plot(_loss_series(trainer.history), out / "loss.png",
-                       title=f"nada train: {_describe(direction)}")
-    interrupted = bool(result.interrupted) if result is not None else False
-    metrics: dict = {"steps": trainer.step_index, "total_steps": cfg.steps, "interrupted": interrupted,
-                     "failed": str(failure) if failure else None,
-                     "seconds_per_step": result.seconds_per_step if result and result.history else None,
-                     "device": str(trainer.device)}
-    if before is not None:
-        metrics["eval_seeds"] = list(eval_seeds)
-        metrics["eval_truncation"] = before["truncation"]
-        for key in METRIC_NAMES:
-            metrics[f"{key}_before"] = before[key]
-        if not interrupted:  # after Ctrl-C, exit promptly instead of evaluating
-            try:
-                after = evaluate(trainer.G_frozen, trainer.G_train, guide, direction, eval_seeds)
-                for key in METRIC_NAMES:
-                    metrics[f"{key}_after"] = after[key]
-            except KeyboardInterrupt:
-                interrupted = True
-                metrics["interrupted"] = True
-    _write_json(out / "metrics.json", metrics)
-    if failure is not None:
-        raise failure
-    say(f"saved {paths['generator']} ({trainer.step_index} steps)")
-    if "directional_similarity_after" in metrics:
-        say(f"directional CLIP similarity {metrics['directional_similarity_before']:.3f} -> "
-            f"{metrics['directional_similarity_after']:.3f}; outputs in {out}/")
-    metrics["paths"] = {k: str(v) for k, v in paths.items()}
-    return metrics
-
-
-def _describe(direction) -> str:
-    if getattr(direction, "kind", None) == "image":
-        return "image direction"
-    return f"{direction.source_text!r} -> {direction.target_text!r}"
-
-
-def _loss_series(history: list[dict]) -> dict[str, list[float]]:
-    keys: list[str] = []
-    for h in history:
-        for k in h:
-            if k not in keys:
-                keys.append(k)
-    series = {k: [h.get(k, float("nan")) for h in history] for k in keys}
-    others = [k for k in series if k != "total"]
-    if len(others) == 1 and series[others[0]] == series.get("total"):
-        del series["total"]  # one loss term at weight 1: the total is the same curve
-    return series
+        bar.close()

@@ -34,8 +34,11 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..settings import INVERT
 from ..media.image_prep import Box, FitMode, Layout, PreparedImages, prepare_images
 from .latents import Latents, generator_lineage, synthesize
+
+_D = INVERT.defaults()
 
 ProgressFn = Callable[[int, int, dict, "torch.Tensor | None"], None]
 
@@ -65,58 +68,41 @@ class InvertConfig:
     reconstructions to ``on_progress`` every this many steps (0 = never; the last step always).
     """
 
-    space: Literal["w", "w+"] = "w+"
-    steps: int = 300
-    lr: float = 0.1
-    lr_rampup: float = 0.05
-    lr_rampdown: float = 0.25
-    w_noise: float = 0.05
-    w_noise_ramp: float = 0.75
-    wplus_warmup: float = 0.3
-    wplus_lr_scale: float = 0.3
-    optimize_noise: bool = False
-    noise_reg_weight: float = 1e5
-    noise_lr_scale: float = 0.1
-    pixel_weight: float = 1.0
-    pixel_loss: Literal["l1", "l2"] = "l1"
-    pixel_scales: tuple[int, ...] = (1, 2, 4)
-    ssim_weight: float = 0.5
-    ssim_window: int = 11
-    clip_weight: float = 0.5
-    w_avg_samples: int = 10_000
-    seed: int = 0
-    fit: FitMode = "crop"
-    preview_every: int = 0
+    # Defaults come from the settings table (written once there).
+    space: Literal["w", "w+"] = _D["space"]
+    steps: int = _D["steps"]
+    lr: float = _D["lr"]
+    lr_rampup: float = _D["lr_rampup"]
+    lr_rampdown: float = _D["lr_rampdown"]
+    w_noise: float = _D["w_noise"]
+    w_noise_ramp: float = _D["w_noise_ramp"]
+    wplus_warmup: float = _D["wplus_warmup"]
+    wplus_lr_scale: float = _D["wplus_lr_scale"]
+    optimize_noise: bool = _D["optimize_noise"]
+    noise_reg_weight: float = _D["noise_reg_weight"]
+    noise_lr_scale: float = _D["noise_lr_scale"]
+    pixel_weight: float = _D["pixel_weight"]
+    pixel_loss: Literal["l1", "l2"] = _D["pixel_loss"]
+    pixel_scales: tuple[int, ...] = _D["pixel_scales"]
+    ssim_weight: float = _D["ssim_weight"]
+    ssim_window: int = _D["ssim_window"]
+    clip_weight: float = _D["clip_weight"]
+    w_avg_samples: int = _D["w_avg_samples"]
+    seed: int = _D["seed"]
+    fit: FitMode = _D["fit"]
+    preview_every: int = _D["preview_every"]
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
-        if self.space not in ("w", "w+"):
-            raise InputError(f"inversion space must be 'w' or 'w+', got {self.space!r}")
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise InputError(f"inversion steps must be a positive integer, got {self.steps!r}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise InputError(f"learning rate must be positive, got {self.lr}")
-        for name in ("lr_rampup", "lr_rampdown", "w_noise_ramp", "wplus_warmup"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise InputError(f"{name} is a fraction of the run and must be in [0, 1], got {v}")
-        for name in ("wplus_lr_scale", "noise_lr_scale"):
-            v = getattr(self, name)
-            if not (v > 0 and math.isfinite(v)):
-                raise InputError(f"{name} must be a positive number, got {v}")
-        for name in ("w_noise", "noise_reg_weight", "pixel_weight", "ssim_weight", "clip_weight"):
-            v = getattr(self, name)
-            if not (v >= 0 and math.isfinite(v)):
-                raise InputError(f"{name} must be a non-negative number, got {v}")
-        if self.pixel_loss not in ("l1", "l2"):
-            raise InputError(f"pixel loss must be 'l1' or 'l2', got {self.pixel_loss!r}")
-        if not self.pixel_scales or any(int(s) < 1 for s in self.pixel_scales):
-            raise InputError(f"pixel scales are downsampling factors >= 1, got {self.pixel_scales!r}")
+        """Check every field against :data:`nada_core.settings.INVERT` (one :class:`InputError` line
+        naming the setting and its range); runs when the config is built and again in
+        :func:`invert`, as fields may be changed in between."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, INVERT.check(f.name, getattr(self, f.name)))
         if self.pixel_weight == 0 and self.ssim_weight == 0 and self.clip_weight == 0:
             raise InputError("all loss weights are zero; give pixel_weight, ssim_weight or clip_weight a positive value")
-        if self.w_avg_samples < 0:
-            raise InputError(f"w_avg_samples must be >= 0, got {self.w_avg_samples}")
-        if self.preview_every < 0:
-            raise InputError(f"preview_every must be >= 0, got {self.preview_every}")
 
 
 @dataclasses.dataclass

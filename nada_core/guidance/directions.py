@@ -95,10 +95,26 @@ def _unit(vec: torch.Tensor, what: str, model_name: str) -> torch.Tensor:
     return vec / norm
 
 
-def _models(guide) -> list:
+def _models(clip) -> list:
     from .clip import as_ensemble
 
-    return as_ensemble(guide).models
+    return as_ensemble(clip).models
+
+
+@dataclass
+class Guide:
+    """One CLIP model's share of the guidance, carried by its direction.
+
+    ``clip`` has ``encode_image(img [N, 3, H, W] in [-1, 1]) -> [N, D]`` (differentiable);
+    ``weight``: its loss weight in the ensemble; ``vector``: unit ``[D]`` direction dT;
+    ``target``: unit ``[D]`` embedding the global loss aims at.
+    """
+
+    name: str
+    clip: object
+    weight: float
+    vector: torch.Tensor
+    target: torch.Tensor
 
 
 @dataclass
@@ -135,6 +151,21 @@ class Direction:
     def target(self, model_name: str) -> torch.Tensor:
         self.vector(model_name)
         return self.targets[model_name]
+
+    def guides(self, clip, device: torch.device | str | None = None) -> list[Guide]:
+        """Pair each CLIP model of ``clip`` (a ``ClipModel`` or ``ClipEnsemble`` with the models this
+        direction was computed with) with its weight, vector and target: the ONE place models and
+        vectors are joined by name. ``device``: where the (detached, float32) vectors go."""
+        from .clip import as_ensemble
+
+        out = []
+        for model, weight in as_ensemble(clip):
+            vec, tgt = self.vector(model.name), self.target(model.name)
+            if device is not None:
+                vec = vec.detach().to(device, torch.float32).clone()
+                tgt = tgt.detach().to(device, torch.float32).clone()
+            out.append(Guide(model.name, model, float(weight), vec, tgt))
+        return out
 
     def to(self, device: torch.device | str) -> "Direction":
         move = lambda d: {k: v.to(device) for k, v in d.items()}  # noqa: E731
@@ -179,10 +210,10 @@ def mean_text_embedding(model, prompt: str, templates: bool | Sequence[str] = Tr
     return _unit(emb.float().mean(dim=0), f"text embedding of {prompt!r}", model.name)
 
 
-def text_direction(guide, source: str, target: str, templates: bool | Sequence[str] = True) -> Direction:
-    """Direction from the ``source`` prompt to the ``target`` prompt for every model of ``guide``.
+def text_direction(clip, source: str, target: str, templates: bool | Sequence[str] = True) -> Direction:
+    """Direction from the ``source`` prompt to the ``target`` prompt for every model of ``clip``.
 
-    ``guide``: a :class:`~nada_core.guidance.clip.ClipModel` or :class:`~nada_core.guidance.clip.ClipEnsemble`.
+    ``clip``: a :class:`~nada_core.guidance.clip.ClipModel` or :class:`~nada_core.guidance.clip.ClipEnsemble`.
     ``templates``: True (default list), False (bare prompts) or a list of ``"...{}..."`` strings.
     """
     src, tgt = _clean_prompt(source, "source"), _clean_prompt(target, "target")
@@ -190,7 +221,7 @@ def text_direction(guide, source: str, target: str, templates: bool | Sequence[s
         raise InputError(f"source and target prompts are the same ({src!r}); describe the domain you want "
                          f"to reach in the target prompt")
     vectors, targets, sources = {}, {}, {}
-    for model in _models(guide):
+    for model in _models(clip):
         s_emb = model.encode_text(apply_templates(src, templates)).float()
         t_emb = model.encode_text(apply_templates(tgt, templates)).float()
         s_mean, t_mean = s_emb.mean(dim=0), t_emb.mean(dim=0)
@@ -259,7 +290,7 @@ def sample_source_images(G_frozen, num_samples: int = 16, seed: int = 0, truncat
     return torch.cat(out)
 
 
-def image_direction(guide, target_images, G_frozen=None, *, source_images: torch.Tensor | None = None,
+def image_direction(clip, target_images, G_frozen=None, *, source_images: torch.Tensor | None = None,
                     num_samples: int = 16, seed: int = 0, truncation_psi: float = 1.0, batch_size: int = 4,
                     should_stop: Callable[[], bool] | None = None,
                     progress: Callable[[int, int], None] | None = None) -> Direction:
@@ -282,7 +313,7 @@ def image_direction(guide, target_images, G_frozen=None, *, source_images: torch
         raise InputError("the source samples hold NaN/inf values; check the generator")
     vectors, tgt_means, src_means = {}, {}, {}
     with torch.no_grad():
-        for model in _models(guide):
+        for model in _models(clip):
             if should_stop is not None and should_stop():
                 raise Interrupted("stopped while computing the image direction")
             t_emb = model.encode_unit_images(targets_px).float()
@@ -298,5 +329,5 @@ def image_direction(guide, target_images, G_frozen=None, *, source_images: torch
     return Direction(vectors, tgt_means, src_means, "image", None, None, False, 1, details)
 
 
-__all__ = ["DEFAULT_TEMPLATES", "Direction", "apply_templates", "mean_text_embedding", "text_direction",
+__all__ = ["DEFAULT_TEMPLATES", "Direction", "Guide", "apply_templates", "mean_text_embedding", "text_direction",
            "image_direction", "sample_source_images", "MIN_DIRECTION_NORM"]

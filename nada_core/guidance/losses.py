@@ -25,19 +25,22 @@ of the frozen batch come from the same latent ``w_i``.
   unordered pairs ``i<j`` equals that sum divided by ``N (N - 1)``, so the weight does not depend on
   the batch size. It is 0 for a batch of one.
 
-:class:`NadaLoss` combines the terms (weights ``directional=1, global_=0, angle=0`` as in the
-paper) over every CLIP model of a guide: ``total = sum_m w_m * sum_term lambda_term * L_term^m``.
+:func:`combine` is the one combination of the terms (weights ``directional=1, global_=0, angle=0``
+as in the paper) over the guides of a direction (one per CLIP model):
+``total = sum_g w_g * sum_term lambda_term * L_term^g``. The trainer's step and the adaptive layer
+selection both call it (through :func:`clip_loss`). See ``docs/method.md``.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError, non_negative_weight
+from ..errors import InputError
 
 #: Floor on |E_I(train) - E_I(frozen)| in the directional cosine (unit embeddings; see module doc).
 DIRECTION_EPS = 1e-5
@@ -85,135 +88,125 @@ def angle_consistency_loss(train_emb: torch.Tensor, frozen_emb: torch.Tensor) ->
     return (diff ** 2).mean()
 
 
-@dataclass
-class LossResult:
-    """``total``: scalar tensor to back-propagate. ``components``: floats ``total``, ``directional``,
-    ``global``, ``angle`` (each term averaged over CLIP models with their weights, before the term
-    weight), ``per_model``: ``{model name: {term: float}}``."""
-
-    total: torch.Tensor
-    components: dict[str, float]
-    per_model: dict[str, dict[str, float]] = field(default_factory=dict)
-
-
-@dataclass
-class NadaLoss:
-    """Term weights of the CLIP loss. ``global_`` avoids the Python keyword; the follow-up work
-    used ``directional=0.8, global_=0.2``. ``batched``: encode adapted and frozen images in one
-    CLIP call per model (faster; keeps activations for both halves) instead of two."""
+@dataclass(frozen=True)
+class LossWeights:
+    """Term weights ``lambda`` of the CLIP loss (the paper: directional 1, global 0, angle 0; the
+    follow-up work used 0.8 / 0.2). Validated once, with the other settings, in
+    :mod:`nada_core.settings`; ``global_`` avoids the Python keyword."""
 
     directional: float = 1.0
     global_: float = 0.0
     angle: float = 0.0
-    eps: float = DIRECTION_EPS
-    batched: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("directional", "global_", "angle"):
-            setattr(self, name, non_negative_weight(getattr(self, name), f"loss weight {name.rstrip('_')}"))
-        if self.directional == 0 and self.global_ == 0 and self.angle == 0:
-            raise InputError("all CLIP loss weights are 0; give the directional loss a weight (1.0 is the default)")
-        if not (self.eps > 0 and math.isfinite(self.eps)):
-            raise InputError(f"eps must be a small positive number, got {self.eps!r}")
 
     @property
     def needs_frozen(self) -> bool:
+        """Whether a term compares with the frozen generator's images."""
         return self.directional > 0 or self.angle > 0
 
-    def to_dict(self) -> dict:
-        return {"directional": self.directional, "global": self.global_, "angle": self.angle}
-
-    # -- pure part ------------------------------------------------------------------------------
-    def from_embeddings(self, embeddings: dict[str, tuple[torch.Tensor, torch.Tensor | None]], direction,
-                        model_weights: dict[str, float] | None = None) -> LossResult:
-        """Combine the terms from precomputed embeddings.
-
-        ``embeddings``: ``{model name: (adapted [N, D], frozen [N, D] or None)}``; ``direction``:
-        a :class:`~nada_core.guidance.directions.Direction` with vectors/targets for those models;
-        ``model_weights``: ``{model name: weight}`` (default 1 each).
-        """
-        if not embeddings:
-            raise InputError("no CLIP embeddings to compute the loss from")
-        weights = model_weights or {name: 1.0 for name in embeddings}
-        total = None
-        sums = {"directional": 0.0, "global": 0.0, "angle": 0.0}
-        per_model: dict[str, dict[str, float]] = {}
-        weight_sum = 0.0
-        for name, (train_emb, frozen_emb) in embeddings.items():
-            w = float(weights.get(name, 0.0))
-            if w == 0.0:
-                continue
-            terms: dict[str, torch.Tensor] = {"global": global_loss(train_emb, direction.target(name))}
-            if frozen_emb is not None:
-                terms["directional"] = directional_loss(train_emb, frozen_emb, direction.vector(name), self.eps)
-                terms["angle"] = angle_consistency_loss(train_emb, frozen_emb)
-            elif self.needs_frozen:
-                raise InputError("the directional and angle losses need the frozen generator's images too")
-            model_total = sum(lam * terms[key] for key, lam in
-                              (("directional", self.directional), ("global", self.global_), ("angle", self.angle))
-                              if lam > 0)
-            total = w * model_total if total is None else total + w * model_total
-            per_model[name] = {k: float(v.detach()) for k, v in terms.items()}
-            for k, v in per_model[name].items():
-                sums[k] += w * v
-            weight_sum += w
-        if total is None:
-            raise InputError("every CLIP model has weight 0; give at least one a weight above 0")
-        components = {k: v / weight_sum for k, v in sums.items()
-                      if any(k in pm for pm in per_model.values())}
-        components["total"] = float(total.detach())
-        return LossResult(total, components, per_model)
-
-    # -- runner ---------------------------------------------------------------------------------
-    def __call__(self, guide, train_images: torch.Tensor, frozen_images: torch.Tensor | None,
-                 direction) -> LossResult:
-        """Encode ``G_train(w)`` (``train_images``, with grad) and ``G_frozen(w)`` (``frozen_images``,
-        no grad needed) with every CLIP model of ``guide`` and combine the terms.
-
-        Images are generator space ``[N, C, H, W]`` in [-1, 1]; ``frozen_images`` may be None when
-        only the global loss is weighted.
-        """
-        from .clip import as_ensemble
-
-        ens = as_ensemble(guide)
-        if frozen_images is not None and frozen_images.shape != train_images.shape:
-            raise InputError(f"adapted and frozen image batches differ in shape: {list(train_images.shape)} vs "
-                             f"{list(frozen_images.shape)}")
-        embeddings = {}
-        for model, _ in ens:
-            embeddings[model.name] = encode_pair(model, train_images, frozen_images, batched=self.batched)
-        return self.from_embeddings(embeddings, direction, ens.weights)
+    def items(self) -> list[tuple[str, float]]:
+        """``[(term, lambda)]`` of the weighted terms only, in report order."""
+        return [(k, w) for k, w in (("directional", self.directional), ("global", self.global_),
+                                    ("angle", self.angle)) if w > 0]
 
 
-def encode_pair(model, train_images: torch.Tensor, frozen_images: torch.Tensor | None,
-                batched: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(E_I(train) [N, D], E_I(frozen) [N, D] or None)`` with one CLIP call when ``batched``.
+#: What the adaptive layer selection optimises the W+ codes against: the global loss alone.
+SELECTION_WEIGHTS = LossWeights(directional=0.0, global_=1.0, angle=0.0)
 
-    The frozen half never carries gradients (it is detached before encoding).
+
+@dataclass
+class ClipLoss:
+    """One evaluation of the CLIP loss over the guides.
+
+    ``total``: scalar tensor to back-propagate, ``sum_g w_g * sum_term lambda_term * L_term^g``.
+    ``per_guide``: ``{guide name: {term: scalar tensor}}`` (weighted terms only), ``weights``:
+    ``{guide name: w_g}`` (guides of weight 0 are skipped and absent).
     """
-    if frozen_images is None:
-        return model.encode_image(train_images), None
-    n = train_images.shape[0]
-    if batched:
-        emb = model.encode_image(torch.cat([train_images, frozen_images.detach().to(train_images.device)]))
-        return emb[:n], emb[n:].detach()
-    train_emb = model.encode_image(train_images)
-    with torch.no_grad():
-        frozen_emb = model.encode_image(frozen_images)
-    return train_emb, frozen_emb
+
+    total: torch.Tensor
+    per_guide: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+
+    def report(self) -> dict[str, torch.Tensor]:
+        """Detached tensors for the step report: ``total`` then each term, keyed ``term`` with one
+        guide and ``term/<guide name>`` with several (one loss curve per guide)."""
+        out = {"total": self.total}
+        many = len(self.per_guide) > 1
+        for name, terms in self.per_guide.items():
+            for k, v in terms.items():
+                out[f"{k}/{name}" if many else k] = v.detach()
+        return out
+
+    def averaged(self) -> dict[str, float]:
+        """Each term averaged over the guides with their weights (before ``lambda``), as floats."""
+        w_sum = sum(self.weights.values())
+        out: dict[str, float] = {}
+        for name, terms in self.per_guide.items():
+            for k, v in terms.items():
+                out[k] = out.get(k, 0.0) + self.weights[name] * float(v.detach()) / w_sum
+        return out
 
 
-def ensemble_global_loss(guide, images: torch.Tensor, direction) -> torch.Tensor:
-    """Weighted ``sum_m w_m L_global^m`` of generator images ``[N, C, H, W]`` (differentiable);
-    what adaptive layer selection optimises the W+ codes against."""
-    from .clip import as_ensemble
+def combine(embeddings: dict[str, tuple[torch.Tensor, torch.Tensor | None]], guides,
+            weights: LossWeights) -> ClipLoss:
+    """THE combination of the terms, from embeddings (pure part; the trainer's step and the
+    layer-selection pass both come through here via :func:`clip_loss`).
 
+    ``embeddings``: ``{guide name: (adapted [N, D], frozen [N, D] or None)}``; ``guides``: objects
+    with ``name``, ``weight``, ``vector`` ``[D]`` and ``target`` ``[D]``
+    (:class:`nada_core.guidance.directions.Guide`).
+    """
     total = None
-    for model, w in as_ensemble(guide):
-        term = w * global_loss(model.encode_image(images), direction.target(model.name))
-        total = term if total is None else total + term
-    return total
+    per_guide: dict[str, dict[str, torch.Tensor]] = {}
+    used: dict[str, float] = {}
+    for g in guides:
+        if g.weight == 0.0:
+            continue
+        train_emb, frozen_emb = embeddings[g.name]
+        if frozen_emb is None and weights.needs_frozen:
+            raise InputError("the directional and angle losses need the frozen generator's images too")
+        terms: dict[str, torch.Tensor] = {}  # only the weighted terms are computed
+        for key, _ in weights.items():
+            if key == "directional":
+                terms[key] = directional_loss(train_emb, frozen_emb, g.vector)
+            elif key == "global":
+                terms[key] = global_loss(train_emb, g.target)
+            else:
+                terms[key] = angle_consistency_loss(train_emb, frozen_emb)
+        model_total = sum(lam * terms[key] for key, lam in weights.items())
+        total = g.weight * model_total if total is None else total + g.weight * model_total
+        per_guide[g.name], used[g.name] = terms, float(g.weight)
+    if total is None:
+        raise InputError("every CLIP model has weight 0; give at least one a weight above 0")
+    return ClipLoss(total, per_guide, used)
 
 
-__all__ = ["DIRECTION_EPS", "LossResult", "NadaLoss", "angle_consistency_loss", "directional_loss",
-           "encode_pair", "ensemble_global_loss", "global_loss"]
+def clip_loss(guides, train_images: torch.Tensor, frozen_images: torch.Tensor | None, weights: LossWeights,
+              autocast: Callable[[], Any] | None = None) -> ClipLoss:
+    """Encode ``G_train(w)`` (``train_images``, with grad) and ``G_frozen(w)`` (``frozen_images``;
+    never carries grad) with every guide's CLIP model and :func:`combine` the terms.
+
+    Images are generator space ``[N, C, H, W]`` in [-1, 1]; ``frozen_images`` is None when only
+    the global loss is weighted (layer selection). Each guide encodes the pair in ONE batched call
+    (frozen half first); ``autocast`` optionally returns a mixed-precision context for it.
+    """
+    if frozen_images is not None and frozen_images.shape != train_images.shape:
+        raise InputError(f"adapted and frozen image batches differ in shape: {list(train_images.shape)} vs "
+                         f"{list(frozen_images.shape)}")
+    ctx = autocast if autocast is not None else contextlib.nullcontext
+    n = train_images.shape[0]
+    embeddings: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+    for g in guides:
+        if g.weight == 0.0:
+            continue
+        if frozen_images is None:
+            with ctx():
+                embeddings[g.name] = (g.clip.encode_image(train_images).float(), None)
+            continue
+        with ctx():
+            emb = g.clip.encode_image(torch.cat([frozen_images.detach(), train_images])).float()
+        embeddings[g.name] = (emb[n:], emb[:n].detach())
+    return combine(embeddings, guides, weights)
+
+
+__all__ = ["DIRECTION_EPS", "SELECTION_WEIGHTS", "ClipLoss", "LossWeights", "angle_consistency_loss", "clip_loss",
+           "combine", "directional_loss", "global_loss"]

@@ -59,18 +59,20 @@ class GeneratorConfig:
     resample_filter: tuple[int, ...] = (1, 3, 3, 1)
 
     def __post_init__(self) -> None:
+        from ..settings import InvalidSetting
+
         r = self.img_resolution
         if not (isinstance(r, int) and 8 <= r <= 1024 and r & (r - 1) == 0):
-            raise ValueError(f"img_resolution must be a power of two from 8 to 1024, got {r!r}")
+            raise InvalidSetting(f"img_resolution must be a power of two from 8 to 1024, got {r!r}")
         if not self.channels:
             object.__setattr__(self, "channels", channels_from_base(r))
         chans = dict((int(k), int(v)) for k, v in self.channels)
         expected = [2**i for i in range(2, int(math.log2(r)) + 1)]
         if sorted(chans) != expected:
-            raise ValueError(f"channels must give a width for each resolution {expected}, got {sorted(chans)}")
+            raise InvalidSetting(f"channels must give a width for each resolution {expected}, got {sorted(chans)}")
         object.__setattr__(self, "channels", tuple(sorted(chans.items())))
         if self.mapping_layers < 1:
-            raise ValueError("mapping_layers must be at least 1")
+            raise InvalidSetting("mapping_layers must be at least 1")
 
     # Derived sizes -------------------------------------------------------------------------
     @property

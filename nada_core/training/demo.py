@@ -21,7 +21,7 @@ DEMO_NOTE = ("note: the generator and CLIP here have RANDOM weights, so the imag
              "'pencil sketch' means nothing to this CLIP; real checkpoints give real results.")
 
 
-def tiny_random_clip(seed: int = 0, image_size: int = 64, width: int = 128, layers: int = 2,
+def tiny_random_clip(seed: int = 0, image_size: int = 64, width: int = 128, depth: int = 2,
                      embed_dim: int = 64, device: str | torch.device = "cpu"):
     """A small open_clip ViT with random weights as a :class:`nada_core.guidance.clip.ClipModel` (no downloads).
 
@@ -34,9 +34,9 @@ def tiny_random_clip(seed: int = 0, image_size: int = 64, width: int = 128, laye
     from ..guidance.clip import ClipModel, Preprocess
 
     head = 64
-    vision = {"image_size": image_size, "layers": layers, "width": width, "patch_size": max(4, image_size // 8),
+    vision = {"image_size": image_size, "layers": depth, "width": width, "patch_size": max(4, image_size // 8),
               "head_width": head}
-    text = {"context_length": 77, "vocab_size": 49408, "width": width, "heads": width // head, "layers": layers}
+    text = {"context_length": 77, "vocab_size": 49408, "width": width, "heads": width // head, "layers": depth}
     with torch.random.fork_rng(devices=[]), torch.inference_mode(False):
         torch.manual_seed(seed)
         model = CLIP(embed_dim=embed_dim, vision_cfg=vision, text_cfg=text)
@@ -67,18 +67,19 @@ def tiny_random_generator(resolution: int = 64, seed: int = 0):
 
 
 def run_demo_training(out_dir: str | Path, steps: int = 30, device: str | torch.device = "cpu",
-                      progress: bool = True, generator=None, seed: int = 0,
+                      on_progress: Callable | None = None, generator=None, seed: int = 0,
                       say: Callable[[str], None] | None = print,
                       should_stop: Callable[[], bool] | None = None) -> dict:
     """Train a tiny random generator with a tiny random CLIP and write every output to ``out_dir``.
 
-    ``generator``: use this one instead of building a 64 px random generator. Outputs, as
+    ``generator``: use this one instead of building a 64 px random generator. ``on_progress``:
+    passed to :func:`nada_core.training.run.run_training` (the CLI gives it a tqdm bar). Outputs, as
     ``nada train`` writes them: ``generator.safetensors``, ``train_state.safetensors``,
     ``preview_<step>.png``, ``loss.png``, ``metrics.json``. Returns the metrics dict
     (``directional_similarity_before``/``_after``, ``target_score_*``, ``diversity_*``,
     ``source_correspondence_*``, ``steps``, ``seconds_per_step``, ``paths``, ``seconds``).
     """
-    from ..commands.train import train_to_folder
+    from .run import run_training
     from ..devices import resolve_device
     from ..guidance.directions import text_direction
     from .trainer import NadaTrainer, TrainConfig
@@ -92,14 +93,16 @@ def run_demo_training(out_dir: str | Path, steps: int = 30, device: str | torch.
     say(DEMO_NOTE)
     direction = text_direction(clip, DEMO_SOURCE, DEMO_TARGET, templates=True)
     k = max(1, (G.num_ws - 1) * 2 // 3)  # show adaptive freezing: about two thirds of the layers
-    cfg = TrainConfig(steps=int(steps), batch=2, lr=0.01, layers=k, interval=10, mixing=0.9, seed=seed,
+    cfg = TrainConfig(steps=int(steps), batch=2, lr=0.01, num_layers=k, interval=10, mixing=0.9, seed=seed,
                       preview_every=max(1, int(steps) // 3), preview_seeds=(0, 1, 2, 3))
     trainer = NadaTrainer(G, clip, direction, cfg, device=dev)
     trainer.extra_info = {"demo": True, "source": DEMO_SOURCE, "target": DEMO_TARGET}
     say(f"training {steps} steps '{DEMO_SOURCE}' -> '{DEMO_TARGET}' on {dev}: {k} of {G.num_ws - 1} layers, "
         f"re-selected every {cfg.interval} steps")
-    metrics = train_to_folder(trainer, Path(out_dir), eval_seeds=list(range(1000, 1008)), progress=progress,
-                              say=say, should_stop=should_stop)
+    outcome = run_training(trainer, Path(out_dir), eval_seeds=list(range(1000, 1008)), on_progress=on_progress,
+                           should_stop=should_stop)
+    metrics = outcome.metrics
+    say(f"saved {metrics['paths']['generator']} ({trainer.step_index} steps)")
     metrics["seconds"] = time.perf_counter() - t0
     metrics["note"] = DEMO_NOTE
     return metrics

@@ -27,7 +27,7 @@ For W+ index ``i``: the styled conv's weight, bias and noise strength (role ``co
 index 0 (it feeds ``convs[0]``). The mapping network is never trained here: it is shared by the
 frozen and the trained generator and keeps their latent spaces aligned.
 
-Schedule (follow-up work, ``faster-layer-freezing-notes.md``)
+Schedule (follow-up work, ``docs/method.md``)
 -------------------------------------------------------------
 Layers are re-selected only at steps ``0, interval, 2 * interval, ...`` and kept in between
 (no CLIP cost on the other steps). With ``falloff = F > 0``, ``k`` shrinks by one every ``F``
@@ -159,10 +159,13 @@ def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
     ``k`` is clipped to the number of candidates. ``autocast`` optionally returns a context
     manager for mixed precision around the forward passes.
     """
+    from ..settings import TRAIN
+
     if k < 1:
         raise InputError(f"layer count k must be at least 1, got {k}")
-    if n_codes < 1 or steps < 1 or not lr > 0:
-        raise InputError("layer selection needs n_codes >= 1, steps >= 1 and lr > 0")
+    TRAIN.check("n_select_codes", n_codes)
+    TRAIN.check("select_steps", steps)
+    TRAIN.check("select_lr", lr)
     cands = list(candidate_w_indices(G) if candidates is None else candidates)
     if not cands:
         raise InputError("no W+ index has trainable layers; enable conv or toRGB training")
@@ -208,14 +211,14 @@ class LayerSchedule:
     min_k: int = 1
 
     def __post_init__(self) -> None:
-        if self.k is not None and (not isinstance(self.k, int) or self.k < 1):
-            raise InputError(f"layers k must be a whole number >= 1 or 'all', got {self.k!r}")
-        if not isinstance(self.interval, int) or self.interval < 1:
-            raise InputError(f"selection interval must be a whole number >= 1, got {self.interval!r}")
-        if not isinstance(self.falloff, int) or self.falloff < 0:
-            raise InputError(f"falloff must be a whole number >= 0 (0 = off), got {self.falloff!r}")
-        if not isinstance(self.min_k, int) or self.min_k < 1:
-            raise InputError(f"min_k must be a whole number >= 1, got {self.min_k!r}")
+        # The same checks as the settings table (TrainConfig has run them already for a trainer).
+        from ..settings import TRAIN, Setting, check
+
+        if self.k is not None:
+            check(Setting("layers k", "int", None, "layer count", lo=1), self.k)
+        TRAIN.check("interval", self.interval)
+        TRAIN.check("falloff", self.falloff)
+        check(Setting("min_k", "int", 1, "smallest layer count", lo=1), self.min_k)
 
     def k_at(self, step: int) -> int | None:
         """Layer count for a selection made at 0-based ``step`` (None = all)."""
@@ -274,3 +277,23 @@ class LayerSelector:
     def load_state_dict(self, state: dict) -> None:
         cur = state.get("current")
         self.current = None if cur is None else [int(i) for i in cur]
+
+
+def parse_layers(value: int | str | None) -> int | str:
+    """Number of W+ layers trained per step (``num_layers``, a count, not indices).
+
+    ``"all"``/``None``/``"ALL"`` -> ``"all"``; ``"12"``/``12`` -> 12; anything else -> InputError.
+    """
+    if value is None:
+        return "all"
+    if isinstance(value, str):
+        s = value.strip().lower()
+        if s == "all":
+            return "all"
+        try:
+            value = int(s)
+        except ValueError:
+            raise InputError(f"layers must be a whole number >= 1 or 'all', got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"layers must be a whole number >= 1 or 'all', got {value!r}")
+    return value

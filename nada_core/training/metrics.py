@@ -1,6 +1,6 @@
 """CLIP-only quality measures of an adaptation, on held-out seeds.
 
-All four come from ``docs/nada-method.md``; embeddings are L2-normalised CLIP image embeddings.
+All four come from ``docs/method.md``; embeddings are L2-normalised CLIP image embeddings.
 
 - directional similarity: mean over samples of ``cos(E_I(G_adapted(w)) - E_I(G_frozen(w)), dT)``
   (higher = the change points where the prompts point; 0 before training, as there is no change);
@@ -51,7 +51,9 @@ def diversity(embeddings: torch.Tensor) -> float:
     """Mean ``1 - cos`` over the ``N(N-1)/2`` unordered pairs of ``[N, D]`` embeddings (N >= 2)."""
     n = embeddings.shape[0]
     if n < 2:
-        raise ValueError("diversity needs at least two samples")
+        from ..settings import InvalidSetting
+
+        raise InvalidSetting("diversity needs at least two samples; measure on two or more seeds")
     e = F.normalize(embeddings.float(), dim=-1)
     sim = e @ e.T
     iu = torch.triu_indices(n, n, offset=1)
@@ -101,7 +103,6 @@ def evaluate(G_frozen, G_adapted, clip, direction, seeds: Sequence[int] = DEFAUL
     num_samples, seeds, truncation}`` plus ``per_model`` when several CLIP models guide.
     Pass ``G_adapted = G_frozen`` for the "before" numbers (directional similarity is then 0).
     """
-    from .trainer import guides_for
     from ..errors import InputError
     from ..seeds import z_from_seeds
 
@@ -109,7 +110,7 @@ def evaluate(G_frozen, G_adapted, clip, direction, seeds: Sequence[int] = DEFAUL
     if len(seeds) < 2:
         raise InputError("evaluation needs at least two seeds (diversity compares pairs)")
     with torch.inference_mode(False):
-        guides = guides_for(clip, direction)
+        guides = direction.guides(clip)
         encoders = [g.clip for g in guides]
         dev = G_frozen.synthesis.const.device
         z = z_from_seeds(seeds, G_frozen.z_dim, device=dev)
@@ -119,7 +120,7 @@ def evaluate(G_frozen, G_adapted, clip, direction, seeds: Sequence[int] = DEFAUL
         e_adp = e_src if G_adapted is G_frozen else _embed(G_adapted, ws, encoders, batch_size, noise_mode)
     per_model = []
     for g, es, ea in zip(guides, e_src, e_adp):
-        m = metrics_from_embeddings(es, ea, g.direction.cpu(), g.target.cpu())
+        m = metrics_from_embeddings(es, ea, g.vector.cpu(), g.target.cpu())
         m["clip"] = g.name
         m["weight"] = g.weight
         per_model.append(m)

@@ -1,0 +1,333 @@
+"""The settings table: every user-visible training and inversion setting, written once.
+
+Each :class:`Setting` row holds the name, kind, default, allowed range or choices and the help
+text. From it come the CLI flags of ``nada train`` / ``nada invert`` (:func:`add_flags`), the
+inputs of the NadaTrain / NADA Invert nodes (:func:`node_input`) and the one validation
+(:func:`check`), which rejects wrong types, NaN/inf and out-of-range values with one
+:class:`InputError` line naming the setting and the allowed range. Engine configs
+(:class:`~nada_core.training.config.TrainConfig`, :class:`~nada_core.editing.invert.InvertConfig`)
+validate themselves with it when built, so a value is checked once, at the boundary.
+
+Stdlib only (ComfyUI-free): the node side turns :func:`node_input` specs into widgets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from typing import Any, Iterable, Mapping
+
+from .errors import InputError
+
+
+class InvalidSetting(InputError, ValueError):
+    """A setting outside its allowed range: an :class:`InputError` (one line for the user) that is
+    also a ``ValueError``, for code that catches the standard type."""
+
+MAX_SEED = 2**32 - 1  # NVIDIA-compatible seeds are numpy RandomState seeds
+
+# Kinds: "int", "float", "bool", "choice", "text", plus parsed ones: "layers" (count or 'all'),
+# "seeds" (a seed list such as '0-3'), "betas" (two Adam betas in [0, 1)).
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One row of the table.
+
+    ``lo``/``hi``: inclusive bounds (``lo_open``: ``lo`` itself is refused, e.g. a learning rate
+    of 0); ``choices`` for ``"choice"``; ``flag``: the CLI flag (default ``--name-with-dashes``;
+    None = not on the CLI); ``aliases``: further flags users already have; ``node_default``:
+    where a node's default differs for a stated reason; ``step``: node widget step;
+    ``widget_min``: node widget minimum where ``lo`` is open.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    choices: tuple[str, ...] = ()
+    flag: str | None = ""
+    aliases: tuple[str, ...] = ()
+    metavar: str | None = None
+    node_default: Any = None
+    step: float | None = None
+    widget_min: float | None = None
+    what: str = ""  # what the setting is, in words, appended to error messages
+    label: str = ""  # the name users know it by (CLI flag / node input), used in messages; default name
+
+
+    @property
+    def cli_flag(self) -> str | None:
+        if self.flag is None:
+            return None
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    def allowed(self) -> str:
+        """The allowed values in words, for messages and help."""
+        if self.kind in ("int", "float"):
+            lo = "-inf" if self.lo is None else f"{self.lo:g}"
+            hi = "inf" if self.hi is None else f"{self.hi:g}"
+            what = "a whole number" if self.kind == "int" else "a finite number"
+            return f"{what} in {'(' if self.lo_open else '['}{lo}, {hi}]"
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind == "layers":
+            return f"a whole number in [1, {self.hi:g}] or 'all'" if self.hi is not None else "a count or 'all'"
+        return {"bool": "true or false", "factors": "a list of whole numbers >= 1",
+                "seeds": "seeds such as '0-3' or '1,5,9'", "betas": "two numbers in [0, 1)",
+                "text": "text"}[self.kind]
+
+
+def _fail(s: Setting, value) -> InputError:
+    tail = f" ({s.what})" if s.what else ""
+    return InvalidSetting(f"{s.label or s.name} must be {s.allowed()}, got {value!r}{tail}")
+
+
+def _number(s: Setting, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(s, value)
+    v = float(value)
+    if not math.isfinite(v) or (s.lo is not None and (v < s.lo or (s.lo_open and v == s.lo))) \
+            or (s.hi is not None and v > s.hi):
+        raise _fail(s, value)
+    return v
+
+
+def check(s: Setting, value) -> Any:
+    """``value`` normalised for setting ``s`` (int, float, bool, str, tuple) or :class:`InputError`."""
+    if s.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _fail(s, value)
+        _number(s, value)
+        return int(value)
+    if s.kind == "float":
+        return _number(s, value)
+    if s.kind == "bool":
+        if not isinstance(value, bool):
+            raise _fail(s, value)
+        return value
+    if s.kind == "choice":
+        if value not in s.choices:
+            raise _fail(s, value)
+        return value
+    if s.kind == "text":
+        if not isinstance(value, str):
+            raise _fail(s, value)
+        return value
+    if s.kind == "layers":
+        from .training.freezing import parse_layers
+
+        n = parse_layers(value)
+        if n != "all" and s.hi is not None and n > s.hi:
+            raise _fail(s, value)
+        return n
+    if s.kind == "seeds":
+        from .seeds import parse_seeds
+
+        return tuple(parse_seeds(list(value) if isinstance(value, (tuple, list)) else value))
+    if s.kind == "factors":
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = (value,)
+        if not (isinstance(value, (tuple, list)) and value and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+            raise _fail(s, value)
+        return tuple(value)
+    if s.kind == "betas":
+        if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(
+                not isinstance(b, bool) and isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in value)):
+            raise _fail(s, value)
+        return (float(value[0]), float(value[1]))
+    raise AssertionError(f"unknown setting kind {s.kind}")  # pragma: no cover - table bug
+
+
+class Table:
+    """An ordered set of settings, looked up by name."""
+
+    def __init__(self, rows: Iterable[Setting]) -> None:
+        self.rows = {s.name: s for s in rows}
+
+    def __getitem__(self, name: str) -> Setting:
+        return self.rows[name]
+
+    def __iter__(self):
+        return iter(self.rows.values())
+
+    def defaults(self) -> dict[str, Any]:
+        return {s.name: s.default for s in self}
+
+    def check(self, name: str, value) -> Any:
+        return check(self.rows[name], value)
+
+    def check_all(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Every entry of ``values`` checked (unknown names refused)."""
+        unknown = sorted(set(values) - set(self.rows))
+        if unknown:
+            raise InputError(f"unknown settings {unknown}; known: {', '.join(self.rows)}")
+        return {k: check(self.rows[k], v) for k, v in values.items()}
+
+    # CLI ------------------------------------------------------------------------------------------
+    def add_flags(self, group, names: Iterable[str]) -> None:
+        """Add ``--flag`` options for ``names`` to an argparse group; every default is None so a
+        caller can tell "not given" (e.g. keep a resumed run's value); values are checked later by
+        :func:`check`, with the setting's own message (NaN included)."""
+        for name in names:
+            s = self.rows[name]
+            flags = [s.cli_flag, *s.aliases]
+            default_txt = s.default if not isinstance(s.default, tuple) else ",".join(map(str, s.default))
+            help_txt = f"{s.help} (default {default_txt}; {s.allowed()})"
+            if s.kind == "bool":
+                group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                   help=help_txt)
+            elif s.kind == "choice":
+                group.add_argument(*flags, dest=name, choices=s.choices, default=None, help=help_txt)
+            else:
+                conv = {"int": _cli_int(s), "float": _cli_float(s)}.get(s.kind, str)
+                group.add_argument(*flags, dest=name, type=conv, default=None, help=help_txt,
+                                   metavar=s.metavar or name.upper())
+
+    # Nodes ----------------------------------------------------------------------------------------
+    def node_input(self, name: str) -> tuple:
+        """ComfyUI input spec ``(TYPE, options)`` of a setting: default, range and tooltip from the table."""
+        s = self.rows[name]
+        default = s.node_default if s.node_default is not None else s.default
+        if s.kind in ("int", "float"):
+            lo = s.widget_min if s.widget_min is not None else s.lo
+            opts = {"default": default, "min": lo, "max": s.hi, "step": s.step or (1 if s.kind == "int" else 0.01),
+                    "tooltip": s.help}
+            return ("INT" if s.kind == "int" else "FLOAT", opts)
+        if s.kind == "bool":
+            return ("BOOLEAN", {"default": default, "tooltip": s.help})
+        if s.kind == "choice":
+            return (list(s.choices), {"default": default, "tooltip": s.help})
+        text = default if isinstance(default, str) else (
+            "-".join(map(str, (default[0], default[-1]))) if s.kind == "seeds" else str(default))
+        return ("STRING", {"default": text, "multiline": False, "tooltip": s.help})
+
+
+def _cli_int(s: Setting):
+    def conv(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{s.name} must be {s.allowed()}, got {text!r}") from None
+    conv.__name__ = "int"
+    return conv
+
+
+def _cli_float(s: Setting):
+    def conv(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{s.name} must be {s.allowed()}, got {text!r}") from None
+    conv.__name__ = "float"
+    return conv
+
+
+# ------------------------------------------------------------------------------------------------
+# Training (``nada train``, NadaTrain, TrainConfig)
+# ------------------------------------------------------------------------------------------------
+
+TRAIN = Table([
+    Setting("steps", "int", 300, "training steps (paper: ~300 for style/texture, 50 can suffice for photo -> "
+            "sketch, ~2000 for animal shape changes)", lo=1, hi=100000, metavar="N"),
+    Setting("batch", "int", 2, "codes per step (paper: 2); more is smoother but slower and uses more memory",
+            lo=1, hi=256, metavar="B"),
+    Setting("lr", "float", 0.002, "Adam learning rate (paper: 0.002); lower it if the images fall apart or the "
+            "loss becomes NaN", lo=0.0, hi=10.0, lo_open=True, metavar="LR", step=0.0001, widget_min=0.00001),
+    Setting("betas", "betas", (0.0, 0.99), "Adam betas", flag=None),
+    # num_layers: a COUNT of W+ layers (not indices); users know it as --layers / the "layers" input.
+    Setting("num_layers", "layers", "all", "how many W+ layers to train each step, chosen adaptively: 'all' "
+            "(texture, style), about 12 for small shape changes, 3 for animals, or a number",
+            hi=64, metavar="K|all", flag="--layers", label="layers"),
+    Setting("interval", "int", 1, "re-choose the trained layers every N steps (1 = every step, as in the paper; "
+            "larger is faster)", lo=1, hi=100000, metavar="I"),
+    Setting("falloff", "int", 0, "train one layer fewer every N steps, down to 1 (0 = keep the count; no effect "
+            "with layers 'all')", lo=0, hi=100000, metavar="F"),
+    Setting("n_select_codes", "int", 8, "codes per layer selection", lo=1, hi=1024, flag="--select-codes",
+            metavar="N"),
+    Setting("select_steps", "int", 1, "SGD steps per layer selection", lo=1, hi=1000, metavar="N"),
+    Setting("select_lr", "float", 0.01, "SGD rate of layer selection", lo=0.0, hi=1000.0, lo_open=True,
+            metavar="LR"),
+    Setting("mixing", "float", 0.9, "style-mixing probability of the training codes (paper: 0.9, or 0 for "
+            "some domains)", lo=0.0, hi=1.0, metavar="P", step=0.05),
+    Setting("truncation", "float", 1.0, "truncation psi of the training codes", lo=0.0, hi=2.0, lo_open=True,
+            metavar="PSI"),
+    Setting("directional_weight", "float", 1.0, "weight of the directional CLIP loss (the NADA loss)",
+            lo=0.0, hi=100.0, metavar="W", step=0.05),
+    Setting("global_weight", "float", 0.0, "weight of the global CLIP loss (image vs target text); alone it "
+            "collapses, a little (e.g. 0.25) can strengthen the change", lo=0.0, hi=100.0, metavar="W", step=0.05),
+    Setting("angle_weight", "float", 0.0, "weight of the angle-consistency loss that keeps samples as different "
+            "from each other as before (fights collapse)", lo=0.0, hi=100.0, metavar="W", step=0.05),
+    Setting("train_torgb", "bool", False, "also train the toRGB layers of selected entries"),
+    Setting("train_affine", "bool", False, "also train the style affines of selected layers"),
+    Setting("train_const", "bool", False, "also train the 4x4 constant (with entry 0)"),
+    Setting("seed", "int", 0, "seed of the training run: the same seed and settings give the same result",
+            lo=0, hi=MAX_SEED, metavar="S"),
+    # On the node the preview is live on the node itself, so it is shown more often.
+    Setting("preview_every", "int", 50, "source-vs-adapted preview every N steps (0 = only at the end on the "
+            "node, none on the CLI)", lo=0, hi=100000, metavar="N", node_default=20),
+    Setting("preview_seeds", "seeds", (0, 1, 2, 3), "seeds of the preview columns, e.g. '0-3' or '1,5,9'",
+            metavar="SEEDS"),
+    Setting("preview_truncation", "float", 0.7, "truncation psi of the previews", lo=0.0, hi=2.0, lo_open=True,
+            flag=None),
+    Setting("snapshot_every", "int", 0, "save the generator every N steps under snapshots/ (0 = off)",
+            lo=0, hi=100000, metavar="N"),
+    Setting("mixed_precision", "bool", True, "bf16 autocast on CUDA: faster, less memory (no effect on CPU/MPS)"),
+    Setting("noise_mode", "choice", "const", "per-pixel noise while training", choices=("const", "random")),
+])
+
+# ------------------------------------------------------------------------------------------------
+# Inversion (``nada invert``, NADA Invert Image, InvertConfig)
+# ------------------------------------------------------------------------------------------------
+
+_FRACTION = "a fraction of the run"
+INVERT = Table([
+    Setting("space", "choice", "w+", "w: one code per image (most editable, carries over to adapted domains most "
+            "faithfully); w+: one per layer (closest reconstruction)", choices=("w", "w+"),
+            what="the inversion space"),
+    Setting("steps", "int", 300, "optimisation steps (more = closer, slower)", lo=1, hi=100000, metavar="N",
+            what="inversion steps"),
+    Setting("lr", "float", 0.1, "peak learning rate, in units of the W spread", lo=0.0, hi=10.0, lo_open=True,
+            metavar="LR", what="the peak learning rate"),
+    Setting("lr_rampup", "float", 0.05, "fraction of the run spent warming up", lo=0.0, hi=1.0, flag=None,
+            what=_FRACTION),
+    Setting("lr_rampdown", "float", 0.25, "fraction of the run spent cooling down", lo=0.0, hi=1.0, flag=None,
+            what=_FRACTION),
+    Setting("w_noise", "float", 0.05, "initial code noise, in W spreads", lo=0.0, hi=100.0, flag=None),
+    Setting("w_noise_ramp", "float", 0.75, "fraction of the run over which the code noise fades", lo=0.0, hi=1.0,
+            flag=None, what=_FRACTION),
+    Setting("wplus_warmup", "float", 0.3, "in W+, fraction of the run with one shared code", lo=0.0, hi=1.0,
+            flag=None, what=_FRACTION),
+    Setting("wplus_lr_scale", "float", 0.3, "learning-rate factor of the W+ per-layer offsets", lo=0.0, hi=1e6,
+            lo_open=True, flag=None),
+    Setting("optimize_noise", "bool", False, "also optimise the per-pixel noise maps (finer detail, stored with "
+            "the latents)", flag="--noise"),
+    Setting("noise_reg_weight", "float", 1e5, "weight of the noise autocorrelation penalty", lo=0.0, hi=1e12,
+            flag=None),
+    Setting("noise_lr_scale", "float", 0.1, "learning-rate factor of the noise maps", lo=0.0, hi=1e6, lo_open=True,
+            flag=None),
+    Setting("pixel_weight", "float", 1.0, "weight of the multi-scale pixel loss", lo=0.0, hi=1e6, metavar="W"),
+    Setting("pixel_loss", "choice", "l1", "pixel loss", choices=("l1", "l2"), flag=None, what="the pixel loss"),
+    Setting("pixel_scales", "factors", (1, 2, 4), "downsampling factors of the pixel loss", flag=None,
+            what="pixel scales are downsampling factors"),
+    Setting("ssim_weight", "float", 0.5, "weight of the SSIM loss", lo=0.0, hi=1e6, metavar="W"),
+    Setting("ssim_window", "int", 11, "SSIM window (shrunk for tiny images)", lo=1, hi=1024, flag=None),
+    Setting("clip_weight", "float", 0.5, "weight of the CLIP similarity loss (only with --clip)", lo=0.0, hi=1e6,
+            metavar="W"),
+    Setting("w_avg_samples", "int", 10_000, "z samples that measure w_avg and the W spread (0 = stored w_avg)",
+            lo=0, hi=10_000_000, flag=None),
+    Setting("seed", "int", 0, "seed of the optimisation's random noise (same seed = same result)", lo=0,
+            hi=MAX_SEED, metavar="S"),
+    Setting("fit", "choice", "crop", "how non-square images are fitted: crop = centre square (best for "
+            "portraits), pad = whole photo on white, stretch = whole photo squeezed",
+            choices=("crop", "pad", "stretch")),
+    Setting("preview_every", "int", 0, "save progress.png every N steps (0 = never)", lo=0, hi=100000,
+            metavar="N"),
+])
+
+__all__ = ["INVERT", "InvalidSetting", "MAX_SEED", "TRAIN", "Setting", "Table", "check"]

@@ -1,0 +1,114 @@
+"""Every training setting in one dataclass, :class:`TrainConfig` (see ``docs/method.md``).
+
+Defaults follow the paper's recipe for style changes. The settings are validated once, here, when
+the config is built (CLI, node, demo or a saved run all come through this boundary).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..errors import InputError
+from ..settings import TRAIN
+from .freezing import FreezeOptions, LayerSchedule, parse_layers
+
+_D = TRAIN.defaults()
+
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every training setting. Defaults follow the paper's recipe (Appendix I) for style changes.
+
+    ``num_layers``: how many W+ indices to train each step (adaptive selection), or ``"all"``
+    (every styled conv, no selection pass). ``interval``/``falloff``: re-select every
+    ``interval`` steps; shrink k by one every ``falloff`` steps (0 = never), down to 1.
+    ``n_select_codes``/``select_steps``/``select_lr``: N_w, N_i and the SGD rate of a selection
+    pass. ``mixing``: style-mixing probability. ``truncation``: psi of the training codes.
+    Loss weights: ``directional_weight`` (the NADA loss), ``global_weight`` (1 - cos to the
+    target), ``angle_weight`` (in-domain angle consistency between the samples of a batch).
+    ``preview_every`` (0 = off) renders ``preview_seeds`` at ``preview_truncation``.
+    ``snapshot_every`` (0 = off) saves the generator under ``snapshots/`` every N steps.
+    ``mixed_precision``: bf16 autocast on CUDA, on by default (ignored on other devices and on GPUs
+    without bf16; weights and optimiser state stay float32; fp16 is not offered as
+    StyleGAN2's modulated convs overflow it without loss scaling). ``noise_mode``: "const"
+    (each layer's stored noise) or "random" (fresh noise per step, identical for the frozen and
+    trained image of a pair).
+    """
+
+    # Defaults come from the settings table (written once there).
+    steps: int = _D["steps"]
+    batch: int = _D["batch"]
+    lr: float = _D["lr"]
+    betas: tuple[float, float] = _D["betas"]
+    num_layers: int | str = _D["num_layers"]
+    interval: int = _D["interval"]
+    falloff: int = _D["falloff"]
+    n_select_codes: int = _D["n_select_codes"]
+    select_steps: int = _D["select_steps"]
+    select_lr: float = _D["select_lr"]
+    mixing: float = _D["mixing"]
+    truncation: float = _D["truncation"]
+    directional_weight: float = _D["directional_weight"]
+    global_weight: float = _D["global_weight"]
+    angle_weight: float = _D["angle_weight"]
+    train_torgb: bool = _D["train_torgb"]
+    train_affine: bool = _D["train_affine"]
+    train_const: bool = _D["train_const"]
+    seed: int = _D["seed"]
+    preview_every: int = _D["preview_every"]
+    preview_seeds: tuple[int, ...] = _D["preview_seeds"]
+    preview_truncation: float = _D["preview_truncation"]
+    snapshot_every: int = _D["snapshot_every"]
+    mixed_precision: bool = _D["mixed_precision"]
+    noise_mode: str = _D["noise_mode"]
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------------------------
+    def validate(self) -> "TrainConfig":
+        """Check every field against :data:`nada_core.settings.TRAIN` (one :class:`InputError` line
+        naming the first bad setting and its allowed range); normalise types in place."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, TRAIN.check(f.name, getattr(self, f.name)))
+        if self.directional_weight + self.global_weight + self.angle_weight <= 0:
+            raise InputError("all loss weights are 0; set directional_weight (the NADA loss) above 0")
+        return self
+
+    @property
+    def k(self) -> int | None:
+        """Layer count as an int, or None for all layers."""
+        return None if self.num_layers == "all" else int(self.num_layers)
+
+    @property
+    def freeze_options(self) -> FreezeOptions:
+        return FreezeOptions(self.train_torgb, self.train_affine, self.train_const)
+
+    @property
+    def schedule(self) -> LayerSchedule:
+        return LayerSchedule(k=self.k, interval=self.interval, falloff=self.falloff)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        d["preview_seeds"] = list(self.preview_seeds)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        """Settings from a JSON object (saved state, metadata); checked like any other."""
+        d = dict(d)
+        if "layers" in d and "num_layers" not in d:  # saved before the rename
+            d["num_layers"] = d.pop("layers")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"unknown training settings {unknown}; this file may come from a newer version")
+        for key in ("betas", "preview_seeds"):  # JSON has lists only
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+
+__all__ = ["TrainConfig", "parse_layers"]

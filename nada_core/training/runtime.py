@@ -1,0 +1,96 @@
+"""Runtime helpers of the trainer: independent generator copies, autograd-safe CLIP weights, grad
+mode under ComfyUI's inference mode, Ctrl-C deferral around an optimiser update, gradient norm."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
+import torch
+
+from ..models.stylegan2 import Generator
+
+
+
+def copy_generator(source: Generator, device: torch.device) -> Generator:
+    """An independent copy of ``source`` on ``device`` made of ordinary (non-inference) tensors.
+
+    The copy is built on the meta device (no random initialisation), then every parameter and
+    buffer (non-persistent ones included) is cloned in from the source.
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        with torch.device("meta"):
+            G = Generator(source.config)
+        G = G.to_empty(device=device)
+        src_params = dict(source.named_parameters())
+        src_bufs = dict(source.named_buffers())
+        for name, p in G.named_parameters():
+            p.copy_(src_params[name].detach().clone())
+        for name, b in G.named_buffers():
+            b.copy_(src_bufs[name].detach().clone())
+    return G.eval()
+
+
+def make_autograd_safe(module: torch.nn.Module) -> int:
+    """Replace parameters/buffers of ``module`` that are inference tensors with ordinary copies.
+
+    A CLIP model loaded under ``torch.inference_mode()`` (as ComfyUI loads everything) holds
+    inference tensors, which autograd refuses to save for backward, so gradients could not flow
+    through it to the generator. Values are unchanged; returns the number of tensors replaced.
+    """
+    replaced = 0
+    with torch.inference_mode(False), torch.no_grad():
+        for mod in module.modules():
+            for name, p in list(mod._parameters.items()):
+                if p is not None and p.is_inference():
+                    mod._parameters[name] = torch.nn.Parameter(p.clone(), requires_grad=p.requires_grad)
+                    replaced += 1
+            for name, b in list(mod._buffers.items()):
+                if b is not None and b.is_inference():
+                    mod._buffers[name] = b.clone()
+                    replaced += 1
+    return replaced
+
+
+@contextlib.contextmanager
+def grad_mode() -> Iterator[None]:
+    """Inference mode off and grad on, whatever the caller had (ComfyUI runs under inference mode)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+@contextlib.contextmanager
+def defer_sigint() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, so an optimiser update is never applied half-way.
+
+    Only possible in the main thread; elsewhere (ComfyUI's worker) this is a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *a: received.append(a))
+    except (ValueError, OSError):  # pragma: no cover - signals unavailable
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
+
+
+def grad_norm(params, device: torch.device) -> torch.Tensor:
+    """L2 norm of all existing gradients, as a 0-d float32 tensor (no device sync)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=device)
+    try:
+        norms = torch._foreach_norm(grads)
+    except (AttributeError, RuntimeError):  # pragma: no cover - older/unusual backends
+        norms = [g.norm() for g in grads]
+    return torch.stack([n.float() for n in norms]).norm()
