@@ -27,7 +27,7 @@ For W+ index ``i``: the styled conv's weight, bias and noise strength (role ``co
 index 0 (it feeds ``convs[0]``). The mapping network is never trained here: it is shared by the
 frozen and the trained generator and keeps their latent spaces aligned.
 
-Schedule (follow-up work, ``faster-layer-freezing-notes.md``)
+Schedule (follow-up work, ``docs/method.md``)
 -------------------------------------------------------------
 Layers are re-selected only at steps ``0, interval, 2 * interval, ...`` and kept in between
 (no CLIP cost on the other steps). With ``falloff = F > 0``, ``k`` shrinks by one every ``F``

@@ -1,6 +1,6 @@
 """CLIP-only quality measures of an adaptation, on held-out seeds.
 
-All four come from ``docs/nada-method.md``; embeddings are L2-normalised CLIP image embeddings.
+All four come from ``docs/method.md``; embeddings are L2-normalised CLIP image embeddings.
 
 - directional similarity: mean over samples of ``cos(E_I(G_adapted(w)) - E_I(G_frozen(w)), dT)``
   (higher = the change points where the prompts point; 0 before training, as there is no change);

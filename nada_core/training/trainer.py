@@ -1,6 +1,6 @@
 """StyleGAN-NADA training: a frozen and a trained generator sharing one latent space, CLIP-guided.
 
-Per step (see ``docs/nada-method.md``):
+Per step (see ``docs/method.md``):
 
 1. re-select the trainable layers when the schedule says so (:mod:`nada_core.training.freezing`);
 2. draw ``batch`` codes (style mixing with probability ``mixing``; the SAME crossover for the
