@@ -32,6 +32,10 @@ except ImportError:  # run as a script (the worker process): tests/ itself is fi
 
 REPO = Path(__file__).resolve().parents[1]
 PACK_DIR_NAME = "ComfyUI-NADA"
+# How the pack's folder appears in ComfyUI's messages (prepare_base links it there). Match this, not
+# the bare name: a checkout called ComfyUI-NADA may hold ComfyUI itself (CI unpacks it into
+# .ci/comfyui/), and ComfyUI's own import problems must not count as the pack's.
+PACK_PATH_MARK = f"custom_nodes{os.sep}{PACK_DIR_NAME}"
 PROTOCOL_PREFIX = "@@nada@@ "
 # Names the shared workflows use for model files, and the tiny stand-ins the tests provide.
 TINY_FFHQ = "tiny_ffhq.safetensors"  # stands in for stylegan2-ffhq-config-f.pt (a rosinality .pt)
