@@ -9,8 +9,8 @@ an ``extra_model_paths.yaml``, custom nodes loaded by ``nodes.init_extra_nodes``
 prompts with ``execution.validate_prompt`` and runs them with ``execution.PromptExecutor``, keeping
 one executor so ComfyUI's output cache works across prompts as in the server.
 
-It also holds the helpers shared by the ComfyUI and front-end tests: where ComfyUI is, why it cannot
-run here, and how to point a workflow at the tiny test models.
+It also holds the helpers shared by the ComfyUI and front-end tests: how to point a workflow at the
+tiny test models (where ComfyUI is and why it cannot run here: tests/comfy_env.py).
 """
 
 from __future__ import annotations
@@ -25,34 +25,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+try:
+    from tests.comfy_env import comfy_root, unavailable_reason
+except ImportError:  # run as a script (the worker process): tests/ itself is first on sys.path
+    from comfy_env import comfy_root, unavailable_reason
+
 REPO = Path(__file__).resolve().parents[1]
 PACK_DIR_NAME = "ComfyUI-NADA"
+# How the pack's folder appears in ComfyUI's messages (prepare_base links it there). Match this, not
+# the bare name: a checkout called ComfyUI-NADA may hold ComfyUI itself (CI unpacks it into
+# .ci/comfyui/), and ComfyUI's own import problems must not count as the pack's.
+PACK_PATH_MARK = f"custom_nodes{os.sep}{PACK_DIR_NAME}"
 PROTOCOL_PREFIX = "@@nada@@ "
-# Modules ComfyUI needs to boot (checked first, so a test can skip with a clear reason).
-COMFY_REQUIREMENTS = ("torch", "aiohttp", "yaml", "safetensors", "einops", "PIL", "torchsde", "spandrel",
-                      "kornia", "av", "comfyui_frontend_package")
-
 # Names the shared workflows use for model files, and the tiny stand-ins the tests provide.
 TINY_FFHQ = "tiny_ffhq.safetensors"  # stands in for stylegan2-ffhq-config-f.pt (a rosinality .pt)
-
-
-def comfy_root() -> Path:
-    return Path(os.environ.get("COMFYUI_ROOT", "~/ComfyUI")).expanduser()
-
-
-def unavailable_reason() -> str | None:
-    """Why the real ComfyUI cannot be used here (``None`` when it can)."""
-    import importlib.util
-
-    root = comfy_root()
-    for f in ("main.py", "execution.py", "nodes.py", "folder_paths.py"):
-        if not (root / f).is_file():
-            return f"ComfyUI not found at {root} (no {f}); set COMFYUI_ROOT to a ComfyUI v0.8 checkout"
-    missing = [m for m in COMFY_REQUIREMENTS if importlib.util.find_spec(m) is None]
-    if missing:
-        return (f"ComfyUI's requirements are not installed in {sys.executable} (missing {', '.join(missing)}); "
-                f"run pip install -r {root / 'requirements.txt'}")
-    return None
 
 
 # ------------------------------------------------------------------------------------ test models

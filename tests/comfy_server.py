@@ -1,6 +1,6 @@
 """Start real ComfyUI servers on free loopback ports for tests.
 
-ComfyUI is found through ``COMFYUI_ROOT`` (default ``~/ComfyUI``) and run with this interpreter.
+ComfyUI is found through ``COMFYUI_ROOT`` (default ``~/ComfyUI``; see tests/comfy_env.py) and run with this interpreter.
 Every server gets its own base directory (output, input, temp, user, custom_nodes) and an
 in-memory database, so nothing is written into the ComfyUI checkout. Custom node packs (e.g.
 this repository, to queue our own nodes) can be loaded by passing their folders.
@@ -14,7 +14,6 @@ this repository, to queue our own nodes) can be loaded by passing their folders.
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import json
 import os
 import signal
@@ -27,25 +26,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-# Modules ComfyUI cannot start without (checked before trying, to skip with a clear reason).
-REQUIRED_MODULES = ("torch", "aiohttp", "yaml", "safetensors", "einops", "PIL", "sqlalchemy", "alembic",
-                    "comfyui_frontend_package")
+from tests.comfy_env import comfy_root, unavailable_reason
 
-
-def comfy_root() -> Path:
-    return Path(os.environ.get("COMFYUI_ROOT", "~/ComfyUI")).expanduser()
-
-
-def unavailable_reason(root: Path | None = None) -> str | None:
-    """Why ComfyUI cannot be started here (``None`` when it can)."""
-    root = root or comfy_root()
-    if not (root / "main.py").is_file():
-        return f"ComfyUI not found at {root} (set COMFYUI_ROOT to a ComfyUI checkout)"
-    missing = [m for m in REQUIRED_MODULES if importlib.util.find_spec(m) is None]
-    if missing:
-        return f"ComfyUI's dependencies are not installed in {sys.executable}: missing {', '.join(missing)}"
-    return None
-
+__all__ = ["ComfyServer", "ServerStartError", "comfy_root", "free_port", "start_servers", "stop_servers",
+           "unavailable_reason"]
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -18,12 +18,18 @@ def tiny_config(img_resolution: int = 32, z_dim: int = 32, w_dim: int = 32, mapp
                            mapping_layers=mapping_layers, **kw)
 
 
-def tiny_generator(img_resolution: int = 32, seed: int = 0, randomize_all: bool = True, **kw) -> Generator:
-    """A small random generator in eval mode.
+def tiny_generator(img_resolution: int = 32, seed: int = 0, randomize_all: bool = True, bias_std: float = 0.2,
+                   w_avg_std: float = 0.3, **kw) -> Generator:
+    """A small random generator in eval mode; ``kw`` are :func:`tiny_config`'s options.
+
+    The one generator factory of the tests. (The engine's demo has its own,
+    ``nada_core.training.demo.tiny_random_generator``, with fixed sizes: it cannot make the small
+    latent sizes, channel widths, image channels and non-zero biases these tests need.)
 
     With ``randomize_all`` the parameters a fresh StyleGAN2 initialises to zero (biases, noise
-    strengths) and ``w_avg`` are filled with small random values, so every code path of the
-    architecture contributes to the output (a test of the maths would otherwise miss them).
+    strengths; std ``bias_std``) and ``w_avg`` (std ``w_avg_std``) are filled with random values, so
+    every code path of the architecture contributes to the output (a test of the maths would
+    otherwise miss them).
     """
     torch.manual_seed(seed)
     G = Generator(tiny_config(img_resolution, **kw))
@@ -31,6 +37,6 @@ def tiny_generator(img_resolution: int = 32, seed: int = 0, randomize_all: bool 
         with torch.no_grad():
             for name, p in G.named_parameters():
                 if name.endswith("bias") or name.endswith("noise_strength"):
-                    p.copy_(torch.randn_like(p) * 0.2)
-            G.mapping.w_avg.copy_(torch.randn_like(G.mapping.w_avg) * 0.3)
+                    p.copy_(torch.randn_like(p) * bias_std)
+            G.mapping.w_avg.copy_(torch.randn_like(G.mapping.w_avg) * w_avg_std)
     return G.eval()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.comfy_harness import (PACK_DIR_NAME, REPO, ComfyWorker, comfy_root, load_api_workflow, make_model_tree,
-                                 prepare_base, tiny_overrides, unavailable_reason)
+from tests.comfy_harness import (PACK_DIR_NAME, PACK_PATH_MARK, REPO, ComfyWorker, comfy_root, load_api_workflow,
+                                 make_model_tree, prepare_base, tiny_overrides, unavailable_reason)
 from workflows.build_workflows import BUILTIN_NODES, FFHQ, WORKFLOW_NAMES
 
 REASON = unavailable_reason()
@@ -56,7 +56,7 @@ def assert_success(result):
 
 def test_pack_loads_without_import_failure(comfy):
     boot = comfy.boot
-    ours = [p for p in boot["import_problems"] if PACK_DIR_NAME in p]
+    ours = [p for p in boot["import_problems"] if PACK_PATH_MARK in p]
     assert ours == [], ours
     assert any(d.endswith(PACK_DIR_NAME) or Path(d) == REPO for d in boot["loaded_module_dirs"].values())
     from nodes import NODE_CLASS_MAPPINGS
@@ -201,7 +201,7 @@ def test_comfyui_startup_reports_no_import_failure_for_the_pack(tmp_path):
                           cwd=comfy_root(), capture_output=True, text=True, timeout=240)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
-    lines = [ln for ln in log.splitlines() if PACK_DIR_NAME in ln]
+    lines = [ln for ln in log.splitlines() if PACK_PATH_MARK in ln]
     assert any("seconds" in ln for ln in lines), "the pack should appear in ComfyUI's import times:\n" + log[-3000:]
     assert not any("IMPORT FAILED" in ln or "Cannot import" in ln for ln in lines), "\n".join(lines)
     assert (tmp_path / "models" / "stylegan").is_dir() and (tmp_path / "models" / "open_clip").is_dir()

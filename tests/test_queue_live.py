@@ -20,8 +20,7 @@ from PIL import Image
 from nada_core.cli import main
 from nada_queue.workflow_io import load_workflow
 
-sys.path.insert(0, str(Path(__file__).parent))
-from comfy_server import ServerStartError, start_servers, stop_servers, unavailable_reason  # noqa: E402
+from tests.comfy_server import ServerStartError, start_servers, stop_servers, unavailable_reason
 
 REPO = Path(__file__).resolve().parent.parent
 

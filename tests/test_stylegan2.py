@@ -11,24 +11,19 @@ import torch
 from nada_core.models.stylegan2 import (Generator, GeneratorConfig, SynthesisLayer, ToRGB, channels_from_base,
                                  channels_from_multiplier)
 from reference_stylegan2 import nvidia_reference
+from tests.factories import tiny_generator
 
 
 
 def make_generator(res: int = 16, seed: int = 0, **kw) -> Generator:
-    """A small generator with every usually-zero parameter made non-zero."""
+    """The suite's tiny generator (tests/factories.py) at this file's smaller sizes, with every
+    usually-zero parameter made non-zero."""
     res_list = [2**i for i in range(2, int(math.log2(res)) + 1)]
     kw.setdefault("channels", tuple((r, max(4, 16 // max(1, r // 16))) for r in res_list))
     kw.setdefault("z_dim", 8)
     kw.setdefault("w_dim", 8)
     kw.setdefault("mapping_layers", 2)
-    torch.manual_seed(seed)
-    G = Generator(GeneratorConfig(img_resolution=res, **kw))
-    with torch.no_grad():
-        for name, p in G.named_parameters():
-            if name.endswith("bias") or name.endswith("noise_strength"):
-                p.copy_(torch.randn_like(p) * 0.3)
-        G.mapping.w_avg.copy_(torch.randn_like(G.mapping.w_avg) * 0.5)
-    return G.eval()
+    return tiny_generator(res, seed=seed, bias_std=0.3, w_avg_std=0.5, **kw)
 
 
 def zs(n: int, dim: int, seed: int = 1) -> torch.Tensor:
