@@ -140,6 +140,30 @@ def test_interpolate_refuses_latents_as_output_and_a_file_for_frames(gen_file, t
     assert lat_file.read_bytes() == before
 
 
+def test_train_refuses_to_overwrite_its_source_generator(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    src = save_generator(tiny_generator(16, seed=4), out / "generator.safetensors")
+    before = src.read_bytes()
+    assert main(["train", "--generator", str(src), "--out", str(out), "--source", "photo", "--target", "sketch",
+                 "--steps", "1", "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is the input file" in err and err.count("\n") == 1
+    assert src.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["train", "invert"])
+def test_train_and_invert_refuse_a_file_as_their_folder(gen_file, tmp_path, capsys, command):
+    path, _ = gen_file
+    f = tmp_path / "out"
+    f.write_text("keep me")
+    extra = (["--source", "photo", "--target", "sketch", "--steps", "1"] if command == "train"
+             else ["--image", str(tmp_path)])
+    assert main([command, "--generator", str(path), "--out", str(f), "--device", "cpu", "--quiet", *extra]) == 2
+    assert "existing file but a folder" in capsys.readouterr().err
+    assert f.read_text() == "keep me"
+
+
 def test_demo_refuses_a_file_as_its_folder(tmp_path, capsys):
     f = tmp_path / "nada_demo"
     f.write_text("keep me")

@@ -104,7 +104,7 @@ def _image_files(items: list[str]) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..atomic import atomic_write_text
+    from ..atomic import atomic_write_text, check_output
     from ..formats.checkpoints import load_generator
     from ..devices import resolve_device
     from ..errors import InputError
@@ -117,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = InvertConfig(**{name: getattr(args, name) for name in _INVERT_FLAGS if getattr(args, name) is not None})
     if args.batch < 1:
         raise InputError("--batch must be at least 1")
+    out = check_output(Path(args.out).expanduser(), kind="dir", what="--out")
+    check_output(out / "latents.safetensors", [args.generator, *args.image], suffixes=(".safetensors",),
+                 what="--out")
     device = resolve_device(args.device)
     G = load_generator(args.generator, device=device)
     clip = None
@@ -125,9 +128,6 @@ def run(args: argparse.Namespace) -> int:
 
         clip = load_clip_ensemble([(s, 1.0) for s in args.clip], device=device)
     prepared = prepare_images(_image_files(args.image), G.img_resolution, fit=cfg.fit)
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder")
     out.mkdir(parents=True, exist_ok=True)
 
     n = len(prepared)

@@ -108,6 +108,7 @@ def _target_images(folder: str) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import check_output
     from ..formats.checkpoints import load_generator
     from ..guidance.clip import load_clip_ensemble
     from ..devices import resolve_device
@@ -118,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training.state import read_state
     from ..training.trainer import NadaTrainer
 
-    out = Path(args.out).expanduser()
+    out = check_output(Path(args.out).expanduser(), kind="dir", what="--out")
     saved_info: dict = {}
     if args.resume:
         _, saved_info = read_state(args.resume)
@@ -130,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     gen_path = args.generator or saved_extra.get("generator")
     if not gen_path:
         raise InputError("no source generator given; pass --generator PATH")
+    check_output(out / "generator.safetensors", [gen_path], suffixes=(".safetensors",), what="--out")
     cfg = _config_from_args(args, saved_info.get("config"))
     G = load_generator(gen_path, device=device)
     clip_specs = _clip_specs(args, saved_extra)
