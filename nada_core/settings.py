@@ -330,4 +330,15 @@ INVERT = Table([
             metavar="N"),
 ])
 
-__all__ = ["INVERT", "InvalidSetting", "MAX_SEED", "TRAIN", "Setting", "Table", "check"]
+# ------------------------------------------------------------------------------------------------
+# Sampling from seeds (``nada sample``, latents from seeds in the CLI and the nodes)
+# ------------------------------------------------------------------------------------------------
+
+SAMPLE = Table([
+    Setting("truncation_psi", "float", 0.7, "truncation psi (1 = none, 0 = the average image; beyond 1 "
+            "exaggerates)", lo=-10.0, hi=10.0, flag="--truncation", label="truncation", metavar="PSI"),
+    Setting("truncation_cutoff", "int", None, "truncate only the first N W+ entries (none = all)", lo=0,
+            hi=64, label="truncation cutoff", metavar="N"),
+])
+
+__all__ = ["INVERT", "InvalidSetting", "MAX_SEED", "SAMPLE", "TRAIN", "Setting", "Table", "check"]

@@ -111,3 +111,20 @@ def test_invert_node_inputs_come_from_the_table():
     assert inputs["space"][0] == list(INVERT["space"].choices) and inputs["space"][1]["default"] == "w+"
     assert inputs["fit"][0] == list(INVERT["fit"].choices)
     assert inputs["seed"][1]["control_after_generate"] is False
+
+
+@pytest.mark.parametrize("psi, cutoff, needle", [
+    (float("nan"), None, "truncation must be a finite number"),
+    (float("inf"), None, "truncation must be a finite number"),
+    (0.5, -3, "truncation cutoff must be a whole number"),
+    ("0.5", None, "truncation must be"),
+])
+def test_latents_from_seeds_checks_truncation_at_the_boundary(psi, cutoff, needle):
+    from factories import tiny_generator
+    from nada_core.editing.latents import latents_from_seeds
+    from nada_core.errors import InputError
+
+    G = tiny_generator(16)
+    with pytest.raises(InputError, match=needle):
+        latents_from_seeds(G, "0-1", truncation_psi=psi, truncation_cutoff=cutoff)
+    assert latents_from_seeds(G, "0-1", truncation_psi=0.5, truncation_cutoff=2).ws.shape[0] == 2

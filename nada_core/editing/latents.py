@@ -211,7 +211,11 @@ def latents_from_seeds(G: Any, seeds: str | int | Iterable[int], truncation_psi:
     truncation cutoff makes the entries differ) and provenance ``seeds``/``truncation_psi``/``truncation_cutoff``.
     """
     from ..seeds import parse_seeds, z_from_seeds
+    from ..settings import SAMPLE, check
 
+    truncation_psi = check(SAMPLE["truncation_psi"], truncation_psi)
+    if truncation_cutoff is not None:
+        truncation_cutoff = check(SAMPLE["truncation_cutoff"], truncation_cutoff)
     seed_list = parse_seeds(seeds)
     device = G.w_avg.device
     z = z_from_seeds(seed_list, G.z_dim, device=device)
