@@ -205,3 +205,34 @@ def test_comfyui_startup_reports_no_import_failure_for_the_pack(tmp_path):
     assert any("seconds" in ln for ln in lines), "the pack should appear in ComfyUI's import times:\n" + log[-3000:]
     assert not any("IMPORT FAILED" in ln or "Cannot import" in ln for ln in lines), "\n".join(lines)
     assert (tmp_path / "models" / "stylegan").is_dir() and (tmp_path / "models" / "open_clip").is_dir()
+
+
+# ------------------------------------------------------------------------------------ hostile files
+
+
+def test_hostile_generator_files_fail_their_node_and_the_server_survives(comfy):
+    """Files that crashed or flooded the process before: each ends its node with one line, and the
+    same ComfyUI process then runs a normal workflow."""
+    from tests.test_hostile_loaders import EXTENT_CASES, _deflate_bomb, _numpy_file, _pt_with_tensor, _small_safetensors
+
+    folder = comfy.base / "models" / "stylegan"
+    hostile = [
+        _numpy_file("object_array", "pkl")(folder),
+        _numpy_file("dtype_setstate", "pt")(folder),
+        _pt_with_tensor(folder / "extent_too_long.pt", *EXTENT_CASES["too_long"]),
+        _small_safetensors(folder, {"channels": {"4": 8192, "8": 8192}}, "huge_channels"),
+        _deflate_bomb(folder),
+    ]
+    truncated = folder / "truncated.safetensors"
+    truncated.write_bytes(hostile[3].read_bytes()[:100])
+    hostile.append(truncated)
+    for path in hostile:
+        prompt = load_api_workflow("sample_saved_domain", {"1": {"generator_name": path.name}})
+        result = run(comfy, prompt)
+        assert result["valid"], (path.name, result.get("node_errors"))
+        err = message(result, "execution_error")
+        assert err is not None and err["node_type"] == "NadaLoadGenerator", (path.name, result["messages"])
+        text = err["exception_message"].strip()
+        assert "\n" not in text and path.name in text, text
+        assert err["exception_type"].endswith("NadaNodeError"), err["exception_type"]
+    assert_success(run(comfy, load_api_workflow("sample_saved_domain", tiny_overrides("sample_saved_domain"))))
