@@ -185,7 +185,7 @@ class Table:
             elif s.kind == "choice":
                 group.add_argument(*flags, dest=name, choices=s.choices, default=None, help=help_txt)
             else:
-                conv = {"int": _cli_int(s), "float": _cli_float(s)}.get(s.kind, str)
+                conv = {"int": _cli_number(s, int), "float": _cli_number(s, float)}.get(s.kind, str)
                 group.add_argument(*flags, dest=name, type=conv, default=None, help=help_txt,
                                    metavar=s.metavar or name.upper())
 
@@ -208,23 +208,14 @@ class Table:
         return ("STRING", {"default": text, "multiline": False, "tooltip": s.help})
 
 
-def _cli_int(s: Setting):
-    def conv(text: str) -> int:
+def _cli_number(s: Setting, cast: type):
+    """An argparse ``type=`` for ``s``: ``cast(text)`` or a message naming the allowed range."""
+    def conv(text: str):
         try:
-            return int(text)
+            return cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{s.name} must be {s.allowed()}, got {text!r}") from None
-    conv.__name__ = "int"
-    return conv
-
-
-def _cli_float(s: Setting):
-    def conv(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{s.name} must be {s.allowed()}, got {text!r}") from None
-    conv.__name__ = "float"
+    conv.__name__ = cast.__name__  # argparse names the type in its own messages
     return conv
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from nada_core.errors import InputError
+from nada_core.json_text import parse_json
 from .workflow_io import Workflow, is_link, node_title
 
 MAX_VARIANTS = 100_000
@@ -176,8 +177,8 @@ def coerce_text(text: str, existing: Any, where: str) -> Any:
     if kind == "str":
         return text
     try:  # None or a structured value: JSON, else plain text
-        return json.loads(s)
-    except json.JSONDecodeError:
+        return parse_json(s, where)
+    except InputError:
         if kind == "json":
             raise InputError(f"{where}: {text!r} is not valid JSON (the workflow's value is "
                              f"{json.dumps(existing)[:60]})") from None
@@ -231,12 +232,7 @@ def parse_sweep_values(text: str, existing: Any, where: str) -> list[Any]:
     """``"1,2,3"``, int ranges ``"0-7"`` / ``"0..7"``, or a JSON list ``'["a, b", "c"]'`` (for commas in text)."""
     s = text.strip()
     if s.startswith("["):
-        try:
-            items = json.loads(s)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{where}: {text!r} starts with '[' but is not a JSON list ({err})") from None
-        if not isinstance(items, list):
-            raise InputError(f"{where}: expected a JSON list of values")
+        items = parse_json(s, f"{where}: {text!r} starts with '[' but", "write a JSON list of values", expect=list)
         values = [coerce_value(v, existing, where) for v in items]
     else:
         values = []
@@ -284,15 +280,14 @@ def load_table(path: str | os.PathLike) -> list[dict[str, Any]]:
             for line_no, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
                 if not line.strip():
                     continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise InputError(f"table {p.name} line {line_no} is not JSON ({err})") from None
+                obj = parse_json(line, f"table {p.name} line {line_no}", "write one object of NODE.INPUT: value "
+                                 "per line")
                 if not isinstance(obj, dict):
                     raise InputError(f"table {p.name} line {line_no} is not an object of NODE.INPUT: value")
                 rows.append({k: v for k, v in obj.items() if not k.startswith("#")})
         elif suffix == ".json":
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = parse_json(p.read_bytes(), f"table {p.name}", "write a JSON list of objects (NODE.INPUT: value)",
+                              expect=list)
             if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
                 raise InputError(f"table {p.name} must hold a JSON list of objects (NODE.INPUT: value)")
             rows = [{k: v for k, v in r.items() if not k.startswith("#")} for r in data]
@@ -300,8 +295,6 @@ def load_table(path: str | os.PathLike) -> list[dict[str, Any]]:
             raise InputError(f"table {p.name}: unknown type {suffix!r}; use .csv, .jsonl or .json")
     except UnicodeDecodeError:
         raise InputError(f"table {p.name} is not UTF-8 text") from None
-    except json.JSONDecodeError as err:
-        raise InputError(f"table {p.name} is not valid JSON ({err})") from None
     if not rows:
         raise InputError(f"table {p.name} has no rows")
     return rows

@@ -199,3 +199,13 @@ def test_table_errors(tmp_path):
     (tmp_path / "l.jsonl").write_text('[1, 2]\n')
     with pytest.raises(InputError, match="line 1 is not an object"):
         load_table(tmp_path / "l.jsonl")
+
+
+def test_hostile_tables_and_sweeps_are_one_line(tmp_path):
+    deep = "[" * 50_000 + "]" * 50_000
+    (tmp_path / "d.json").write_text(deep)
+    with pytest.raises(InputError, match="nested deeper"):
+        load_table(tmp_path / "d.json")
+    (tmp_path / "d.jsonl").write_text('{"a": ' * 50_000 + "1" + "}" * 50_000 + "\n")
+    with pytest.raises(InputError, match="line 1: JSON nested deeper"):
+        load_table(tmp_path / "d.jsonl")
