@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from nada_core.models.random_init import random_generator
 from nada_core.models.stylegan2 import Generator, GeneratorConfig
 
 TINY_CHANNELS = ((4, 32), (8, 32), (16, 16), (32, 16))
@@ -22,21 +23,13 @@ def tiny_generator(img_resolution: int = 32, seed: int = 0, randomize_all: bool 
                    w_avg_std: float = 0.3, **kw) -> Generator:
     """A small random generator in eval mode; ``kw`` are :func:`tiny_config`'s options.
 
-    The one generator factory of the tests. (The engine's demo has its own,
-    ``nada_core.training.demo.tiny_random_generator``, with fixed sizes: it cannot make the small
-    latent sizes, channel widths, image channels and non-zero biases these tests need.)
-
+    The tests' sizes for the engine's one factory, :func:`nada_core.models.random_init.random_generator`.
     With ``randomize_all`` the parameters a fresh StyleGAN2 initialises to zero (biases, noise
     strengths; std ``bias_std``) and ``w_avg`` (std ``w_avg_std``) are filled with random values, so
     every code path of the architecture contributes to the output (a test of the maths would
     otherwise miss them).
     """
-    torch.manual_seed(seed)
-    G = Generator(tiny_config(img_resolution, **kw))
-    if randomize_all:
-        with torch.no_grad():
-            for name, p in G.named_parameters():
-                if name.endswith("bias") or name.endswith("noise_strength"):
-                    p.copy_(torch.randn_like(p) * bias_std)
-            G.mapping.w_avg.copy_(torch.randn_like(G.mapping.w_avg) * w_avg_std)
-    return G.eval()
+    if not randomize_all:
+        return random_generator(tiny_config(img_resolution, **kw), seed, isolate_rng=False)
+    return random_generator(tiny_config(img_resolution, **kw), seed, bias_std=bias_std, w_avg_std=w_avg_std,
+                            isolate_rng=False)

@@ -51,19 +51,13 @@ def tiny_random_clip(seed: int = 0, image_size: int = 64, width: int = 128, dept
 
 def tiny_random_generator(resolution: int = 64, seed: int = 0):
     """A small StyleGAN2 (channels capped at 128, 4 mapping layers) with random weights."""
-    from ..models.stylegan2 import Generator, GeneratorConfig, channels_from_base
+    from ..models.random_init import random_generator
+    from ..models.stylegan2 import GeneratorConfig, channels_from_base
 
-    with torch.random.fork_rng(devices=[]), torch.inference_mode(False):
-        torch.manual_seed(seed)
-        cfg = GeneratorConfig(img_resolution=resolution, z_dim=128, w_dim=128, mapping_layers=4,
-                              channels=channels_from_base(resolution, channel_base=4096, channel_max=128))
-        G = Generator(cfg).eval()
-        with torch.no_grad():  # a fresh StyleGAN2 has zero noise strengths; give it some texture
-            for name, p in G.named_parameters():
-                if name.endswith("noise_strength"):
-                    p.fill_(0.1)
-        G.mapping.w_avg.copy_(G.estimate_w_avg(num_samples=2000, seed=seed))
-    return G
+    cfg = GeneratorConfig(img_resolution=resolution, z_dim=128, w_dim=128, mapping_layers=4,
+                          channels=channels_from_base(resolution, channel_base=4096, channel_max=128))
+    # noise strengths 0.1: some texture; w_avg tracked from 2000 codes, as in a trained model
+    return random_generator(cfg, seed, noise_strength=0.1, w_avg_samples=2000)
 
 
 def run_demo_training(out_dir: str | Path, steps: int = 30, device: str | torch.device = "cpu",
