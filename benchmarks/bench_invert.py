@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from nada_core.editing.invert import InvertConfig, invert  # noqa: E402
-from nada_core.models.stylegan2 import Generator, GeneratorConfig  # noqa: E402
+from nada_core.models.random_init import random_generator  # noqa: E402
+from nada_core.models.stylegan2 import GeneratorConfig  # noqa: E402
 
 
 def random_clip(device: torch.device, arch: str = "ViT-B-32"):
@@ -89,8 +90,7 @@ def main(argv=None) -> int:
         device = torch.device(dev_name)
         clip = random_clip(device, args.clip_arch) if True in clip_modes else None
         for res in resolutions:
-            torch.manual_seed(0)
-            G = Generator(GeneratorConfig(img_resolution=res)).eval().to(device)
+            G = random_generator(GeneratorConfig(img_resolution=res), 0, isolate_rng=False).to(device)
             for space in spaces:
                 for use_clip in clip_modes:
                     if device.type == "cuda":

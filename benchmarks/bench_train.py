@@ -53,14 +53,10 @@ from nada_core.training.trainer import NadaTrainer, TrainConfig  # noqa: E402
 
 def config_f_generator(resolution: int, device: torch.device, seed: int = 0) -> Generator:
     """Config-f StyleGAN2 with random weights (non-zero noise strengths so noise costs what it costs)."""
-    torch.manual_seed(seed)
-    with torch.device(device):
-        G = Generator(GeneratorConfig(img_resolution=resolution, z_dim=512, w_dim=512, mapping_layers=8))
-    with torch.no_grad():
-        for name, p in G.named_parameters():
-            if name.endswith("noise_strength"):
-                p.fill_(0.1)
-    return G.eval()
+    from nada_core.models.random_init import random_generator
+
+    cfg = GeneratorConfig(img_resolution=resolution, z_dim=512, w_dim=512, mapping_layers=8)
+    return random_generator(cfg, seed, noise_strength=0.1, isolate_rng=False).to(device)
 
 
 def random_vit_b32(device: torch.device) -> ClipModel:
