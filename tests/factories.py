@@ -30,6 +30,7 @@ def tiny_generator(img_resolution: int = 32, seed: int = 0, randomize_all: bool 
     otherwise miss them).
     """
     if not randomize_all:
-        return random_generator(tiny_config(img_resolution, **kw), seed, isolate_rng=False)
+        return random_generator(tiny_config(img_resolution, **kw), seed, isolate_rng=False,
+                                leave_inference_mode=False)
     return random_generator(tiny_config(img_resolution, **kw), seed, bias_std=bias_std, w_avg_std=w_avg_std,
-                            isolate_rng=False)
+                            isolate_rng=False, leave_inference_mode=False)

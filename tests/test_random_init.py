@@ -35,3 +35,12 @@ def test_options_fill_what_a_fresh_generator_leaves_zero():
     assert 0.15 < rich.mapping.w_avg.std().item() < 0.45
     tracked = random_generator(cfg, 0, w_avg_samples=500)
     assert torch.allclose(tracked.mapping.w_avg, plain.estimate_w_avg(num_samples=500, seed=0))
+
+
+def test_inference_mode_is_left_unless_asked_to_stay():
+    cfg = tiny_config(16)
+    with torch.inference_mode():
+        trainable = random_generator(cfg, 0, w_avg_samples=10)
+        inference = random_generator(cfg, 0, leave_inference_mode=False)
+    assert not next(trainable.parameters()).is_inference()
+    assert next(inference.parameters()).is_inference()

@@ -11,7 +11,8 @@ from .stylegan2 import Generator, GeneratorConfig
 
 def random_generator(config: GeneratorConfig, seed: int = 0, *, bias_std: float | None = None,
                      noise_strength: float | None = None, w_avg_std: float | None = None,
-                     w_avg_samples: int = 0, isolate_rng: bool = True) -> Generator:
+                     w_avg_samples: int = 0, isolate_rng: bool = True,
+                     leave_inference_mode: bool = True) -> Generator:
     """A :class:`Generator` for ``config`` with seeded random weights, in eval mode.
 
     A fresh StyleGAN2 has zero biases and noise strengths, so some paths contribute nothing:
@@ -19,10 +20,13 @@ def random_generator(config: GeneratorConfig, seed: int = 0, *, bias_std: float 
     ``noise_strength`` (if given) sets all noise strengths to one value. ``w_avg``: random with
     ``w_avg_std``, or estimated from ``w_avg_samples`` mapped codes (as a trained model's tracks it),
     else zero. ``isolate_rng``: leave the caller's global torch RNG untouched (the demo); tests pass
-    False to keep seeding the global RNG as before.
+    False to keep seeding the global RNG as before. ``leave_inference_mode``: build normal (trainable)
+    tensors even when called under ``torch.inference_mode()`` (as ComfyUI runs nodes); tests of that
+    situation pass False to get inference tensors.
     """
     rng = torch.random.fork_rng(devices=[]) if isolate_rng else contextlib.nullcontext()
-    with rng, torch.inference_mode(False):
+    mode = torch.inference_mode(False) if leave_inference_mode else contextlib.nullcontext()
+    with rng, mode:
         torch.manual_seed(seed)
         G = Generator(config)
         with torch.no_grad():
