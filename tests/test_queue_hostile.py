@@ -1,6 +1,6 @@
 """``nada queue`` against hostile servers: every run ends, in seconds, with one line per variant.
 
-Each server is built here in-process on 127.0.0.1 (the fake ComfyUI of ``test_queue_scheduler``
+Each server is built here in-process on 127.0.0.1 (the fakes ComfyUI of ``test_queue_scheduler``
 with one route replaced, or a scripted websocket), with small limits so every case ends fast.
 """
 
@@ -21,26 +21,12 @@ from nada_queue.answers import event_of
 from nada_queue.comfy_client import BadAnswer, ComfyClient, Limits, Unreachable
 from nada_queue.scheduler import Backoff, BatchRunner, RunOptions, ServerWorker
 from nada_queue.websocket import OP_CLOSE, OP_TEXT, accept_key
-from tests.test_queue_scheduler import WORKFLOW, FakeComfy, Recorder, make_jobs
+from tests.test_queue_scheduler import WORKFLOW, FakeComfy, Recorder, fakes, make_jobs  # noqa: F401 (fixture)
 from tests.test_queue_websocket import server_frame
 
 REPO = Path(__file__).resolve().parent.parent
 LIMITS = Limits(timeout=0.5, deadline=0.8, download_deadline=0.8, max_json_bytes=4096,
                 max_download_bytes=1000, max_ws_message=4096)
-
-
-@pytest.fixture
-def fake():
-    made = []
-
-    def make(delay=0.02):
-        made.append(FakeComfy(delay))
-        return made[-1]
-
-    yield make
-    for f in made:
-        if not f.stopped.is_set():
-            f.shutdown()
 
 
 def run(servers, jobs, seconds=10.0, **opts):
@@ -87,7 +73,7 @@ def trickle(data: bytes = b'{"system": {}}' + b" " * 400, every: float = 0.05):
 
 
 def history_of(fake_server, entry):
-    """A /history hook answering ``entry`` (any JSON) for prompts the fake has run."""
+    """A /history hook answering ``entry`` (any JSON) for prompts the fakes has run."""
     def hook(handler, body):
         pid = handler.path.rsplit("/", 1)[1]
         with fake_server.lock:
@@ -109,8 +95,8 @@ def history_of(fake_server, entry):
     ("history", raw(200, b"[]"), "error", "is an array, expected an object"),
     ("history", raw(200, b'{"a": '), "error", "not valid JSON"),
 ])
-def test_bad_http_answers_end_the_variant(fake, route, answer, status, text):
-    server = fake()
+def test_bad_http_answers_end_the_variant(fakes, route, answer, status, text):
+    server = fakes()
     server.hooks[route] = answer
     jobs = make_jobs("1.color=1,2")
     run([server.url], jobs)
@@ -126,16 +112,16 @@ def test_bad_http_answers_end_the_variant(fake, route, answer, status, text):
     ({"outputs": {}, "status": {"status_str": 5}}, "status_str"),
     ("entry", "entry of prompt"),
 ])
-def test_wrong_history_shapes_end_only_that_job(fake, entry, text):
-    server = fake()
+def test_wrong_history_shapes_end_only_that_job(fakes, entry, text):
+    server = fakes()
     server.hooks["history"] = history_of(server, entry)
     jobs = make_jobs("1.color=1,2")
     run([server.url], jobs)
     assert {j.status for j in jobs} == {"error"} and all(text in j.error for j in jobs), jobs[0].error
 
 
-def test_history_timestamps_and_messages_of_any_type_do_not_break_a_success(fake):
-    server = fake()
+def test_history_timestamps_and_messages_of_any_type_do_not_break_a_success(fakes):
+    server = fakes()
     entry = {"outputs": {"9": {"images": [{"filename": 5}, "x", {"filename": "ok.png"}]}},
              "status": {"status_str": "success", "completed": "yes",
                         "messages": [["execution_start", {"timestamp": "noon"}], ["execution_success", 1e400],
@@ -147,8 +133,8 @@ def test_history_timestamps_and_messages_of_any_type_do_not_break_a_success(fake
     assert jobs[0].run_seconds is None or jobs[0].run_seconds >= 0
 
 
-def test_wrong_queue_shape_ends_the_unfinished_jobs(fake):
-    server = fake(delay=5.0)  # history says "not yet", so the client asks /queue
+def test_wrong_queue_shape_ends_the_unfinished_jobs(fakes):
+    server = fakes(delay=5.0)  # history says "not yet", so the client asks /queue
     server.hooks["queue"] = raw(200, b'{"queue_running": {"x": 1}, "queue_pending": []}')
     jobs = make_jobs("1.color=1")
     run([server.url], jobs)
@@ -161,8 +147,8 @@ def test_wrong_queue_shape_ends_the_unfinished_jobs(fake):
     (trickle(b"y" * 400), "no whole answer within 0.8 s"),
     (raw(200, b"short", {"Content-Length": "100"}), "ended 95 bytes short of its Content-Length"),
 ])
-def test_downloads_are_capped_in_size_and_time(fake, tmp_path, answer, text):
-    server = fake()
+def test_downloads_are_capped_in_size_and_time(fakes, tmp_path, answer, text):
+    server = fakes()
     server.hooks["view"] = answer
     jobs = make_jobs("1.color=1")
     run([server.url], jobs, download_dir=tmp_path / "dl")
@@ -171,8 +157,8 @@ def test_downloads_are_capped_in_size_and_time(fake, tmp_path, answer, text):
     assert not [p for p in (tmp_path / "dl").rglob("*") if p.is_file()]
 
 
-def test_byte_by_byte_history_hits_the_deadline_and_the_job_gives_up(fake):
-    server = fake()
+def test_byte_by_byte_history_hits_the_deadline_and_the_job_gives_up(fakes):
+    server = fakes()
     server.hooks["history"] = trickle()
     jobs = make_jobs("1.color=1")
     t0 = time.monotonic()
@@ -182,8 +168,8 @@ def test_byte_by_byte_history_hits_the_deadline_and_the_job_gives_up(fake):
     assert time.monotonic() - t0 >= 3 * 0.8  # each request really waited for its deadline, no longer
 
 
-def test_trickling_liveness_probe_counts_as_down(fake):
-    server = fake()
+def test_trickling_liveness_probe_counts_as_down(fakes):
+    server = fakes()
     server.hooks["system_stats"] = trickle()
     jobs = make_jobs("1.color=1,2")
     run([server.url], jobs, down_timeout=1.0)
@@ -191,8 +177,8 @@ def test_trickling_liveness_probe_counts_as_down(fake):
     assert "no server answered for 1 s" in jobs[0].error and "0.8 s" in jobs[0].error
 
 
-def test_reconnects_back_off_when_every_request_drops(fake):
-    server = fake()
+def test_reconnects_back_off_when_every_request_drops(fakes):
+    server = fakes()
 
     def drop(handler, body):  # accept, then hang up without a word
         handler.close_connection = True
@@ -216,8 +202,8 @@ def test_backoff_is_bounded_exponential():
     assert b.next() == 0.25
 
 
-def test_a_crashing_worker_ends_its_jobs_and_the_run(fake, monkeypatch):
-    server = fake()
+def test_a_crashing_worker_ends_its_jobs_and_the_run(fakes, monkeypatch):
+    server = fakes()
 
     def boom(self):
         raise ZeroDivisionError("bug in a check")
@@ -229,8 +215,8 @@ def test_a_crashing_worker_ends_its_jobs_and_the_run(fake, monkeypatch):
     assert all("ZeroDivisionError" in j.error for j in jobs)
 
 
-def test_a_crash_in_one_worker_leaves_the_other_server_working(fake, monkeypatch):
-    good, bad = fake(), fake()
+def test_a_crash_in_one_worker_leaves_the_other_server_working(fakes, monkeypatch):
+    good, bad = fakes(), fakes()
     real = ServerWorker._poll_due
 
     def maybe_boom(self):
@@ -248,7 +234,7 @@ def test_a_crash_in_one_worker_leaves_the_other_server_working(fake, monkeypatch
 
 # ---------------------------------------------------------------------------- websocket
 def ws_server(fake_server, script):
-    """A /ws hook: handshake, then ``script(conn, pid)`` once for each prompt the fake receives,
+    """A /ws hook: handshake, then ``script(conn, pid)`` once for each prompt the fakes receives,
     then keep the connection until the client leaves (at most 10 s)."""
     def hook(handler, body):
         key = handler.headers["Sec-WebSocket-Key"]
@@ -288,8 +274,8 @@ def text(obj) -> bytes:
     (lambda pid: bytes([0x81 | 0x40, 1]) + b"x", "reserved bits"),
     (lambda pid: server_frame(OP_CLOSE, b"x" * 200), "control frame"),
 ])
-def test_bad_websocket_frames_fall_back_to_polling(fake, frames, note):
-    server = fake()
+def test_bad_websocket_frames_fall_back_to_polling(fakes, frames, note):
+    server = fakes()
     server.hooks["ws"] = ws_server(server, lambda conn, pid: conn.sendall(frames(pid)))
     jobs = make_jobs("1.color=1,2")
     events = run([server.url], jobs, use_websocket=True, safety_check_interval=30.0)
@@ -298,8 +284,8 @@ def test_bad_websocket_frames_fall_back_to_polling(fake, frames, note):
     assert note in line and "polling" in line
 
 
-def test_unfollowed_and_odd_status_events_are_ignored(fake):
-    server = fake()
+def test_unfollowed_and_odd_status_events_are_ignored(fakes):
+    server = fakes()
 
     def script(conn, pid):
         conn.sendall(text({"type": "status", "data": {"status": 7}}) + text({"type": "status", "data": "busy"})
@@ -320,8 +306,8 @@ def test_unfollowed_and_odd_status_events_are_ignored(fake):
     ({"value": 1, "max": None}, "progress max is null"),
     ({"value": True, "max": 2}, "progress value is a boolean"),
 ])
-def test_malformed_progress_about_our_prompt_ends_that_job(fake, data, text_):
-    server = fake(delay=1.0)
+def test_malformed_progress_about_our_prompt_ends_that_job(fakes, data, text_):
+    server = fakes(delay=1.0)
     server.hooks["ws"] = ws_server(server, lambda conn, pid: conn.sendall(
         text({"type": "progress", "data": {"prompt_id": pid, **data}})))
     jobs = make_jobs("1.color=1")
@@ -329,8 +315,8 @@ def test_malformed_progress_about_our_prompt_ends_that_job(fake, data, text_):
     assert jobs[0].status == "error" and text_ in jobs[0].error and "malformed event" in jobs[0].error
 
 
-def test_websocket_closing_mid_frame_reconnects_then_polls(fake):
-    server = fake(delay=0.3)
+def test_websocket_closing_mid_frame_reconnects_then_polls(fakes):
+    server = fakes(delay=0.3)
 
     def script(conn, pid):
         conn.sendall(bytes([0x81, 100]) + b'{"type": "exe')  # 100 bytes announced, 13 sent
@@ -365,8 +351,8 @@ def test_limits_from_env_are_checked():
         Limits.from_env({"NADA_QUEUE_MAX_JSON_BYTES": "0"})
 
 
-def test_client_errors_are_one_line_and_typed(fake):
-    server = fake()
+def test_client_errors_are_one_line_and_typed(fakes):
+    server = fakes()
     server.hooks["queue"] = trickle()
     client = ComfyClient(server.url, LIMITS)
     t0 = time.monotonic()
@@ -405,8 +391,8 @@ def wait_for(cond, seconds=15):
 @pytest.mark.parametrize("sig,code,stuck", [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False),
                                             (signal.SIGTERM, 143, True)],
                          ids=["SIGTERM", "SIGINT", "SIGTERM-while-a-request-trickles"])
-def test_signal_mid_run_reports_every_variant_and_resume_redoes_them(fake, tmp_path, sig, code, stuck):
-    busy = fake(delay=30.0)  # its first job never ends during the test
+def test_signal_mid_run_reports_every_variant_and_resume_redoes_them(fakes, tmp_path, sig, code, stuck):
+    busy = fakes(delay=30.0)  # its first job never ends during the test
     if stuck:  # the second /prompt trickles: the worker is inside a request when the signal comes
         slow = trickle(b'{"prompt_id": "t"}' + b" " * 400, every=0.05)
         busy.hooks["prompt"] = lambda handler, body: False if busy.hits["prompt"] == 1 else slow(handler, body)
@@ -429,7 +415,7 @@ def test_signal_mid_run_reports_every_variant_and_resume_redoes_them(fake, tmp_p
     assert all(r["error"] and "\n" not in r["error"] for r in recs)
     assert busy.interrupts == [busy.running[0]]  # our running prompt was interrupted
 
-    good = fake()
+    good = fakes()
     proc = subprocess.run([sys.executable, "-m", "nada_core", "queue", "--resume", str(report),
                            "--server", good.url, "--no-websocket", "--poll-interval", "0.05", "--quiet"],
                           cwd=REPO, capture_output=True, text=True, timeout=30)
@@ -439,10 +425,10 @@ def test_signal_mid_run_reports_every_variant_and_resume_redoes_them(fake, tmp_p
     assert {r["status"] for r in recs[4:]} == {"success"} and len(good.executed) == 4
 
 
-def test_cli_prints_one_line_per_failed_variant(fake, tmp_path, capsys, monkeypatch):
+def test_cli_prints_one_line_per_failed_variant(fakes, tmp_path, capsys, monkeypatch):
     from nada_core.cli import main
 
-    server = fake()
+    server = fakes()
     server.hooks["prompt"] = raw(200, b'{"prompt_id": ["x"]}')
     wf = tmp_path / "w.json"
     wf.write_text(json.dumps(WORKFLOW))

@@ -176,7 +176,7 @@ def run(servers, jobs, **opts):
 def fakes():
     made = []
 
-    def make(delay):
+    def make(delay=0.02):
         made.append(FakeComfy(delay))
         return made[-1]
 
