@@ -332,4 +332,33 @@ SAMPLE = Table([
             hi=64, label="truncation cutoff", metavar="N"),
 ])
 
-__all__ = ["INVERT", "InvalidSetting", "MAX_SEED", "SAMPLE", "TRAIN", "Setting", "Table", "check"]
+# ------------------------------------------------------------------------------------------------
+# Latent editing directions (``nada edit``, the direction nodes, nada_core.editing.semantic)
+# ------------------------------------------------------------------------------------------------
+
+EDIT = Table([
+    Setting("method", "choice", "sefa", "how directions are found: sefa = closed form from the generator's style "
+            "weights (instant, no data); ganspace = PCA of sampled W codes", choices=("sefa", "ganspace"),
+            flag=None, what="the direction finder"),
+    Setting("k", "int", 10, "how many directions to find (strongest first)", lo=1, hi=4096, flag="--count",
+            metavar="K", label="count"),
+    Setting("n_samples", "int", 50_000, "GANSpace: W codes sampled for the PCA (more = steadier axes)",
+            lo=1_000, hi=10_000_000, metavar="N", label="samples", flag="--samples"),
+    Setting("seed", "int", 0, "GANSpace: seed of the sampled codes (same seed = same directions)", lo=0,
+            hi=MAX_SEED, metavar="S", flag="--direction-seed", label="direction seed"),
+    Setting("torgb", "choice", "none", "SeFa: toRGB style affines to include: none (default), last (the final "
+            "toRGB, as the SeFa authors' code does) or all", choices=("none", "last", "all")),
+    Setting("strength", "float", 3.0, "how far to move along the direction, in W units (SeFa/GANSpace "
+            "directions and InterFaceGAN boundaries are unit vectors; about 3 is a clear edit)",
+            lo=-1000.0, hi=1000.0, step=0.1, what="an edit strength"),
+    Setting("strengths", "text", "-3,0,3", "strengths of a sweep: a list like '-3,0,3' or FROM:TO:COUNT like "
+            "'-3:3:7'", metavar="LIST"),
+    Setting("layers", "text", "all", "W+ entries to edit: 'all', 'coarse', 'middle', 'fine' or entries like "
+            "'0-5' (coarse entries move pose and shape, fine ones colour)", metavar="LAYERS"),
+    Setting("frames", "int", 48, "video/animation frames of a walk through the strengths", lo=1, hi=100_000,
+            metavar="N"),
+    Setting("fps", "float", 24.0, "frames per second of a video/animation", lo=0.0, hi=240.0, lo_open=True,
+            metavar="FPS", widget_min=1.0),
+])
+
+__all__ = ["EDIT", "INVERT", "InvalidSetting", "MAX_SEED", "SAMPLE", "TRAIN", "Setting", "Table", "check"]
