@@ -165,7 +165,7 @@ def test_morph_of_inverted_latents_as_lossless_webp(files, tmp_path):
     (["--generators", "{a},{other}", "--seed", "1"], "5555555555"),
     (["--generator", "{a}", "--seed", "1"], "at least two keyframes"),
     (["--generator", "{a}", "--seeds", "1,2", "--layers", "coarse"], "--layers"),
-    (["--generator", "{a}", "--seeds", "1,2", "--out", "{dir}/clip.mp4"], "ffmpeg"),
+    (["--generator", "{a}", "--seeds", "1,2", "--out", "{dir}/clip.mov"], "use .mp4"),  # .mp4 is written (tests/test_video.py)
     (["--generator", "{a}", "--seeds", "1,2", "--frames", "0"], "--frames"),
 ])
 def test_interpolate_errors_are_one_line(files, tmp_path, capsys, argv, message):

@@ -1,4 +1,4 @@
-"""``nada interpolate``: latent walks and cross-domain generator morphs as GIF / WebP / APNG / PNG frames.
+"""``nada interpolate``: latent walks and cross-domain generator morphs as MP4 / GIF / WebP / APNG / PNG frames.
 
 Two kinds of animation:
 
@@ -7,8 +7,9 @@ Two kinds of animation:
 - generator morph (paper Fig. 19): ``--generators A,B[,C]`` with ``--seed 3`` (or ``--seeds``,
   ``--latents``): the weights are blended from A to B (to C...), every code shown side by side.
 
-The output type follows ``--out``: ``.gif``, ``.webp`` (``--lossless``/``--quality``), ``.apng``,
-or a folder of PNG frames when the name has no extension or is an existing folder.
+The output type follows ``--out``: ``.mp4`` (H.264, yuv420p, through PyAV; ``--quality``), ``.gif``,
+``.webp`` (``--lossless``/``--quality``), ``.apng``, or a folder of PNG frames when the name has no
+extension or is an existing folder.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 from .common import add_device_argument
 
 NAME = "interpolate"
-HELP = "Animate latent interpolations or cross-domain generator morphs (GIF, WebP, APNG or PNG frames)."
+HELP = "Animate latent interpolations or cross-domain generator morphs (MP4, GIF, WebP, APNG or PNG frames)."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,11 +47,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const",
                    help="per-pixel noise (default const: stable across frames)")
     p.add_argument("--fps", type=float, default=24.0, help="frames per second (default 24)")
-    p.add_argument("--quality", type=int, default=90, help="WebP quality 0-100 (default 90)")
+    p.add_argument("--quality", type=int, default=90, help="WebP/MP4 quality 0-100 (default 90)")
     p.add_argument("--lossless", action="store_true", help="lossless WebP")
     p.add_argument("--columns", type=int, default=None, help="grid columns when a morph shows several codes")
     p.add_argument("--batch", type=int, default=8, help="images rendered at once (default 8)")
-    p.add_argument("--out", required=True, help="output .gif, .webp, .apng, or a folder for PNG frames")
+    p.add_argument("--out", required=True, help="output .mp4, .gif, .webp, .apng, or a folder for PNG frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_argument(p)
 
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..atomic import check_output
-    from ..media.animation import animation_format, frame_to_pil, write_animation
+    from ..media.animation import SUFFIXES, animation_format, frame_to_pil, write_animation
     from ..formats.checkpoints import load_generator
     from ..devices import resolve_device
     from ..errors import InputError
@@ -76,9 +77,13 @@ def run(args: argparse.Namespace) -> int:
     if not (args.fps > 0):
         raise InputError("--fps must be positive")
     fmt = animation_format(args.out)  # fail on a bad --out before any work
+    if fmt == "mp4":
+        from ..media.video import h264_encoder
+
+        h264_encoder()  # no PyAV / no encoder: say so before rendering anything
     device = resolve_device(args.device)
     paths = [args.generator] if args.generator else [s.strip() for s in args.generators.split(",") if s.strip()]
-    suffixes = {"gif": (".gif",), "webp": (".webp",), "apng": (".apng", ".png")}.get(fmt)
+    suffixes = SUFFIXES.get(fmt)
     check_output(args.out, [*paths, args.latents], suffixes=suffixes, kind="dir" if fmt == "frames" else "file",
                  what="--out")
     if args.generators and len(paths) < 2:
@@ -135,5 +140,17 @@ def run(args: argparse.Namespace) -> int:
         out = write_animation(frames, args.out, fps=args.fps, loop=True, lossless=args.lossless,
                               quality=args.quality, fmt=fmt)
     kind = "PNG frames in" if fmt == "frames" else fmt.upper()
-    print(f"wrote {kind} {out}: {len(frames)} frames at {args.fps:g} fps, {what}", file=sys.stdout)
+    print(f"wrote {kind} {out}: {len(frames)} frames at {args.fps:g} fps, {what}{_mp4_note(fmt, frames)}",
+          file=sys.stdout)
     return 0
+
+
+def _mp4_note(fmt: str, frames: list) -> str:
+    """", padded from WxH to W'xH' for H.264" when an MP4's frames had an odd side, else ""."""
+    if fmt != "mp4" or not frames:
+        return ""
+    from ..media.video import even_size
+
+    w, h = frames[0].size
+    ew, eh = even_size(w, h)
+    return "" if (ew, eh) == (w, h) else f", padded from {w}x{h} to {ew}x{eh} for H.264 (edge pixels repeated)"

@@ -1,7 +1,8 @@
-"""Write frame sequences as animated GIF, WebP, APNG or a folder of PNGs, with Pillow only.
+"""Write frame sequences as MP4 video, animated GIF, WebP, APNG or a folder of PNGs.
 
-The format follows the output path: ``.gif``, ``.webp``, ``.apng``/``.png`` (animated PNG), or a
-folder of ``frame_00000.png``... when the path has no extension or is an existing directory.
+The format follows the output path: ``.mp4`` (H.264/yuv420p through PyAV, see :mod:`.video`),
+``.gif``, ``.webp``, ``.apng``/``.png`` (animated PNG, Pillow), or a folder of
+``frame_00000.png``... when the path has no extension or is an existing directory.
 Files are written atomically (a failed write leaves no half file); a frame folder gets each frame
 written atomically and stale frames from an earlier, longer run removed.
 """
@@ -18,8 +19,9 @@ import torch
 
 from ..errors import InputError
 
-Format = Literal["gif", "webp", "apng", "frames"]
-_EXTENSIONS = {".gif": "gif", ".webp": "webp", ".apng": "apng", ".png": "apng"}
+Format = Literal["mp4", "gif", "webp", "apng", "frames"]
+_EXTENSIONS = {".mp4": "mp4", ".gif": "gif", ".webp": "webp", ".apng": "apng", ".png": "apng"}
+SUFFIXES = {"mp4": (".mp4",), "gif": (".gif",), "webp": (".webp",), "apng": (".apng", ".png")}
 _FRAME_NAME = re.compile(r"^frame_(\d{5,})\.png$")
 
 
@@ -33,10 +35,10 @@ def animation_format(path: str | os.PathLike) -> Format:
         return _EXTENSIONS[suffix]  # type: ignore[return-value]
     if not suffix:
         return "frames"
-    if suffix in (".mp4", ".mov", ".avi", ".mkv", ".webm"):
-        raise InputError(f"{p.name}: video files need ffmpeg, which this tool does not use; "
-                         "write .gif, .webp, .apng or a folder of PNG frames instead")
-    raise InputError(f"{p.name}: unknown animation type {suffix!r}; use .gif, .webp, .apng, or a folder name")
+    if suffix in (".mov", ".avi", ".mkv", ".webm", ".m4v"):
+        raise InputError(f"{p.name}: {suffix} video is not written here; use .mp4 (H.264), .gif, .webp, "
+                         ".apng or a folder of PNG frames")
+    raise InputError(f"{p.name}: unknown animation type {suffix!r}; use .mp4, .gif, .webp, .apng, or a folder name")
 
 
 def frame_to_pil(frame):
@@ -79,8 +81,10 @@ def write_animation(frames: Iterable, path: str | os.PathLike, fps: float = 24.0
     """Write ``frames`` (tensors ``[3, H, W]`` in [-1, 1], a ``[N, 3, H, W]`` batch, uint8 arrays or PIL
     images, all the same size) to ``path``; returns the path written (file or folder).
 
-    ``fps``: playback speed. ``loop``: repeat forever (GIF/WebP/APNG). ``lossless``/``quality``
-    (0-100): WebP only (GIF is always 256-colour, PNG always lossless). ``fmt``: force a format.
+    ``fps``: playback speed. ``loop``: repeat forever (GIF/WebP/APNG; an MP4 player decides).
+    ``lossless``/``quality`` (0-100): WebP, and MP4 (``quality`` maps to x264 CRF 51..0, lossless
+    to CRF 0); GIF is always 256-colour, PNG always lossless. ``fmt``: force a format. MP4 frames of
+    odd size are padded to even (:func:`nada_core.media.video.even_size`).
     """
     if not (fps > 0 and np.isfinite(fps)):
         raise InputError(f"fps must be a positive number, got {fps}")
@@ -99,6 +103,11 @@ def write_animation(frames: Iterable, path: str | os.PathLike, fps: float = 24.0
                              "all frames must have the same size")
     if fmt == "frames":
         return write_frame_folder(images, path)
+    if fmt == "mp4":
+        from .video import write_mp4
+
+        crf = 0 if lossless else round(51 * (100 - int(quality)) / 100)  # quality 90 -> CRF 5, 65 -> 18
+        return write_mp4([np.asarray(im) for im in images], path, fps=fps, crf=crf)
     return _write_animated_file(images, Path(path), fmt, fps, loop, lossless, int(quality))
 
 
@@ -153,12 +162,16 @@ def write_frame_folder(images: Sequence, folder: str | os.PathLike) -> Path:
 
 
 def read_animation(path: str | os.PathLike) -> list[np.ndarray]:
-    """Read every frame of a GIF/WebP/APNG (or a frame folder) as ``uint8 [H, W, 3]`` arrays."""
+    """Read every frame of an MP4/GIF/WebP/APNG (or a frame folder) as ``uint8 [H, W, 3]`` arrays."""
     from PIL import ImageSequence
 
     from .images import open_image_checked
 
     p = Path(path)
+    if p.suffix.lower() == ".mp4":
+        from .video import read_video
+
+        return read_video(p)
     if p.is_dir():
         names = sorted(f for f in p.iterdir() if _FRAME_NAME.match(f.name))
         out = []
