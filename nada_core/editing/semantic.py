@@ -393,3 +393,21 @@ def sweep(latents: Latents, direction: Directions | torch.Tensor, strengths: Seq
             "from": latents.provenance}
     space = "w" if all(p.space == "w" for p in parts) else "w+"
     return Latents(ws, space, latents.lineage_sha256, prov, None, noise)
+
+
+def walk_strengths(strengths: Sequence[float], frames: int) -> list[float]:
+    """``frames`` strengths moving linearly through ``strengths`` as keyframes, ends included.
+
+    One keyframe ``s`` walks from 0 to ``s``. E.g. ``walk_strengths([-3, 3], 5) == [-3, -1.5, 0, 1.5, 3]``.
+    """
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise InputError(f"frames must be a whole number >= 1, got {frames!r}")
+    keys = [float(s) for s in strengths]
+    if not keys:
+        raise InputError("no strengths given; use e.g. '-3,0,3'")
+    if len(keys) == 1:
+        keys = [0.0, keys[0]]
+    if frames == 1:
+        return [keys[0]]
+    pos = np.linspace(0.0, len(keys) - 1, frames)
+    return [float(np.interp(p, np.arange(len(keys)), keys)) for p in pos]
