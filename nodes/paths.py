@@ -1,4 +1,5 @@
-"""Model folders: ``models/stylegan`` (generators) and ``models/open_clip`` (CLIP weights).
+"""Model folders: ``models/stylegan`` (generators), ``models/stylegan/directions`` (latent editing
+directions: InterFaceGAN boundaries, SeFa/GANSpace files) and ``models/open_clip`` (CLIP weights).
 
 Inside ComfyUI both are registered with its folder system (``folder_paths``), merged with any
 folders the user configured in ``extra_model_paths.yaml`` (never replacing them), so model files
@@ -17,16 +18,20 @@ from . import comfy_bridge
 
 STYLEGAN = "stylegan"
 OPEN_CLIP = "open_clip"
+DIRECTIONS = "stylegan_directions"  # ComfyUI folder name; its default is models/stylegan/directions
 SAVED_SUBFOLDER = "nada"  # adapted generators are saved under models/stylegan/nada/
+DIRECTIONS_SUBFOLDER = "directions"
 
 GENERATOR_EXTENSIONS = {".pt", ".pkl", ".safetensors"}
 CLIP_EXTENSIONS = {".pt", ".pkl", ".safetensors", ".pth", ".bin"}
 LATENT_EXTENSIONS = {".safetensors"}
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+DIRECTION_EXTENSIONS = {".safetensors", ".npy", ".npz", ".pt", ".pth"}  # nada_core.editing.direction_files
 OPEN_CLIP_CONFIG = "open_clip_config.json"  # marks a Hugging Face-layout open_clip folder
 
-_EXTENSIONS = {STYLEGAN: GENERATOR_EXTENSIONS, OPEN_CLIP: CLIP_EXTENSIONS}
-_KIND = {STYLEGAN: "stylegan", OPEN_CLIP: "open_clip"}
+_EXTENSIONS = {STYLEGAN: GENERATOR_EXTENSIONS, OPEN_CLIP: CLIP_EXTENSIONS, DIRECTIONS: DIRECTION_EXTENSIONS}
+_KIND = {STYLEGAN: "stylegan", OPEN_CLIP: "open_clip", DIRECTIONS: "direction"}
+_DEFAULT_SUBDIR = {DIRECTIONS: os.path.join(STYLEGAN, DIRECTIONS_SUBFOLDER)}  # else the folder name itself
 
 
 class ModelNotFound(Exception):
@@ -37,7 +42,7 @@ class ModelNotFound(Exception):
 
 
 def register_model_folders() -> None:
-    """Register ``stylegan`` and ``open_clip`` with ComfyUI (no-op outside ComfyUI).
+    """Register ``stylegan``, ``stylegan_directions`` and ``open_clip`` with ComfyUI (no-op outside ComfyUI).
 
     Merges: folders already configured (``extra_model_paths.yaml`` is read before packs load) are
     kept in their order; the default ``ComfyUI/models/<name>`` is appended if missing; extensions
@@ -47,7 +52,7 @@ def register_model_folders() -> None:
     if fp is None:
         return
     for name, exts in _EXTENSIONS.items():
-        default = os.path.join(fp.models_dir, name)
+        default = os.path.join(fp.models_dir, _DEFAULT_SUBDIR.get(name, name))
         if name in fp.folder_names_and_paths:
             folders, old_exts = fp.folder_names_and_paths[name]
             folders = list(folders)
@@ -67,12 +72,12 @@ def register_model_folders() -> None:
 
 
 def model_folders(name: str) -> list[Path]:
-    """Folders searched for model kind ``name`` (``stylegan`` or ``open_clip``), first = default."""
+    """Folders searched for model kind ``name`` (``stylegan``, ``stylegan_directions`` or ``open_clip``), first = default."""
     fp = comfy_bridge.folder_paths()
     if fp is not None and name in fp.folder_names_and_paths:
         return [Path(p) for p in fp.get_folder_paths(name)]
     root = os.environ.get("NADA_MODELS_DIR") or "models"
-    return [Path(root) / name]
+    return [Path(root) / _DEFAULT_SUBDIR.get(name, name)]
 
 
 def output_dir() -> Path:
@@ -184,6 +189,8 @@ def list_models(name: str) -> list[str]:
     if name == OPEN_CLIP:
         for folder in model_folders(name):
             found.update(_walk_clip_dirs(folder))
+    if name == STYLEGAN:  # direction files live in stylegan/directions/ but are not generators
+        found = {f for f in found if not f.startswith(DIRECTIONS_SUBFOLDER + "/")}
     return sorted(found)
 
 
