@@ -118,7 +118,7 @@ def test_links_connect_matching_types(name):
 def test_canvas_and_api_describe_the_same_graph(name):
     canvas, api = load(name)
     nodes = real_nodes(canvas)
-    assert sorted(api, key=int) == sorted(str(n["id"]) for n in nodes)
+    assert sorted(api, key=int) == sorted((str(n["id"]) for n in nodes), key=int)  # ids 10+ sort as numbers
     link_by_id = {link[0]: link for link in canvas["links"]}
     for n in nodes:
         entry = api[str(n["id"])]

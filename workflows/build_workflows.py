@@ -25,7 +25,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORKFLOW_NAMES = ("text_to_domain", "images_to_domain", "invert_and_translate", "domain_morph",
-                  "sample_saved_domain")
+                  "sample_saved_domain", "edit_in_domain")
 
 # Model file names as a user would have them (see the README for where they come from).
 FFHQ = "stylegan2-ffhq-config-f.pt"
@@ -269,6 +269,47 @@ through the morph, saved as an animated WebP (paper appendix F).
             Node(5, "SaveAnimatedWEBP", (800, 40), {"filename_prefix": "nada/ffhq_to_sketch", "fps": 12.0,
                                                     "lossless": False, "quality": 90, "method": "default"},
                  {"images": (4, 0)}, size=(420, 460)),
+        ],
+    ),
+    "edit_in_domain": Workflow(
+        "edit_in_domain",
+        "Edit in the domain: one latent direction, source and adapted side by side",
+        _note(f"""
+### Edit in the adapted domain (SeFa directions)
+Finds semantic directions (pose, age, smile... unlabelled, strongest first) on the **source** generator,
+moves four faces along one of them and renders the same edited codes with the source and the **adapted**
+generator: the edit carries over, because adaptation keeps the source's latent space.
+
+- Needs `models/stylegan/{FFHQ}` and the adapted `models/stylegan/{ADAPTED}` (from *text_to_domain*).
+- *index* picks the direction (0 = strongest); *strength* how far (about 3 is clear; negative walks the other way);
+  *layers* `0-5` keeps the edit to pose and shape.
+- For a real photo: replace **NADA Latent From Seeds** with **NADA Invert Image** (see *invert_and_translate*).
+- For InterFaceGAN boundaries (age.npy, smile.pt...): put them in `models/stylegan/directions/` and use
+  **NADA Load Direction** instead of **NADA Find Directions**.
+- **NADA Direction Sweep** renders each face at strengths -3..3 in the adapted domain."""),
+        [
+            Node(1, "NadaLoadGenerator", (40, 40), {"generator_name": FFHQ, "weights": "EMA"}, title="Source generator"),
+            Node(2, "NadaLoadGenerator", (40, 200), {"generator_name": ADAPTED, "weights": "EMA"},
+                 title="Adapted generator"),
+            Node(3, "NadaLatentFromSeeds", (40, 360), {"seeds": "0-3", "truncation": 0.7}, {"generator": (1, 0)}),
+            Node(4, "NadaFindDirections", (420, 40), {"method": "sefa", "count": 10, "layers": "all", "torgb": "none",
+                                                      "samples": 50000, "seed": 0}, {"generator": (1, 0)}),
+            Node(5, "NadaApplyDirection", (800, 40), {"index": 0, "strength": 3.0, "layers": ""},
+                 {"latent": (3, 0), "directions": (4, 0), "generator": (1, 0)}),
+            Node(6, "NadaRender", (1180, 40), {"noise_mode": "const"}, {"generator": (1, 0), "latent": (5, 0)},
+                 title="Render (source)"),
+            Node(7, "NadaRender", (1180, 200), {"noise_mode": "const"}, {"generator": (2, 0), "latent": (5, 0)},
+                 title="Render (adapted)"),
+            Node(8, "SaveImage", (1560, 40), {"filename_prefix": "nada/edit_source"}, {"images": (6, 0)},
+                 title="Edited, source domain", size=(340, 380)),
+            Node(9, "SaveImage", (1920, 40), {"filename_prefix": "nada/edit_adapted"}, {"images": (7, 0)},
+                 title="Edited, adapted domain", size=(340, 380)),
+            Node(10, "NadaDirectionSweep", (800, 420), {"index": 0, "strengths": "-3:3:5", "layers": "",
+                                                        "noise_mode": "const"},
+                 {"generator": (2, 0), "latent": (3, 0), "directions": (4, 0)}),
+            Node(11, "SaveImage", (1180, 420), {"filename_prefix": "nada/edit_sweep_adapted"}, {"images": (10, 0)},
+                 title="Sweep -3..3, adapted domain (5 per face)", size=(520, 380)),
+            Node(12, "PreviewAny", (420, 420), {}, {"source": (4, 1)}, title="Directions found", size=(340, 200)),
         ],
     ),
     "sample_saved_domain": Workflow(
