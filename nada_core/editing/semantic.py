@@ -186,7 +186,7 @@ def sefa_directions(G: Any, layers: Any = None, k: int = 10, torgb: TorgbMode = 
     picked = sefa_affines(G, layers, torgb)
     rows = []
     for path, mod, _, _ in picked:
-        w = mod.weight.detach().to("cpu", torch.float64)
+        w = mod.weight.detach().cpu().double()  # on the CPU first: MPS has no float64
         if w.ndim != 2 or w.shape[1] != G.w_dim:
             raise InputError(f"style affine {path} has weight shape {list(w.shape)}; expected [channels, {G.w_dim}]")
         rows.append(w)
@@ -238,7 +238,7 @@ def ganspace_directions(G: Any, n_samples: int = 50_000, k: int = 10, seed: int 
             raise Interrupted("GANSpace stopped before it finished; nothing was computed")
         b = min(batch_size, n - done)
         z = torch.from_numpy(rng.standard_normal((b, G.z_dim))).to(device=device, dtype=dtype)
-        w = G.mapping(z, truncation_psi=1.0)[:, 0].to("cpu", torch.float64)
+        w = G.mapping(z, truncation_psi=1.0)[:, 0].cpu().double()
         total += w.sum(0)
         outer += w.T @ w
         done += b
