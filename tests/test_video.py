@@ -97,3 +97,11 @@ def test_mp4_problems_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="pip install av") as info:
         write_animation(_frames(2, 8, 8), tmp_path / "z.mp4")
     assert "\n" not in str(info.value) and not (tmp_path / "z.mp4").exists()
+
+
+def test_quality_maps_to_x264_crf():
+    from nada_core.media.animation import mp4_crf
+
+    assert [mp4_crf(q) for q in (0, 60, 90, 100)] == [48, 28, 18, 0]
+    assert mp4_crf(50, lossless=True) == 0
+    assert all(mp4_crf(a) >= mp4_crf(b) for a, b in zip(range(0, 100), range(1, 101)))  # better quality, lower CRF

@@ -82,8 +82,8 @@ def write_animation(frames: Iterable, path: str | os.PathLike, fps: float = 24.0
     images, all the same size) to ``path``; returns the path written (file or folder).
 
     ``fps``: playback speed. ``loop``: repeat forever (GIF/WebP/APNG; an MP4 player decides).
-    ``lossless``/``quality`` (0-100): WebP, and MP4 (``quality`` maps to x264 CRF 51..0, lossless
-    to CRF 0); GIF is always 256-colour, PNG always lossless. ``fmt``: force a format. MP4 frames of
+    ``lossless``/``quality`` (0-100): WebP, and MP4 (see :func:`mp4_crf`); GIF is always
+    256-colour, PNG always lossless. ``fmt``: force a format. MP4 frames of
     odd size are padded to even (:func:`nada_core.media.video.even_size`).
     """
     if not (fps > 0 and np.isfinite(fps)):
@@ -106,7 +106,7 @@ def write_animation(frames: Iterable, path: str | os.PathLike, fps: float = 24.0
     if fmt == "mp4":
         from .video import write_mp4
 
-        crf = 0 if lossless else round(51 * (100 - int(quality)) / 100)  # quality 90 -> CRF 5, 65 -> 18
+        crf = mp4_crf(int(quality), lossless)
         return write_mp4([np.asarray(im) for im in images], path, fps=fps, crf=crf)
     return _write_animated_file(images, Path(path), fmt, fps, loop, lossless, int(quality))
 
@@ -142,6 +142,14 @@ def _write_animated_file(images: Sequence, path: Path, fmt: Format, fps: float, 
                       loop=0 if loop else 1, default_image=False)
         return atomic_write(path, lambda p: first.save(p, **kwargs))
     raise InputError(f"unknown animation format {fmt!r}; use gif, webp, apng or frames")
+
+
+def mp4_crf(quality: int, lossless: bool = False) -> int:
+    """x264 CRF for a 0-100 quality: 90 (the default) -> 18 (visually lossless), 60 -> 28, 0 -> 48;
+    100 or ``lossless`` -> 0 (lossless luma; colour is still halved by yuv420p)."""
+    if lossless or quality >= 100:
+        return 0
+    return max(0, min(51, round(18 + (90 - quality) / 3)))
 
 
 def write_frame_folder(images: Sequence, folder: str | os.PathLike) -> Path:
