@@ -105,3 +105,20 @@ def test_cli_export(tmp_path, capsys):
     assert cli.main(["export", "--generator", str(tiny), "--out", str(tmp_path / "t.pt")]) == 2
     assert "--custom-layout" in capsys.readouterr().err
     assert cli.main(["export", "--generator", str(tiny), "--out", str(tmp_path / "t.pt"), "--custom-layout"]) == 0
+
+
+def test_cli_parser_builds_without_torch():
+    """``nada queue`` and ``--help`` run in a Python without torch: no command's arguments import it."""
+    import subprocess
+    import sys
+
+    from nada_core.commands import export as export_command
+    from nada_core.formats.export import EXPORT_FORMATS
+
+    assert export_command.FORMATS == EXPORT_FORMATS
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from nada_core.cli import build_parser\n"
+            "build_parser().parse_args(['export', '--generator', 'g', '--out', 'o.pt'])\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -7,14 +7,14 @@ import argparse
 
 NAME = "export"
 HELP = "write a generator as a rosinality stylegan2-pytorch .pt (or re-save it as .safetensors)"
+# = nada_core.formats.export.EXPORT_FORMATS, spelled out: building the parser must not import torch.
+FORMATS = ("rosinality", "safetensors", "nvidia")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..formats.export import EXPORT_FORMATS
-
     parser.add_argument("--generator", required=True,
                         help="generator file: ComfyUI-NADA .safetensors, rosinality .pt or NVIDIA .pkl")
-    parser.add_argument("--format", choices=EXPORT_FORMATS, default="rosinality",
+    parser.add_argument("--format", choices=FORMATS, default="rosinality",
                         help="rosinality: {'g_ema', 'latent_avg'} .pt that torch.load(weights_only=True) opens "
                              "(default); safetensors: ComfyUI-NADA's own file; nvidia: not possible (explains why)")
     parser.add_argument("--out", required=True, help="file to write (.pt for rosinality)")
