@@ -74,8 +74,8 @@ def text_outputs(history_outputs: dict[str, Any] | None, workflow: dict[str, Any
     """The text a finished prompt's nodes showed: ``{node id: {"class_type", "title", "text": [str]}}``.
 
     Every list of strings in a node's history ``outputs`` counts (ComfyUI's Preview Any ``text``,
-    NADA Train's / NADA Metrics' metrics, the names NADA Save Generator / Save Latent wrote), each
-    cut to :data:`TEXT_LIMIT` characters. ``class_type`` and ``title`` come from ``workflow``.
+    NADA Metrics' metrics, the names NADA Save Generator / Save Latent wrote), each cut to
+    :data:`TEXT_LIMIT` characters. ``class_type`` and ``title`` come from ``workflow``.
     """
     texts: dict[str, dict[str, Any]] = {}
     for node_id, out in (history_outputs or {}).items():
