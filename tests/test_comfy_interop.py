@@ -2,7 +2,7 @@
 
 A stand-in of that pack is installed as a second custom node pack: its nodes have the same socket
 types (``STYLEGAN`` = an NVIDIA generator module, ``STYLEGAN_LATENT`` = a raw ``[B, num_ws, w_dim]``
-tensor) and hand on objects shaped like theirs (:func:`checkpoint_factories.live_nvidia_module`;
+tensor) and hand on objects shaped like theirs (:func:`foreign_pack_factories.live_nvidia_module`;
 their sampler here only checks what it receives). ComfyUI's own validation must refuse a direct
 link between the packs' different payloads, and the interop nodes must carry codes and weights
 across.
@@ -28,6 +28,7 @@ STANDIN_PACK = textwrap.dedent('''
     sys.path.insert(0, {tests!r})
     import torch
     import checkpoint_factories as cf
+    import foreign_pack_factories as ff
 
     SETTINGS = dict(img_resolution=16, z_dim=16, w_dim=16, num_layers=2, channel_base=128, channel_max=16)
 
@@ -42,8 +43,8 @@ STANDIN_PACK = textwrap.dedent('''
             fake = cf.build_nvidia_generator(cf.nvidia_generator_tensors(seed=seed, **SETTINGS),
                                              cf.nvidia_generator_kwargs(**SETTINGS))
             # ComfyUI itself looks at outputs (attribute lookups): only the methods are traps here.
-            methods = tuple(n for n in cf._TRAPPED if not n.startswith("__"))
-            return (cf.live_nvidia_module(fake, trapped=methods),)
+            methods = tuple(n for n in ff._TRAPPED if not n.startswith("__"))
+            return (ff.live_nvidia_module(fake, trapped=methods),)
 
     class GenerateStyleGANLatent:
         RETURN_TYPES = ("STYLEGAN_LATENT",)
@@ -66,8 +67,8 @@ STANDIN_PACK = textwrap.dedent('''
             # Theirs calls stylegan_model.synthesis(stylegan_latent[i:i+1]); it needs a plain tensor.
             if type(stylegan_latent) is not torch.Tensor or list(stylegan_latent.shape[1:]) != [6, 16]:
                 raise RuntimeError(f"sampler got {{type(stylegan_latent).__name__}}")
-            if cf.FOREIGN_CALLS:
-                raise RuntimeError(f"the model's methods were called: {{cf.FOREIGN_CALLS}}")
+            if ff.FOREIGN_CALLS:
+                raise RuntimeError(f"the model's methods were called: {{ff.FOREIGN_CALLS}}")
             return (torch.zeros(stylegan_latent.shape[0], 16, 16, 3),)
 
     NODE_CLASS_MAPPINGS = {{"LoadStyleGAN": LoadStyleGAN, "GenerateStyleGANLatent": GenerateStyleGANLatent,

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import checkpoint_factories as cf
+import foreign_pack_factories as ff
 from nada_core.editing.latents import Latents, latents_from_seeds, render
 from nada_core.editing.raw_latents import latents_from_tensor, latents_to_tensor
 from nada_core.errors import CheckpointError, InputError
@@ -22,8 +23,8 @@ from nada_core.formats.nvidia_module import generator_from_nvidia_module, nvidia
 from reference_stylegan2 import nvidia_reference
 
 SETTINGS = dict(img_resolution=16, z_dim=16, w_dim=16, num_layers=2, channel_base=128, channel_max=16)
-CALLS = cf.FOREIGN_CALLS
-live_module = cf.live_nvidia_module
+CALLS = ff.FOREIGN_CALLS
+live_module = ff.live_nvidia_module
 
 
 @pytest.fixture
