@@ -17,6 +17,7 @@ import errno
 import os
 import re
 import secrets
+import stat
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Literal
@@ -107,6 +108,14 @@ def _clean_once_in_a_while(folder: Path) -> None:
         remove_stale_temps(folder)
 
 
+def _file_mode(p: Path) -> int | None:
+    """Permission bits of ``p`` (None where the file system cannot say)."""
+    try:
+        return stat.S_IMODE(os.stat(p).st_mode)
+    except OSError:
+        return None
+
+
 def _temp_name(target: Path) -> str:
     return f".{target.name[:_TMP_NAME_CHARS]}.nada-{os.getpid()}-{secrets.token_hex(4)}.tmp"
 
@@ -119,7 +128,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     same file system. On any exception (including KeyboardInterrupt) the temporary file is
     removed and ``path`` is left as it was; disk-full / read-only / permission / name-length
     failures are raised as one-line :class:`WriteError`. Stale temps of killed writers in the
-    same folder are removed first.
+    same folder are removed first. The final file has mode ``0666 & ~umask`` (what ``open()``
+    gives any new file), even when the writer replaced the temp file with one of its own mode.
     """
     target = Path(path)
     tmp: Path | None = None
@@ -138,9 +148,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 break
             except FileExistsError:
                 continue
+        # The mode the kernel just gave the empty temp file IS 0666 filtered by the umask; read it
+        # here rather than via os.umask(), which would change the umask of every thread for a moment.
+        mode = _file_mode(tmp)
         yield tmp
         with open(tmp, "rb+") as fh:  # make the bytes durable before the rename
             os.fsync(fh.fileno())
+        # Some writers (safetensors' save_file) replace the temp file with their own 0600 one:
+        # the final file gets the umask's mode whichever library wrote it.
+        if mode is not None and _file_mode(tmp) != mode:
+            os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException as err:
         if tmp is not None:

@@ -29,6 +29,7 @@ def _number(value: float) -> str:
 def outputs_summary(job: Job, limit: int = 4) -> str:
     names = [ref.get("local") or ref["filename"] for refs in job.outputs.values() for ref in refs
              if ref.get("type") != "temp" or ref.get("local")]
+    names += [f"{s['folder']}/{s['name']}" for s in job.saved]  # what saving nodes wrote on the server
     if not names:
         return ""
     more = len(names) - limit

@@ -56,6 +56,9 @@ class Job:
     finished_at: float | None = None
     run_seconds: float | None = None
     outputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    texts: dict[str, dict[str, Any]] = field(default_factory=dict)  # node id -> {class_type, title, text}
+    saved: list[dict[str, Any]] = field(default_factory=list)  # files saving nodes wrote on the server
+    texts_local: str | None = None  # the texts' file under --download
     # worker bookkeeping
     next_check: float = 0.0
     finishing: bool = False

@@ -6,6 +6,9 @@ so a crash loses at most the line being written. Fields::
     index, label, overrides {"<node id>.<input>": value}, status, error, server, prompt_id,
     attempts, queued_at, started_at, finished_at (ISO-8601 UTC or null), wait_seconds,
     run_seconds, outputs {node id: [{filename, subfolder, type, kind, local?}]},
+    texts {node id: {class_type, title, text: [str]}} (what nodes showed as text: metrics,
+    Preview Any, saved names), saved [{node, class_type, name, folder}] (files saving nodes wrote
+    on the server, e.g. the adapted generator), texts_local (the texts' file under --download),
     run_id, workflow, workflow_sha256
 
 ``status`` is one of :data:`STATUSES`; every variant of a run gets a line, also when the run is
@@ -146,6 +149,9 @@ def job_record(job: Any, run_id: str, workflow: str | None, workflow_sha256: str
         "wait_seconds": wait,
         "run_seconds": None if run is None else round(run, 3),
         "outputs": job.outputs,
+        "texts": job.texts,
+        "saved": job.saved,
+        "texts_local": job.texts_local,
         "run_id": run_id,
         "workflow": workflow,
         "workflow_sha256": workflow_sha256,

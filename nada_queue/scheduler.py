@@ -21,16 +21,20 @@ that dies ends the jobs it held, so :meth:`BatchRunner.run` always returns.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
 import uuid
 from typing import Any, Callable
 
+from nada_core.atomic import atomic_write_text
+from nada_core.errors import NadaError
+
 from .answers import BadEvent, event_of
 from .comfy_client import BadAnswer, ComfyClient, ComfyError, Limits, PromptRejected, Unreachable
 from .jobs import FINAL, Backoff, Events, Job, JobPool, RunOptions, one_line  # noqa: F401  (re-exported)
-from .outputs import file_refs, local_relpath
+from .outputs import file_refs, local_relpath, saved_files, text_outputs, texts_relpath
 from .websocket import WebSocket, WebSocketError, WebSocketProtocolError
 from .workflow_io import Workflow
 
@@ -405,6 +409,8 @@ class ServerWorker(threading.Thread):
         elif job.started_at is not None:
             job.run_seconds = max(0.0, job.finished_at - job.started_at)
         job.outputs = file_refs(entry["outputs"])
+        job.texts = text_outputs(entry["outputs"], job.workflow)
+        job.saved = saved_files(job.texts)
 
         outcome = status["status_str"]
         if any(ev == "execution_interrupted" for ev, _ in messages):
@@ -440,6 +446,14 @@ class ServerWorker(threading.Thread):
                 dest = self.options.download_dir / rel
                 self.client.download(ref, dest)
                 ref["local"] = str(dest)
+        if job.texts:  # metrics and saved names next to the images, to tell variants apart
+            dest = self.options.download_dir / texts_relpath(job.label, self.options.download_layout)
+            body = {"label": job.label, "overrides": job.variant.overrides, "texts": job.texts, "saved": job.saved}
+            try:
+                atomic_write_text(dest, json.dumps(body, indent=2, ensure_ascii=False, default=str) + "\n")
+            except (NadaError, OSError) as err:  # the local disk, not the server
+                raise ComfyError(f"cannot write {dest}: {err}") from None
+            job.texts_local = str(dest)
 
     # ------------------------------------------------------------------ cancellation
     def cancel_own(self) -> None:

@@ -18,6 +18,7 @@ from . import latent_nodes  # noqa: F401,E402
 from . import invert_nodes  # noqa: F401,E402
 from . import image_nodes  # noqa: F401,E402
 from . import edit_nodes  # noqa: F401,E402
+from . import interop_nodes  # noqa: F401,E402
 
 paths.register_model_folders()
 

@@ -22,6 +22,10 @@ from .common import (
 )
 
 WEIGHTS_CHOICES = ["EMA", "non-EMA"]
+SAVE_FORMATS = ["safetensors", "rosinality .pt", "both"]
+SAVE_FORMAT_TOOLTIP = ("safetensors: NADA's file, with the training settings inside. rosinality .pt: "
+                       "{'g_ema', 'latent_avg'} as e4e, pSp, StyleCLIP and the StyleGAN-NADA scripts load it (only for "
+                       "generators with rosinality's channel table, e.g. FFHQ config-f). both: one of each.")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._\- ]+$")
 
 
@@ -121,26 +125,49 @@ class NadaSaveGenerator:
                 "file_name": string_input("ffhq_sketch", "File name without extension; saved under ComfyUI/models/stylegan/nada/."),
                 "overwrite": bool_input(False, "Replace an existing file of that name. Off: a number is added "
                                         "(ffhq_sketch_00001) so earlier results are kept.", on="replace", off="keep both"),
-            }
+            },
+            "optional": {
+                "file_format": combo(SAVE_FORMATS, SAVE_FORMAT_TOOLTIP, default=SAVE_FORMATS[0]),
+            },
         }
 
-    def save(self, generator, file_name: str, overwrite: bool):
+    def save(self, generator, file_name: str, overwrite: bool, file_format: str = SAVE_FORMATS[0]):
         from nada_core.atomic import check_output
         from nada_core.formats.checkpoints import save_generator
+        from nada_core.formats.export import export_generator, rosinality_blockers
 
+        if file_format not in SAVE_FORMATS:
+            raise node_error(self, f"unknown file_format {file_format!r}; choose one of {', '.join(SAVE_FORMATS)}")
+        suffixes = {"safetensors": [".safetensors"], "rosinality .pt": [".pt"],
+                    "both": [".safetensors", ".pt"]}[file_format]
+        if ".pt" in suffixes:
+            problems = rosinality_blockers(generator.config)
+            if problems:  # before anything is written
+                raise node_error(self, f"cannot save as a rosinality .pt: {'; '.join(problems)}; "
+                                       "choose file_format safetensors")
         stem = _clean_save_name(self, file_name)
         folder = paths.generator_save_dir()
-        target = folder / f"{stem}.safetensors"
-        if target.exists() and not overwrite:
+
+        def taken(name: str) -> bool:
+            return any((folder / f"{name}{ext}").exists() for ext in suffixes)
+
+        if taken(stem) and not overwrite:
             counter = 1
-            while (folder / f"{stem}_{counter:05d}.safetensors").exists():
+            while taken(f"{stem}_{counter:05d}"):
                 counter += 1
-            target = folder / f"{stem}_{counter:05d}.safetensors"
-        check_output(target, suffixes=(".safetensors",), what="file name")  # name length, folder, permission
-        target.parent.mkdir(parents=True, exist_ok=True)
-        save_generator(generator, target, metadata=_provenance_of(generator))
-        listed = target.relative_to(paths.model_folders(paths.STYLEGAN)[0]).as_posix()
-        return {"ui": {"text": [listed]}, "result": (listed,)}
+            stem = f"{stem}_{counter:05d}"
+        targets = [folder / f"{stem}{ext}" for ext in suffixes]
+        for target in targets:  # name length, folder, permission
+            check_output(target, suffixes=(target.suffix,), what="file name")
+        targets[0].parent.mkdir(parents=True, exist_ok=True)
+        for target in targets:
+            if target.suffix == ".safetensors":
+                save_generator(generator, target, metadata=_provenance_of(generator))
+            else:
+                export_generator(generator, target, "rosinality")
+        root = paths.model_folders(paths.STYLEGAN)[0]
+        listed = [t.relative_to(root).as_posix() for t in targets]
+        return {"ui": {"text": listed}, "result": (listed[0],)}
 
 
 LAYERS_TOOLTIP = ("Blend only these W+ layers (the rest stay generator A): 'coarse', 'middle', 'fine' or entries like "

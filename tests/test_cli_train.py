@@ -269,6 +269,15 @@ def test_real_ctrl_c_in_a_subprocess_saves_and_exits_130(files, tmp_path):
     assert read_state(out)[1]["step"] == steps
     load_generator(out / "generator.safetensors")
     assert json.loads((out / "metrics.json").read_text())["interrupted"] is True
+    # The printed way to continue runs as printed (from any folder; one more step to keep it short).
+    hint = err.split("continue with: ", 1)[1].strip().splitlines()[0]
+    assert f"--resume {out.resolve()} --out {out.resolve()} --device cpu" in hint
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    more = subprocess.run(["bash", "-c", f"{hint} --steps {steps + 1} --eval-seeds none --quiet"], cwd=elsewhere,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert more.returncode == 0, more.stderr
+    assert read_state(out)[1]["step"] == steps + 1
 
 
 def test_cli_and_node_share_one_pipeline_and_give_identical_runs(files, tmp_path, monkeypatch):

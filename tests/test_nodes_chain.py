@@ -174,6 +174,28 @@ def test_save_generator_appears_in_the_loader_and_round_trips(env, G):
     assert same_state(state(loaded), state(G))
 
 
+def test_save_generator_also_writes_rosinality_pt(env, G):
+    from nada_core.models.random_init import random_generator
+    from nada_core.models.stylegan2 import GeneratorConfig, channels_from_multiplier
+
+    # G has tiny channel widths rosinality's Generator cannot build: refused before anything is written.
+    with pytest.raises(NadaNodeError, match=r"^NADA Save Generator: cannot save as a rosinality .pt: .*channel widths"):
+        node("NadaSaveGenerator").save(G, "for_e4e", False, "both")
+    folder = env.root / "models" / "stylegan" / "nada"
+    assert not list(folder.glob("for_e4e*"))
+    table = random_generator(GeneratorConfig(img_resolution=8, channels=channels_from_multiplier(8, 2), z_dim=8,
+                                             w_dim=8, mapping_layers=1), seed=2, bias_std=0.2, w_avg_std=0.3)
+    saved = node("NadaSaveGenerator").save(table, "for_e4e", False, "both")
+    assert saved["result"] == ("nada/for_e4e.safetensors",)
+    assert saved["ui"]["text"] == ["nada/for_e4e.safetensors", "nada/for_e4e.pt"]
+    ckpt = torch.load(folder / "for_e4e.pt", weights_only=True)
+    assert list(ckpt) == ["g_ema", "latent_avg"]
+    again = node("NadaSaveGenerator").save(table, "for_e4e", False, "rosinality .pt")
+    assert again["result"] == ("nada/for_e4e_00001.pt",), "an existing file is kept without overwrite"
+    for name in ("nada/for_e4e.pt", "nada/for_e4e_00001.pt"):
+        assert same_state(state(node("NadaLoadGenerator").load(name, "EMA")[0]), state(table))
+
+
 @pytest.mark.parametrize("bad", ["", "../escape", "/abs/path", "a/../../b", "bad:name"])
 def test_save_generator_refuses_unsafe_names(G, bad):
     with pytest.raises(NadaNodeError, match=r"^NADA Save Generator: cannot save as"):

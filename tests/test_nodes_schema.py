@@ -25,7 +25,8 @@ REQUIRED_NODES = {
 }
 OUTPUT_NODES = {"NadaSaveGenerator", "NadaSaveLatent", "NadaMetrics"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
-SOCKET_TYPES = {"STYLEGAN_GENERATOR", "STYLEGAN_LATENT", "NADA_CLIP", "NADA_DIRECTION", "NADA_DIRECTIONS", "IMAGE"}
+SOCKET_TYPES = {"STYLEGAN_GENERATOR", "NADA_LATENT", "NADA_CLIP", "NADA_DIRECTION", "NADA_DIRECTIONS", "IMAGE",
+                "STYLEGAN", "STYLEGAN_LATENT"}  # the last two: the other StyleGAN packs' types (interop nodes)
 
 
 def all_inputs(cls) -> dict[str, tuple]:

@@ -143,6 +143,25 @@ def test_invalid_and_failing_variants_do_not_stop_the_rest(comfy, tmp_path, caps
     assert "2 success" in out and "1 invalid" in out and "1 error" in out
 
 
+def test_report_and_download_hold_text_outputs(comfy, tmp_path, capsys):
+    """What nodes show as text (ComfyUI's Preview Any here; NADA's metrics and saved names the same
+    way) reaches the report line and the download folder."""
+    a = comfy[0]
+    wf = workflow(color=0x101010)
+    wf["20"] = {"class_type": "PrimitiveString", "inputs": {"value": "x"}, "_meta": {"title": "Domain"}}
+    wf["21"] = {"class_type": "PreviewAny", "inputs": {"source": ["20", 0]}, "_meta": {"title": "Shown"}}
+    report, dl = tmp_path / "r.jsonl", tmp_path / "dl"
+    rc = run_cli("--workflow", str(write(tmp_path, wf)), "--sweep", "Domain.value=pencil sketch,oil painting",
+                 "--server", a.url, "--download", str(dl), "--report", str(report), "--quiet")
+    assert rc == 0, capsys.readouterr().out
+    recs = sorted(records(report), key=lambda r: r["index"])
+    for r, text in zip(recs, ["pencil sketch", "oil painting"]):
+        assert r["texts"]["21"] == {"class_type": "PreviewAny", "title": "Shown", "text": [text]}
+        assert r["saved"] == []
+        local = json.loads(Path(r["texts_local"]).read_text(encoding="utf-8"))
+        assert Path(r["texts_local"]).parent == dl / r["label"] and local["texts"]["21"]["text"] == [text]
+
+
 def test_polling_without_websocket(comfy, tmp_path, capsys):
     b = comfy[1]
     wf = write(tmp_path, workflow(color=0x0A0B0C))

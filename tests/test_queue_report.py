@@ -126,3 +126,29 @@ def test_output_refs_and_download_names():
     rel = local_relpath(evil, "v001")
     assert rel.startswith("v001/") and ".." not in rel.split("/")
     assert safe_component("..") == "_" and "/" not in safe_component("a/b")
+
+
+def test_text_outputs_and_saved_files_from_history():
+    from nada_queue.outputs import TEXT_LIMIT, saved_files, text_outputs, texts_relpath
+
+    history_outputs = {
+        "12": {"images": [{"filename": "p.png", "type": "temp"}], "text": ["directional 0.31\ndiversity 0.7"]},
+        "20": {"text": ["nada/ffhq_sketch.safetensors", "nada/ffhq_sketch.pt"]},
+        "21": {"text": ["nada/latents_00001.safetensors [output]"]},
+        "13": {"animated": [True], "gifs": [{"filename": "a.webp"}]},
+        "30": {"text": ["x" * (TEXT_LIMIT + 10)]},
+        "40": "not an object",
+    }
+    workflow = {"12": {"class_type": "PreviewAny", "_meta": {"title": "Metrics"}},
+                "20": {"class_type": "NadaSaveGenerator"}, "21": {"class_type": "NadaSaveLatent"}}
+    texts = text_outputs(history_outputs, workflow)
+    assert set(texts) == {"12", "20", "21", "30"}  # bools and file refs are not text
+    assert texts["12"] == {"class_type": "PreviewAny", "title": "Metrics", "text": ["directional 0.31\ndiversity 0.7"]}
+    assert texts["30"]["class_type"] is None and texts["30"]["text"][0].endswith("[10 more characters]")
+    assert len(texts["30"]["text"][0]) < TEXT_LIMIT + 40
+    assert saved_files(texts) == [
+        {"node": "20", "class_type": "NadaSaveGenerator", "name": "nada/ffhq_sketch.safetensors", "folder": "models/stylegan"},
+        {"node": "20", "class_type": "NadaSaveGenerator", "name": "nada/ffhq_sketch.pt", "folder": "models/stylegan"},
+        {"node": "21", "class_type": "NadaSaveLatent", "name": "nada/latents_00001.safetensors", "folder": "output"},
+    ]
+    assert texts_relpath("v003") == "v003/texts.json" and texts_relpath("v003", "prefix") == "v003_texts.json"

@@ -133,9 +133,15 @@ class FakeComfy:
             pid, prompt, _ = job
             color = prompt["1"]["inputs"]["color"]
             name = f"x_{color}_{pid[:6]}.png"
+            outputs = {"9": {"images": [{"filename": name, "subfolder": "", "type": "output"}]}}
+            for nid, n in prompt.items():  # text outputs, as ComfyUI's history holds them
+                if n["class_type"] == "PreviewAny":
+                    outputs[nid] = {"text": [f"directional similarity {color / 10:.2f}"]}
+                elif n["class_type"] == "NadaSaveGenerator":
+                    outputs[nid] = {"text": [f"nada/{n['inputs']['file_name']}.safetensors"]}
             with self.lock:
                 self.files[name] = f"color={color}".encode()
-                self.history[pid] = {"outputs": {"9": {"images": [{"filename": name, "subfolder": "", "type": "output"}]}},
+                self.history[pid] = {"outputs": outputs,
                                      "status": {"status_str": "success", "completed": True, "messages": []}}
                 self.executed.append(pid)
                 self.running = None
@@ -294,3 +300,30 @@ def test_all_servers_down_fails_remaining_jobs_in_bounded_time(fakes):
     assert [j.status for j in jobs] == ["unreachable"] * 3
     assert jobs[0].error.startswith("no server answered for 0.5 s: ") and gone.url in jobs[0].error
     assert len(finished) == 3
+
+
+def test_report_and_download_keep_text_outputs_and_saved_names(fakes, tmp_path):
+    """Twenty domains overnight: each line says what it saved and what its metrics were."""
+    from nada_queue.report import job_record
+
+    server = fakes()
+    workflow = dict(WORKFLOW)
+    workflow["5"] = {"class_type": "NadaSaveGenerator", "inputs": {"file_name": "dom", "images": ["1", 0]},
+                     "_meta": {"title": "Save domain"}}
+    workflow["6"] = {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}
+    variants = expand_variants(workflow, sweeps=["1.color=3,4"], sets=["5.file_name=ffhq_sketch"])
+    jobs = [Job(variant=v, workflow=workflow, label=v.label()) for v in variants]
+    finished, _ = run([server.url], jobs, download_dir=tmp_path / "dl")
+    assert all(j.status == "success" for j in jobs)
+    for job in jobs:
+        color = job.variant.overrides["1.color"]
+        rec = job_record(job, "run", "w.json", "sha")
+        assert rec["texts"]["6"] == {"class_type": "PreviewAny", "title": None,
+                                     "text": [f"directional similarity {color / 10:.2f}"]}
+        assert rec["texts"]["5"]["title"] == "Save domain"
+        assert rec["saved"] == [{"node": "5", "class_type": "NadaSaveGenerator",
+                                 "name": "nada/ffhq_sketch.safetensors", "folder": "models/stylegan"}]
+        local = json.loads(open(rec["texts_local"], encoding="utf-8").read())
+        assert rec["texts_local"].startswith(str(tmp_path / "dl" / job.label))
+        assert local["texts"] == rec["texts"] and local["overrides"] == job.variant.overrides
+        json.dumps(rec, allow_nan=False)  # the report line stays valid JSON

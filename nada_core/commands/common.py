@@ -8,3 +8,40 @@ import argparse
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
                         help="cpu, cuda, cuda:N or mps (default: the best available)")
+
+
+def command_prefix() -> str:
+    """How to run ``nada`` again in this context, for the commands we print as hints.
+
+    ``nada`` when this process is the installed console script; otherwise this Python with
+    ``-m nada_core``, which works from any folder once the pack is installed (``pip install -e``),
+    and, when it is not (the ComfyUI route: a clone in ``custom_nodes`` plus its requirements), only
+    from the pack's folder, so the hint changes into it first.
+    """
+    import os
+    import sys
+    from importlib import metadata
+    from pathlib import Path
+
+    if Path(sys.argv[0] or "").stem.lower() in ("nada", "nada-script"):
+        return "nada"
+    python = _quote(sys.executable or "python")
+    try:
+        metadata.distribution("comfyui-nada")
+        return f"{python} -m nada_core"
+    except metadata.PackageNotFoundError:
+        root = Path(__file__).resolve().parents[2]
+        return f"cd {_quote(os.fspath(root))} && {python} -m nada_core"
+
+
+def command_line(*args: object) -> str:
+    """A complete, copy-pasteable command: :func:`command_prefix` plus ``args`` (quoted as needed)."""
+    return " ".join([command_prefix(), *(_quote(str(a)) for a in args)])
+
+
+def _quote(text: str) -> str:
+    import os
+    import shlex
+    import subprocess
+
+    return subprocess.list2cmdline([text]) if os.name == "nt" else shlex.quote(text)

@@ -196,13 +196,13 @@ def _run_batch(args, workflow, workflow_path, sha, variants, skipped, width, ser
         except KeyboardInterrupt:
             signals.cancelling = True  # further signals must not cut the lines below short
             _report_the_rest(jobs, written, on_final, signals.name)
-            _summary(console, jobs, time.monotonic() - started, report_path)
+            _summary(console, jobs, time.monotonic() - started, report_path, args)
             console.line(f"cancelled ({signals.name or 'Ctrl-C'})")
             return 143 if signals.name == "SIGTERM" else 130
         finally:
             signals.cancelling = True
             _report_the_rest(jobs, written, on_final, signals.name)  # a crash still leaves a line each
-    _summary(console, jobs, time.monotonic() - started, report_path)
+    _summary(console, jobs, time.monotonic() - started, report_path, args)
     return 0 if all(j.status == "success" for j in jobs) else 1
 
 
@@ -256,7 +256,7 @@ def _signals_cancel():
             signal.signal(sig, old)
 
 
-def _summary(console, jobs, seconds: float, report_path: Path) -> None:
+def _summary(console, jobs, seconds: float, report_path: Path, args) -> None:
     counts: dict[str, int] = {}
     for job in jobs:
         counts[job.status] = counts.get(job.status, 0) + 1
@@ -264,4 +264,25 @@ def _summary(console, jobs, seconds: float, report_path: Path) -> None:
     console.line(f"{len(jobs)} variant(s) in {seconds:.1f} s: {parts}; report: {report_path}")
     failed = [j for j in jobs if j.status != "success"]
     if failed:
-        console.line(f"re-queue the {len(failed)} unfinished variant(s) with: nada queue --resume {report_path}")
+        console.line(f"re-queue the {len(failed)} unfinished variant(s) with: {resume_command(args, report_path)}")
+
+
+def resume_command(args, report_path: Path) -> str:
+    """The command that re-queues this run's unfinished variants on the same servers, with the same
+    downloads, runnable as printed (see :func:`~nada_core.commands.common.command_line`)."""
+    from .common import command_line
+
+    parts: list[object] = ["queue", "--resume", Path(report_path).resolve()]
+    for server in args.server or []:
+        parts += ["--server", server]
+    if args.download:
+        parts += ["--download", Path(args.download).resolve()]
+        if args.download_layout != "folders":
+            parts += ["--download-layout", args.download_layout]
+        if args.include_previews:
+            parts.append("--include-previews")
+    if args.max_in_flight != 2:
+        parts += ["--max-in-flight", args.max_in_flight]
+    if args.no_websocket:
+        parts.append("--no-websocket")
+    return command_line(*parts)

@@ -168,8 +168,12 @@ def run(args: argparse.Namespace) -> int:
     m = outcome.metrics
     say(f"saved {m['paths']['generator']} ({trainer.step_index} steps)")
     if outcome.interrupted:  # printed even with --quiet: the user needs to know how to continue
+        from .common import command_line
+
+        here = out.resolve()
+        device = ["--device", args.device] if args.device not in (None, "auto") else []
         print(f"nada train: interrupted at step {trainer.step_index} of {cfg.steps}; saved {out}; continue with: "
-              f"nada train --resume {out} --out {out}", file=sys.stderr)
+              f"{command_line('train', '--resume', here, '--out', here, *device)}", file=sys.stderr)
         return 130
     if "directional_similarity_after" in m:
         say(f"directional CLIP similarity {m['directional_similarity_before']:.3f} -> "

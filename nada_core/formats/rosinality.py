@@ -27,6 +27,7 @@ Name mapping (``n`` = number of mapping layers)::
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -154,71 +155,95 @@ def _cross_check_args(args: Any, cfg: GeneratorConfig, source: str) -> None:
                                   f"channels {cfg.channel_dict}")
 
 
+@dataclasses.dataclass(frozen=True)
+class TensorPair:
+    """One tensor in both layouts: rosinality's name and shape, ours (``ours=None``: a constant blur
+    kernel buffer rosinality stores and we do not). ``optional``: absent from old files (noise maps)."""
+
+    theirs: str
+    their_shape: tuple[int, ...]
+    ours: str | None
+    our_shape: tuple[int, ...]
+    optional: bool = False
+
+
+def tensor_table(cfg: GeneratorConfig) -> list[TensorPair]:
+    """Every tensor of rosinality's ``Generator.state_dict()`` for ``cfg``, in its order, paired with ours.
+
+    THE mapping, used to read (:func:`convert_rosinality_checkpoint`) and to write
+    (:func:`rosinality_state_dict`) rosinality files.
+    """
+    ch, w, c = cfg.channel_dict, cfg.w_dim, cfg.img_channels
+    hidden = cfg.mapping_hidden or cfg.w_dim
+    dims = [cfg.z_dim] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+    kernel = tuple(make_fir_kernel(_BLUR_TAPS, gain=4.0).shape)
+    rows: list[TensorPair] = []
+    for i in range(cfg.mapping_layers):
+        rows.append(TensorPair(f"style.{i + 1}.weight", (dims[i + 1], dims[i]), f"mapping.layers.{i}.weight",
+                               (dims[i + 1], dims[i])))
+        rows.append(TensorPair(f"style.{i + 1}.bias", (dims[i + 1],), f"mapping.layers.{i}.bias", (dims[i + 1],)))
+    rows.append(TensorPair("input.input", (1, ch[4], 4, 4), "synthesis.const", (ch[4], 4, 4)))
+
+    def styled(src: str, k: int, cin: int, cout: int, up: bool) -> None:
+        dst = f"synthesis.convs.{k}"
+        rows.append(TensorPair(f"{src}.conv.weight", (1, cout, cin, 3, 3), f"{dst}.conv.weight", (cout, cin, 3, 3)))
+        if up:
+            rows.append(TensorPair(f"{src}.conv.blur.kernel", kernel, None, kernel))
+        rows.append(TensorPair(f"{src}.conv.modulation.weight", (cin, w), f"{dst}.conv.affine.weight", (cin, w)))
+        rows.append(TensorPair(f"{src}.conv.modulation.bias", (cin,), f"{dst}.conv.affine.bias", (cin,)))
+        rows.append(TensorPair(f"{src}.noise.weight", (1,), f"{dst}.noise_strength", ()))
+        rows.append(TensorPair(f"{src}.activate.bias", (cout,), f"{dst}.bias", (cout,)))
+
+    def to_rgb(src: str, j: int, cin: int, up: bool) -> None:
+        dst = f"synthesis.to_rgbs.{j}"
+        rows.append(TensorPair(f"{src}.bias", (1, c, 1, 1), f"{dst}.bias", (c,)))
+        if up:
+            rows.append(TensorPair(f"{src}.upsample.kernel", kernel, None, kernel))
+        rows.append(TensorPair(f"{src}.conv.weight", (1, c, cin, 1, 1), f"{dst}.conv.weight", (c, cin, 1, 1)))
+        rows.append(TensorPair(f"{src}.conv.modulation.weight", (cin, w), f"{dst}.conv.affine.weight", (cin, w)))
+        rows.append(TensorPair(f"{src}.conv.modulation.bias", (cin,), f"{dst}.conv.affine.bias", (cin,)))
+
+    styled("conv1", 0, ch[4], ch[4], False)
+    to_rgb("to_rgb1", 0, ch[4], False)
+    for j, r in enumerate(cfg.resolutions[1:]):
+        styled(f"convs.{2 * j}", 2 * j + 1, ch[r // 2], ch[r], True)
+        styled(f"convs.{2 * j + 1}", 2 * j + 2, ch[r], ch[r], False)
+    for j, r in enumerate(cfg.resolutions[1:]):
+        to_rgb(f"to_rgbs.{j}", j + 1, ch[r], True)
+    for k in range(cfg.num_convs):
+        r = 4 * 2 ** ((k + 1) // 2)
+        rows.append(TensorPair(f"noises.noise_{k}", (1, 1, r, r), f"synthesis.convs.{k}.noise_const", (r, r),
+                               optional=True))
+    return rows
+
+
 def _map_tensors(sd: dict, cfg: GeneratorConfig, source: str) -> tuple[dict[str, torch.Tensor], dict]:
     out: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     notes: dict[str, Any] = {}
-    ch = cfg.channel_dict
-
-    def take(name: str, shape: list[int], new_shape: list[int] | None = None) -> torch.Tensor:
-        if name not in sd:
-            raise CheckpointError(f"{source}: tensor '{name}' is missing; not a complete stylegan2-pytorch generator")
-        x = sd[name]
-        if list(x.shape) != list(shape):
-            raise CheckpointError(f"{source}: tensor '{name}' has shape {list(x.shape)}, expected {list(shape)} for "
-                                  f"this architecture")
-        used.add(name)
-        x = x.detach().to(torch.float32)
-        return (x.reshape(new_shape) if new_shape is not None else x).clone()
-
-    hidden = cfg.mapping_hidden or cfg.w_dim
-    dims = [cfg.z_dim] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
-    for i in range(cfg.mapping_layers):
-        out[f"mapping.layers.{i}.weight"] = take(f"style.{i + 1}.weight", [dims[i + 1], dims[i]])
-        out[f"mapping.layers.{i}.bias"] = take(f"style.{i + 1}.bias", [dims[i + 1]])
-
     blur = make_fir_kernel(_BLUR_TAPS, gain=4.0)
-
-    def check_kernel(name: str) -> None:
-        if name in sd:
-            used.add(name)
-            k = sd[name].to(torch.float32)
-            if k.shape != blur.shape or not torch.allclose(k, blur, atol=1e-6):
-                raise CheckpointError(f"{source}: '{name}' is not the standard [1, 3, 3, 1] blur kernel; "
-                                      f"custom blur kernels are not supported")
-
     missing_noise = []
-
-    def styled(src: str, k: int, cin: int, cout: int, r: int) -> None:
-        dst = f"synthesis.convs.{k}"
-        out[f"{dst}.conv.weight"] = take(f"{src}.conv.weight", [1, cout, cin, 3, 3], [cout, cin, 3, 3])
-        out[f"{dst}.conv.affine.weight"] = take(f"{src}.conv.modulation.weight", [cin, cfg.w_dim])
-        out[f"{dst}.conv.affine.bias"] = take(f"{src}.conv.modulation.bias", [cin])
-        out[f"{dst}.noise_strength"] = take(f"{src}.noise.weight", [1], [])
-        out[f"{dst}.bias"] = take(f"{src}.activate.bias", [cout])
-        noise_name = f"noises.noise_{k}"
-        if noise_name in sd:
-            out[f"{dst}.noise_const"] = take(noise_name, [1, 1, r, r], [r, r])
-        else:
-            missing_noise.append(k)
-        check_kernel(f"{src}.conv.blur.kernel")
-
-    def to_rgb(src: str, j: int, cin: int) -> None:
-        dst = f"synthesis.to_rgbs.{j}"
-        c = cfg.img_channels
-        out[f"{dst}.conv.weight"] = take(f"{src}.conv.weight", [1, c, cin, 1, 1], [c, cin, 1, 1])
-        out[f"{dst}.conv.affine.weight"] = take(f"{src}.conv.modulation.weight", [cin, cfg.w_dim])
-        out[f"{dst}.conv.affine.bias"] = take(f"{src}.conv.modulation.bias", [cin])
-        out[f"{dst}.bias"] = take(f"{src}.bias", [1, c, 1, 1], [c])
-        check_kernel(f"{src}.upsample.kernel")
-
-    out["synthesis.const"] = take("input.input", [1, ch[4], 4, 4], [ch[4], 4, 4])
-    styled("conv1", 0, ch[4], ch[4], 4)
-    to_rgb("to_rgb1", 0, ch[4])
-    for j, r in enumerate(cfg.resolutions[1:]):
-        styled(f"convs.{2 * j}", 2 * j + 1, ch[r // 2], ch[r], r)
-        styled(f"convs.{2 * j + 1}", 2 * j + 2, ch[r], ch[r], r)
-        to_rgb(f"to_rgbs.{j}", j + 1, ch[r])
+    for row in tensor_table(cfg):
+        if row.theirs not in sd:
+            if row.ours is None:  # kernels are constants; files may omit them
+                continue
+            if row.optional:
+                missing_noise.append(row.ours)
+                continue
+            raise CheckpointError(f"{source}: tensor '{row.theirs}' is missing; not a complete stylegan2-pytorch "
+                                  f"generator")
+        x = sd[row.theirs]
+        used.add(row.theirs)
+        if row.ours is None:
+            k = x.to(torch.float32)
+            if k.shape != blur.shape or not torch.allclose(k, blur, atol=1e-6):
+                raise CheckpointError(f"{source}: '{row.theirs}' is not the standard [1, 3, 3, 1] blur kernel; "
+                                      f"custom blur kernels are not supported")
+            continue
+        if tuple(x.shape) != row.their_shape:
+            raise CheckpointError(f"{source}: tensor '{row.theirs}' has shape {list(x.shape)}, expected "
+                                  f"{list(row.their_shape)} for this architecture")
+        out[row.ours] = x.detach().to(torch.float32).reshape(row.our_shape).clone()
 
     if missing_noise:
         # Old files without stored noise: fixed, seeded maps so 'const' noise stays reproducible.
@@ -226,9 +251,21 @@ def _map_tensors(sd: dict, cfg: GeneratorConfig, source: str) -> tuple[dict[str,
         for k in range(cfg.num_convs):
             r = 4 * 2 ** ((k + 1) // 2)
             noise = torch.randn(r, r, generator=gen)
-            if k in missing_noise:
-                out[f"synthesis.convs.{k}.noise_const"] = noise
+            name = f"synthesis.convs.{k}.noise_const"
+            if name in missing_noise:
+                out[name] = noise
         notes["noise_const"] = f"not stored in the file; generated with seed {_NOISE_SEED}"
 
     reject_unused_tensors(source, sd, used, "a StyleGAN2 generator")
     return out, notes
+
+
+def rosinality_state_dict(state_dict: dict[str, torch.Tensor], cfg: GeneratorConfig) -> dict[str, torch.Tensor]:
+    """Our generator's ``state_dict()`` -> rosinality's ``g_ema`` (names, shapes and order of
+    :func:`tensor_table`), float32 CPU tensors with storages of their own. The inverse of reading."""
+    blur = make_fir_kernel(_BLUR_TAPS, gain=4.0)
+    out: dict[str, torch.Tensor] = {}
+    for row in tensor_table(cfg):
+        x = blur if row.ours is None else state_dict[row.ours].detach()
+        out[row.theirs] = x.to("cpu", torch.float32).reshape(row.their_shape).contiguous().clone()
+    return out
