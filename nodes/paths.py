@@ -1,4 +1,5 @@
-"""Model folders: ``models/stylegan`` (generators) and ``models/open_clip`` (CLIP weights).
+"""Model folders: ``models/stylegan`` (generators), ``models/open_clip`` (CLIP weights) and
+``models/encoders`` (e4e / pSp / ReStyle encoder checkpoints).
 
 Inside ComfyUI both are registered with its folder system (``folder_paths``), merged with any
 folders the user configured in ``extra_model_paths.yaml`` (never replacing them), so model files
@@ -17,16 +18,18 @@ from . import comfy_bridge
 
 STYLEGAN = "stylegan"
 OPEN_CLIP = "open_clip"
+ENCODERS = "encoders"
 SAVED_SUBFOLDER = "nada"  # adapted generators are saved under models/stylegan/nada/
 
 GENERATOR_EXTENSIONS = {".pt", ".pkl", ".safetensors"}
 CLIP_EXTENSIONS = {".pt", ".pkl", ".safetensors", ".pth", ".bin"}
+ENCODER_EXTENSIONS = {".pt", ".pth"}
 LATENT_EXTENSIONS = {".safetensors"}
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 OPEN_CLIP_CONFIG = "open_clip_config.json"  # marks a Hugging Face-layout open_clip folder
 
-_EXTENSIONS = {STYLEGAN: GENERATOR_EXTENSIONS, OPEN_CLIP: CLIP_EXTENSIONS}
-_KIND = {STYLEGAN: "stylegan", OPEN_CLIP: "open_clip"}
+_EXTENSIONS = {STYLEGAN: GENERATOR_EXTENSIONS, OPEN_CLIP: CLIP_EXTENSIONS, ENCODERS: ENCODER_EXTENSIONS}
+_KIND = {STYLEGAN: "stylegan", OPEN_CLIP: "open_clip", ENCODERS: "encoder"}
 
 
 class ModelNotFound(Exception):
@@ -37,7 +40,7 @@ class ModelNotFound(Exception):
 
 
 def register_model_folders() -> None:
-    """Register ``stylegan`` and ``open_clip`` with ComfyUI (no-op outside ComfyUI).
+    """Register ``stylegan``, ``open_clip`` and ``encoders`` with ComfyUI (no-op outside ComfyUI).
 
     Merges: folders already configured (``extra_model_paths.yaml`` is read before packs load) are
     kept in their order; the default ``ComfyUI/models/<name>`` is appended if missing; extensions
@@ -67,7 +70,7 @@ def register_model_folders() -> None:
 
 
 def model_folders(name: str) -> list[Path]:
-    """Folders searched for model kind ``name`` (``stylegan`` or ``open_clip``), first = default."""
+    """Folders searched for model kind ``name`` (``stylegan``, ``open_clip``, ``encoders``), first = default."""
     fp = comfy_bridge.folder_paths()
     if fp is not None and name in fp.folder_names_and_paths:
         return [Path(p) for p in fp.get_folder_paths(name)]

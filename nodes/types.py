@@ -5,6 +5,7 @@
   ComfyUI caches outputs and hands the same object to every consumer.
 - ``STYLEGAN_LATENT``: a ``nada_core.editing.latents.Latents`` (``ws [N, num_ws, w_dim]`` plus labels).
 - ``NADA_CLIP``: a ``nada_core.guidance.clip.ClipModel`` or ``ClipEnsemble`` (one or several CLIP guides).
+- ``NADA_ENCODER``: a ``nada_core.encoders.Encoder`` (e4e / pSp / ReStyle, eval mode, ComfyUI's device).
 - ``NADA_DIRECTION``: the CLIP-space direction from ``nada_core.guidance.directions`` (from text or images).
 - Built-in ``IMAGE``: ``[B, H, W, C]`` float32 in [0, 1] on the CPU; ``STRING``; ``INT``...
 """
@@ -13,10 +14,11 @@ GENERATOR = "STYLEGAN_GENERATOR"
 LATENT = "STYLEGAN_LATENT"
 CLIP = "NADA_CLIP"
 DIRECTION = "NADA_DIRECTION"
+ENCODER = "NADA_ENCODER"
 IMAGE = "IMAGE"
 STRING = "STRING"
 INT = "INT"
 FLOAT = "FLOAT"
 BOOLEAN = "BOOLEAN"
 
-CUSTOM_TYPES = (GENERATOR, LATENT, CLIP, DIRECTION)
+CUSTOM_TYPES = (GENERATOR, LATENT, CLIP, DIRECTION, ENCODER)

@@ -330,3 +330,39 @@ def test_cli_encoder_flags_are_checked(tmp_path, capsys):
                "--out", str(tmp_path / "o2"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and "8 x 32 codes" in err and len(err.splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Nodes (called directly, under inference mode as ComfyUI runs them)
+# ----------------------------------------------------------------------------------------------
+
+
+def test_encoder_nodes(tmp_path, monkeypatch):
+    from nodes import NODE_CLASS_MAPPINGS as NODES
+    from nodes.common import NadaNodeError
+
+    models = tmp_path / "models"
+    (models / "encoders").mkdir(parents=True)
+    monkeypatch.setenv("NADA_MODELS_DIR", str(models))
+    path, sd, _, la = _make(models / "encoders", "e4e", name="e4e_tiny.pt")
+    loader = NODES["NadaLoadEncoder"]
+    assert loader.INPUT_TYPES()["required"]["encoder_name"][0] == ["e4e_tiny.pt"]
+    assert loader.VALIDATE_INPUTS("nope.pt") is not True
+    with pytest.raises(NadaNodeError) as e:
+        loader().load("nope.pt")
+    _one_line(e, "NADA Load Encoder", "nope.pt", "encoders")
+    G = load_generator(path)  # the decoder in the same file: the generator the encoder was made for
+    photo = sample_images(2, 40, seed=5)
+    comfy = ((photo + 1) / 2).permute(0, 2, 3, 1).contiguous()
+    with torch.inference_mode():
+        enc = loader().load("e4e_tiny.pt")[0]
+        latent, recon = NODES["NadaEncodeImage"]().encode(G, enc, comfy, "crop", 5)
+        inv_latent, _ = NODES["NadaInvertImage"]().invert(G, comfy, "w+", 1, "crop", 0, encoder=enc)
+        plain_latent, _ = NODES["NadaInvertImage"]().invert(G, comfy, "w+", 1, "crop", 0)
+    assert latent.ws.shape == (2, N_STYLES, W_DIM) and recon.shape == (2, SIZE, SIZE, 3)
+    assert float(recon.min()) >= 0 and float(recon.max()) <= 1
+    _close(latent.ws, reference_encode(sd, photo, "Encoder4Editing", la)[0])
+    assert latent.lineage_sha256 == G.source_sha256
+    # One step from the encoder's codes stays near them; from w_avg it does not.
+    near, far = (float((x.ws - latent.ws).abs().mean()) for x in (inv_latent, plain_latent))
+    assert near < 0.2 * far, (near, far)
