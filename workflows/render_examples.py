@@ -6,6 +6,7 @@ pictures show the layout of each workflow's outputs, never the quality of real m
 picture says so in its caption. Needs ComfyUI (COMFYUI_ROOT, default ~/ComfyUI) and its requirements.
 
     python workflows/render_examples.py            # writes docs/workflows/*.png
+    python workflows/render_examples.py NAME ...   # only these workflows' pictures
 """
 
 from __future__ import annotations
@@ -87,13 +88,18 @@ def grid(images: list, cols: int, gap: int = 2):
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from tests.comfy_harness import (ComfyWorker, load_api_workflow, make_model_tree, prepare_base, tiny_overrides,
                                      unavailable_reason)
     from workflows.build_workflows import WORKFLOWS
 
+    wanted = list(sys.argv[1:] if argv is None else argv) or list(WORKFLOWS)
+    unknown = [w for w in wanted if w not in WORKFLOWS]
+    if unknown:
+        print(f"unknown workflow(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
     reason = unavailable_reason()
     if reason:
         print(f"cannot render: {reason}", file=sys.stderr)
@@ -106,6 +112,8 @@ def main() -> int:
         results = {}
         try:
             for name, wf in WORKFLOWS.items():
+                if name not in wanted:
+                    continue
                 overrides = tiny_overrides(name)
                 for n in wf.nodes:
                     if n.type in EXTRA:
@@ -145,33 +153,39 @@ def _write_pictures(base: Path, results: dict) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     with Image.open(base / "input" / PORTRAIT) as portrait:
         portrait = portrait.convert("RGB").copy()
-    pictures = {
-        "text_to_domain": compose(
+    makers = {
+        "text_to_domain": lambda: compose(
             "text_to_domain: photo -> pencil sketch, trained from words",
             [("NADA Train: source (top) vs adapted (bottom)", images("text_to_domain", 6)[0]),
              ("NADA Train: loss plot", images("text_to_domain", 7)[0])],
             CAPTION.format(name="text_to_domain"), text=text("text_to_domain", 8)),
-        "images_to_domain": compose(
+        "images_to_domain": lambda: compose(
             "images_to_domain: adapted towards a folder of example images",
             [("examples (input/nada_examples)", grid(images("images_to_domain", 8), 3)),
              ("source (top) vs adapted (bottom)", images("images_to_domain", 7)[0])],
             CAPTION.format(name="images_to_domain"), text=text("images_to_domain", 9)),
-        "invert_and_translate": compose(
+        "invert_and_translate": lambda: compose(
             "invert_and_translate: a photo inverted in the source generator, rendered by the adapted one",
             [("input photo (Load Image)", portrait), ("reconstruction (source)", images("invert_and_translate", 7)[0]),
              ("same code, adapted generator", images("invert_and_translate", 6)[0])],
             CAPTION.format(name="invert_and_translate")),
-        "domain_morph": compose(
+        "encode_and_translate": lambda: compose(
+            "encode_and_translate: a photo encoded in one pass (e4e), rendered by the adapted generator",
+            [("input photo (Load Image)", portrait), ("reconstruction (source)", images("encode_and_translate", 8)[0]),
+             ("same code, adapted generator", images("encode_and_translate", 7)[0])],
+            CAPTION.format(name="encode_and_translate") + " (encoder: random weights too)"),
+        "domain_morph": lambda: compose(
             "domain_morph: the frames of the animated WebP, generator A -> B and back (loop)",
             [("frames 1-8 of the animation (each frame: seeds 0-3 as a 2x2 grid)",
               grid(images("domain_morph", 5), 4, gap=4))],
             CAPTION.format(name="domain_morph")),
-        "sample_saved_domain": compose(
+        "sample_saved_domain": lambda: compose(
             "sample_saved_domain: seeds 0-15 from a saved adapted generator",
             [("16 seeds", grid(images("sample_saved_domain", 4), 8))],
             CAPTION.format(name="sample_saved_domain")),
     }
-    for name, pic in pictures.items():
+    for name in results:
+        pic = makers[name]()
         path = OUT / f"{name}.png"
         pic.save(path, optimize=True)
         print(f"wrote {path.relative_to(REPO)} ({pic.width}x{pic.height})")
