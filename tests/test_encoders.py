@@ -366,3 +366,12 @@ def test_encoder_nodes(tmp_path, monkeypatch):
     # One step from the encoder's codes stays near them; from w_avg it does not.
     near, far = (float((x.ws - latent.ws).abs().mean()) for x in (inv_latent, plain_latent))
     assert near < 0.2 * far, (near, far)
+
+
+def test_info_describes_the_decoder_of_an_encoder_file(tmp_path, capsys):
+    from nada_core.cli import main
+
+    path = _make(tmp_path, "restyle_e4e")[0]
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "'decoder' of an e4e / pSp / ReStyle encoder checkpoint" in out and "32 x 32 px" in out

@@ -83,9 +83,9 @@ class Encoder(torch.nn.Module):
     """
 
     def __init__(self, layout: EncoderLayout, info: EncoderInfo, latent_avg: torch.Tensor | None,
-                 opts: dict, decoder: Any = None) -> None:
+                 opts: dict, decoder: Any = None, net: EncoderNet | None = None) -> None:
         super().__init__()
-        self.net = EncoderNet(layout)
+        self.net = net if net is not None else EncoderNet(layout)
         self.layout = layout
         self.info = info
         self.opts = dict(opts)

@@ -31,6 +31,7 @@ from ..formats.encoder_checkpoint import (latent_avg_rows, looks_like_encoder_ch
                                           plain_opts)
 from .encoder import RESTYLE_DEFAULT_ITERS, Encoder, EncoderInfo
 from .layout import BACKBONE_TYPES, read_layout
+from .network import EncoderNet
 
 EXPECTED = ("an e4e, pSp or ReStyle encoder checkpoint (.pt, e.g. e4e_ffhq_encode.pt, psp_ffhq_encode.pt, "
             "restyle_e4e_ffhq_encode.pt)")
@@ -144,16 +145,18 @@ def encoder_from_object(obj: Any, p: Path, decoder: bool | None = None) -> Encod
                        w_dim=layout.w_dim, input_nc=layout.input_nc, output_size=size, adds_latent_avg=adds,
                        iterative=iterative, default_iters=RESTYLE_DEFAULT_ITERS if iterative else 1,
                        source_file=p.name, source_sha256=sha256_file(p))
-    with torch.random.fork_rng(devices=[]):  # building must not disturb the caller's random stream
-        enc = Encoder(layout, info, latent_avg, opts, G)
-    missing, unexpected = _load(enc.net, sd, src)
+    # Built on the meta device, then the file's own tensors become the parameters: nothing is
+    # allocated from the layout (a file whose tensors share one storage cannot make us allocate more).
+    with torch.device("meta"):
+        net = EncoderNet(layout)
+    missing, unexpected = _load(net, sd, src)
     if missing:
         raise CheckpointError(f"{src}: encoder tensors missing: {', '.join(missing[:3])}; the file is not a complete "
                               f"{etype}")
     if unexpected and not restyle:  # ReStyle's own loader ignores extra keys (strict=False); e4e/pSp do not
         raise CheckpointError(f"{src}: the encoder has tensors a {etype} does not ({', '.join(unexpected[:3])}); it "
                               f"is a different architecture")
-    return enc
+    return Encoder(layout, info, latent_avg, opts, G, net=net)
 
 
 def _load(net: torch.nn.Module, sd: dict[str, torch.Tensor], src: str) -> tuple[list[str], list[str]]:
@@ -165,7 +168,5 @@ def _load(net: torch.nn.Module, sd: dict[str, torch.Tensor], src: str) -> tuple[
         k = wrong[0]
         raise CheckpointError(f"{src}: encoder tensor '{k}' has shape {list(sd[k].shape)}, expected {list(own[k].shape)}; the file is corrupt")
     if not missing:
-        with torch.no_grad():
-            for k, t in own.items():
-                t.copy_(sd[k].to(t.dtype))
+        net.load_state_dict({k: sd[k].detach().to(own[k].dtype) for k in own}, strict=True, assign=True)
     return missing, unexpected
