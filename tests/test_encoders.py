@@ -211,6 +211,13 @@ def test_refuses_sizes_beyond_any_real_encoder_before_building(tmp_path):
     with pytest.raises(CheckpointError) as e:
         load_encoder(path)
     _one_line(e, "deep.pt", "backbone units", "not loaded")
+    many = encoder_state_dict(etype, n_styles=N_STYLES, units=UNITS, widths=WIDTHS, w_dim=W_DIM)
+    for k in range(N_STYLES, 80):  # 80 style heads, sharing one tiny tensor
+        many[f"styles.{k}.linear.weight"] = many["styles.0.linear.weight"]
+    path = write_encoder_checkpoint(tmp_path / "heads.pt", many, encoder_opts(etype, output_size=SIZE))
+    with pytest.raises(CheckpointError) as e:
+        load_encoder(path)
+    _one_line(e, "heads.pt", "number of style heads is 80", "not loaded")
 
 
 def test_a_generator_file_is_not_an_encoder(tmp_path):
@@ -223,6 +230,12 @@ def test_a_generator_file_is_not_an_encoder(tmp_path):
     with pytest.raises(CheckpointError) as e:
         load_encoder(tmp_path / "missing.pt")
     _one_line(e, "no such file")
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(2)}, str(tmp_path / "weights.safetensors"))
+    with pytest.raises(CheckpointError) as e:
+        load_encoder(tmp_path / "weights.safetensors")
+    _one_line(e, "not a PyTorch (torch.save) file", "e4e")
 
 
 def test_hostile_pickle_in_opts_is_refused_without_running(tmp_path):
