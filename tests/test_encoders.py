@@ -3,7 +3,6 @@ re-implementation (tests/reference_encoders.py), the decoder as a generator, and
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layout import COARSE_END, FPN_TYPES, MIDDLE_END, EncoderLayout, HeadLayout, UnitLayout
+from .layout import FPN_TYPES, EncoderLayout, HeadLayout, UnitLayout
 
 
 class Squeeze(nn.Module):
@@ -138,4 +138,4 @@ class EncoderNet(nn.Module):
         return torch.stack(rows, dim=1)
 
 
-__all__ = ["COARSE_END", "MIDDLE_END", "EncoderNet", "EqualLinear", "StyleHead", "Unit"]
+__all__ = ["EncoderNet", "EqualLinear", "StyleHead", "Unit"]
