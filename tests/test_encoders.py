@@ -387,3 +387,15 @@ def test_info_describes_the_decoder_of_an_encoder_file(tmp_path, capsys):
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert "'decoder' of an e4e / pSp / ReStyle encoder checkpoint" in out and "32 x 32 px" in out
+
+
+def test_encoding_many_images_stops_when_asked(tmp_path):
+    from nada_core.encoders.apply import encode_images
+    from nada_core.errors import Interrupted
+
+    enc = load_encoder(_make(tmp_path, "e4e")[0])
+    photos = [((sample_images(1, 40, seed=s)[0] + 1) / 2) for s in range(3)]
+    seen = []
+    with pytest.raises(Interrupted, match="1 of 3"):
+        encode_images(enc, photos, on_image=lambda done, total: seen.append(done), should_stop=lambda: bool(seen))
+    assert seen == [1]

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 
 from ..editing.latents import Latents, generator_lineage
-from ..errors import InputError
+from ..errors import InputError, Interrupted
 from ..media.image_prep import Box, FitMode, Layout, centre_crop_box, to_image_list
 from .encoder import Encoder
 
@@ -58,7 +58,7 @@ def encode_images(encoder: Encoder, images: Any, G: Any = None, *, fit: FitMode 
     ``G``: the generator the codes are for (its W+ size is checked; its lineage goes into the
     latents). ``n_iters``/``feedback``: see :meth:`Encoder.encode` (``feedback`` defaults to the
     encoder's own decoder). ``on_image(done, total)`` after each image; ``should_stop()`` before
-    each: True stops with :class:`InputError` naming how many were encoded.
+    each: True stops with :class:`~nada_core.errors.Interrupted` naming how many were encoded.
     """
     if G is not None:
         encoder.check_generator(G)
@@ -66,7 +66,7 @@ def encode_images(encoder: Encoder, images: Any, G: Any = None, *, fit: FitMode 
     codes, boxes, steps = [], [], []
     for i, img in enumerate(imgs):
         if should_stop is not None and should_stop():
-            raise InputError(f"stopped after encoding {i} of {len(imgs)} images")
+            raise Interrupted(f"stopped after encoding {i} of {len(imgs)} images")
         fitted, box = fit_for_encoder(img, fit)
         ws, per_step = encoder.encode(fitted[None] * 2.0 - 1.0, n_iters=n_iters, return_steps=True,
                                       generator=feedback)
