@@ -361,4 +361,14 @@ EDIT = Table([
             metavar="FPS", widget_min=1.0),
 ])
 
-__all__ = ["EDIT", "INVERT", "InvalidSetting", "MAX_SEED", "SAMPLE", "TRAIN", "Setting", "Table", "check"]
+# ------------------------------------------------------------------------------------------------
+# Encoders (``nada invert --encoder``, NADA Encode Image)
+# ------------------------------------------------------------------------------------------------
+
+ENCODE = Table([
+    Setting("encoder_iters", "int", 5, "ReStyle refinement steps (ReStyle's default is 5; e4e and pSp encode in "
+            "one pass and ignore it)", lo=1, hi=100, metavar="N", label="iterations",
+            what="encoder iterations"),
+])
+
+__all__ = ["EDIT", "ENCODE", "INVERT", "InvalidSetting", "MAX_SEED", "SAMPLE", "TRAIN", "Setting", "Table", "check"]

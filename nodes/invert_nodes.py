@@ -44,16 +44,24 @@ class NadaInvertImage:
             "optional": {
                 "clip": socket(T.CLIP, "Optional CLIP model: adds a semantic similarity term (needs a CLIP trained on "
                                "real photos; every model of the guide counts by its weight)."),
+                "encoder": socket(T.ENCODER, "Optional encoder (NADA Load Encoder): the optimisation starts from its "
+                                  "codes instead of the average face (closer and faster; ReStyle uses its default "
+                                  "5 refinement steps)."),
             },
         }
 
-    def invert(self, generator, image, space: str, steps: int, fit: str, seed: int, clip=None):
+    def invert(self, generator, image, space: str, steps: int, fit: str, seed: int, clip=None, encoder=None):
         from PIL import Image
         from nada_core.media.images import make_grid, to_comfy, to_uint8
         from nada_core.editing.invert import InvertConfig, invert
 
         cfg = InvertConfig(space=space, steps=steps, fit=fit, seed=seed, preview_every=PREVIEW_EVERY,
                            **({"clip_weight": 0.0} if clip is None else {}))
+        init = None
+        if encoder is not None:
+            from .encoder_nodes import encode_for_node
+
+            init = encode_for_node(encoder, generator, image, fit, None).latents
         comfy_bridge.free_memory()  # inversion back-propagates through the generator: make room
         bar = comfy_bridge.Progress(cfg.steps)
 
@@ -63,7 +71,7 @@ class NadaInvertImage:
                 pil = Image.fromarray(to_uint8(make_grid(preview, pad=2, pad_value=1.0))[0])
             bar.update(step, pil)
 
-        result = invert(generator, image, cfg, clip=clip, layout="comfy", on_progress=on_progress,
+        result = invert(generator, image, cfg, clip=clip, init=init, layout="comfy", on_progress=on_progress,
                         should_stop=comfy_bridge.interrupt_requested)
         if result.interrupted:
             comfy_bridge.raise_interrupted(f"inversion stopped at step {result.steps_done} of {cfg.steps}")

@@ -1,5 +1,6 @@
 """Model folders: ``models/stylegan`` (generators), ``models/stylegan/directions`` (latent editing
-directions: InterFaceGAN boundaries, SeFa/GANSpace files) and ``models/open_clip`` (CLIP weights).
+directions: InterFaceGAN boundaries, SeFa/GANSpace files), ``models/open_clip`` (CLIP weights) and
+``models/encoders`` (e4e / pSp / ReStyle encoder checkpoints).
 
 Inside ComfyUI both are registered with its folder system (``folder_paths``), merged with any
 folders the user configured in ``extra_model_paths.yaml`` (never replacing them), so model files
@@ -19,18 +20,21 @@ from . import comfy_bridge
 STYLEGAN = "stylegan"
 OPEN_CLIP = "open_clip"
 DIRECTIONS = "stylegan_directions"  # ComfyUI folder name; its default is models/stylegan/directions
+ENCODERS = "encoders"
 SAVED_SUBFOLDER = "nada"  # adapted generators are saved under models/stylegan/nada/
 DIRECTIONS_SUBFOLDER = "directions"
 
 GENERATOR_EXTENSIONS = {".pt", ".pkl", ".safetensors"}
 CLIP_EXTENSIONS = {".pt", ".pkl", ".safetensors", ".pth", ".bin"}
+ENCODER_EXTENSIONS = {".pt", ".pth"}
 LATENT_EXTENSIONS = {".safetensors"}
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 DIRECTION_EXTENSIONS = {".safetensors", ".npy", ".npz", ".pt", ".pth"}  # nada_core.editing.direction_files
 OPEN_CLIP_CONFIG = "open_clip_config.json"  # marks a Hugging Face-layout open_clip folder
 
-_EXTENSIONS = {STYLEGAN: GENERATOR_EXTENSIONS, OPEN_CLIP: CLIP_EXTENSIONS, DIRECTIONS: DIRECTION_EXTENSIONS}
-_KIND = {STYLEGAN: "stylegan", OPEN_CLIP: "open_clip", DIRECTIONS: "direction"}
+_EXTENSIONS = {STYLEGAN: GENERATOR_EXTENSIONS, OPEN_CLIP: CLIP_EXTENSIONS, DIRECTIONS: DIRECTION_EXTENSIONS,
+               ENCODERS: ENCODER_EXTENSIONS}
+_KIND = {STYLEGAN: "stylegan", OPEN_CLIP: "open_clip", DIRECTIONS: "direction", ENCODERS: "encoder"}
 _DEFAULT_SUBDIR = {DIRECTIONS: os.path.join(STYLEGAN, DIRECTIONS_SUBFOLDER)}  # else the folder name itself
 
 
@@ -42,7 +46,7 @@ class ModelNotFound(Exception):
 
 
 def register_model_folders() -> None:
-    """Register ``stylegan``, ``stylegan_directions`` and ``open_clip`` with ComfyUI (no-op outside ComfyUI).
+    """Register ``stylegan``, ``stylegan_directions``, ``open_clip`` and ``encoders`` with ComfyUI (no-op outside ComfyUI).
 
     Merges: folders already configured (``extra_model_paths.yaml`` is read before packs load) are
     kept in their order; the default ``ComfyUI/models/<name>`` is appended if missing; extensions
@@ -72,7 +76,8 @@ def register_model_folders() -> None:
 
 
 def model_folders(name: str) -> list[Path]:
-    """Folders searched for model kind ``name`` (``stylegan``, ``stylegan_directions`` or ``open_clip``), first = default."""
+    """Folders searched for model kind ``name`` (``stylegan``, ``stylegan_directions``, ``open_clip``, ``encoders``),
+    first = default."""
     fp = comfy_bridge.folder_paths()
     if fp is not None and name in fp.folder_names_and_paths:
         return [Path(p) for p in fp.get_folder_paths(name)]

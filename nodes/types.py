@@ -9,6 +9,7 @@ foreign object into a NADA input):
 - ``NADA_LATENT``: a ``nada_core.editing.latents.Latents`` (``ws [N, num_ws, w_dim]`` plus lineage,
   provenance, optional z codes and noise maps).
 - ``NADA_CLIP``: a ``nada_core.guidance.clip.ClipModel`` or ``ClipEnsemble`` (one or several CLIP guides).
+- ``NADA_ENCODER``: a ``nada_core.encoders.Encoder`` (e4e / pSp / ReStyle, eval mode, ComfyUI's device).
 - ``NADA_DIRECTION``: the CLIP-space direction from ``nada_core.guidance.directions`` (from text or images),
   which steers *training*.
 - ``NADA_DIRECTIONS``: latent *editing* directions in W (not CLIP space): a
@@ -30,13 +31,14 @@ LATENT = "NADA_LATENT"
 CLIP = "NADA_CLIP"
 DIRECTION = "NADA_DIRECTION"  # CLIP space (training)
 EDIT_DIRECTIONS = "NADA_DIRECTIONS"  # latent W space (editing)
+ENCODER = "NADA_ENCODER"
 IMAGE = "IMAGE"
 STRING = "STRING"
 INT = "INT"
 FLOAT = "FLOAT"
 BOOLEAN = "BOOLEAN"
 
-CUSTOM_TYPES = (GENERATOR, LATENT, CLIP, DIRECTION, EDIT_DIRECTIONS)
+CUSTOM_TYPES = (GENERATOR, LATENT, CLIP, DIRECTION, EDIT_DIRECTIONS, ENCODER)
 
 # The other StyleGAN packs' socket types (see the module docstring).
 FOREIGN_LATENT = "STYLEGAN_LATENT"

@@ -39,6 +39,7 @@ PACK_PATH_MARK = f"custom_nodes{os.sep}{PACK_DIR_NAME}"
 PROTOCOL_PREFIX = "@@nada@@ "
 # Names the shared workflows use for model files, and the tiny stand-ins the tests provide.
 TINY_FFHQ = "tiny_ffhq.safetensors"  # stands in for stylegan2-ffhq-config-f.pt (a rosinality .pt)
+TINY_ENCODER = "tiny_e4e.pt"  # stands in for e4e_ffhq_encode.pt (the released layout, tiny widths)
 
 
 # ------------------------------------------------------------------------------------ test models
@@ -50,7 +51,7 @@ def make_model_tree(base: Path) -> dict[str, Any]:
     ``base/models/stylegan/tiny_ffhq.safetensors`` (source), ``.../nada/ffhq_sketch.safetensors``
     (an "adapted" generator of the same architecture), ``base/models/open_clip/<CLIP folder>`` (a
     tiny CLIP in the Hugging Face layout), ``base/input/portrait.png`` and
-    ``base/input/nada_examples/*.png``.
+    ``base/input/nada_examples/*.png`` and ``base/models/encoders/tiny_e4e.pt`` (for e4e_ffhq_encode.pt).
     """
 
     from nada_core.formats.checkpoints import save_generator
@@ -67,7 +68,18 @@ def make_model_tree(base: Path) -> dict[str, Any]:
     folder = Path(save_tiny_clip(clip_root, layout="hf", seed=0))
     folder.rename(clip_root / CLIP_FOLDER)
     _draw_inputs(base / "input", PORTRAIT, EXAMPLES_FOLDER)
-    return {"ffhq": TINY_FFHQ}
+    _write_tiny_encoder(base / "models" / "encoders" / TINY_ENCODER)
+    return {"ffhq": TINY_FFHQ, "encoder": TINY_ENCODER}
+
+
+def _write_tiny_encoder(path: Path) -> None:
+    """An e4e checkpoint for the tiny 32 px source (8 W+ entries of 32), seeded random weights."""
+    from tests.encoder_factories import encoder_opts, encoder_state_dict, random_latent_avg, write_encoder_checkpoint
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sd = encoder_state_dict("Encoder4Editing", n_styles=8, units=(1, 1, 2, 1), widths=(8, 16, 24, 32), w_dim=32)
+    write_encoder_checkpoint(path, sd, encoder_opts("Encoder4Editing", output_size=32),
+                             latent_avg=random_latent_avg(8, 32))
 
 
 def _draw_inputs(input_dir: Path, portrait: str, examples: str) -> None:
@@ -123,6 +135,8 @@ def tiny_overrides(name: str) -> dict[str, dict[str, Any]]:
         change = dict(shrink.get(n.type, {}))
         if n.type == "NadaLoadGenerator" and n.widgets.get("generator_name") == FFHQ:
             change["generator_name"] = TINY_FFHQ
+        if n.type == "NadaLoadEncoder":
+            change["encoder_name"] = TINY_ENCODER
         if change:
             out[str(n.id)] = change
     return out

@@ -104,6 +104,19 @@ def rosinality_reference(sd: dict, z: torch.Tensor, truncation: float = 1.0, lat
     w = _mapping(_d(z), [(sd[f"style.{i}.weight"], sd[f"style.{i}.bias"]) for i in range(1, n_mlp + 1)], 0.01)
     if truncation < 1:
         w = _d(latent_avg).reshape(1, -1) + truncation * (w - _d(latent_avg).reshape(1, -1))
+    num_ws = 2 + 2 * len([k for k in sd if k.startswith("to_rgbs.") and k.endswith(".conv.weight")])
+    return _rosinality_synthesis(sd, w.unsqueeze(1).expand(-1, num_ws, -1), noise)
+
+
+def rosinality_reference_ws(sd: dict, ws: torch.Tensor, noise: str = "const") -> torch.Tensor:
+    """Image ``[N, 3, R, R]`` from W+ codes ``[N, num_ws, w_dim]``, as rosinality's
+    ``g_ema([ws], input_is_latent=True, randomize_noise=False)`` renders them (entry ``i`` feeds
+    conv1 / to_rgb1 for 0 / 1, then each resolution's two convs and its toRGB)."""
+    sd = {k: _d(v) for k, v in sd.items()}
+    return _rosinality_synthesis(sd, _d(ws), noise)
+
+
+def _rosinality_synthesis(sd: dict, w: torch.Tensor, noise: str) -> torch.Tensor:
     n_rgb = len([k for k in sd if k.startswith("to_rgbs.") and k.endswith(".conv.weight")])
     k4 = _fir_kernel(gain=4.0)
 
@@ -124,14 +137,14 @@ def rosinality_reference(sd: dict, z: torch.Tensor, truncation: float = 1.0, lat
         return y + sd[f"{prefix}.bias"][0]
 
     images = []
-    for s in range(z.shape[0]):
+    for s in range(w.shape[0]):
         ws = w[s]
-        x = styled("conv1", sd["input.input"][0], ws, 0, False)
-        img = rgb("to_rgb1", x, ws)
+        x = styled("conv1", sd["input.input"][0], ws[0], 0, False)
+        img = rgb("to_rgb1", x, ws[1])
         for j in range(n_rgb):
-            x = styled(f"convs.{2 * j}", x, ws, 2 * j + 1, True)
-            x = styled(f"convs.{2 * j + 1}", x, ws, 2 * j + 2, False)
-            img = _upsample_img(img, k4) + rgb(f"to_rgbs.{j}", x, ws)
+            x = styled(f"convs.{2 * j}", x, ws[2 * j + 1], 2 * j + 1, True)
+            x = styled(f"convs.{2 * j + 1}", x, ws[2 * j + 2], 2 * j + 2, False)
+            img = _upsample_img(img, k4) + rgb(f"to_rgbs.{j}", x, ws[2 * j + 3])
         images.append(img)
     return torch.stack(images).to(torch.float32)
 

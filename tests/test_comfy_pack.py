@@ -137,6 +137,11 @@ def test_shipped_workflow_validates_and_runs(comfy, name):
             assert im.n_frames == 4 and im.size == (66, 66)
     if name == "invert_and_translate":
         assert list((out_dir / "nada").glob("portrait_*.safetensors"))
+    if name == "encode_and_translate":
+        from nada_core.editing.latents import load_latents
+
+        saved = sorted((out_dir / "nada").glob("encoded_portrait_*.safetensors"))
+        assert saved and load_latents(saved[-1]).provenance["encoder_type"] == "Encoder4Editing"
 
 
 def test_workflow_naming_a_missing_model_explains_where_to_put_it(comfy):

@@ -25,8 +25,8 @@ REQUIRED_NODES = {
 }
 OUTPUT_NODES = {"NadaSaveGenerator", "NadaSaveLatent", "NadaMetrics"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
-SOCKET_TYPES = {"STYLEGAN_GENERATOR", "NADA_LATENT", "NADA_CLIP", "NADA_DIRECTION", "NADA_DIRECTIONS", "IMAGE",
-                "STYLEGAN", "STYLEGAN_LATENT"}  # the last two: the other StyleGAN packs' types (interop nodes)
+SOCKET_TYPES = {"STYLEGAN_GENERATOR", "NADA_LATENT", "NADA_CLIP", "NADA_DIRECTION", "NADA_DIRECTIONS", "NADA_ENCODER",
+                "IMAGE", "STYLEGAN", "STYLEGAN_LATENT"}  # the last two: the other StyleGAN packs' types (interop nodes)
 
 
 def all_inputs(cls) -> dict[str, tuple]:
@@ -128,7 +128,7 @@ def test_seeded_nodes_are_cacheable():
     for name, cls in NODE_CLASS_MAPPINGS.items():
         if hasattr(cls, "IS_CHANGED"):
             assert name in {"NadaLoadGenerator", "NadaLoadCLIP", "NadaLoadLatent", "NadaLoadImageFolder",
-                            "NadaLoadDirection"}, name
+                            "NadaLoadDirection", "NadaLoadEncoder"}, name
     for name in ("NadaTrain", "NadaSample", "NadaInvertImage", "NadaRender", "NadaBlendFrames"):
         assert not hasattr(NODE_CLASS_MAPPINGS[name], "IS_CHANGED")
 

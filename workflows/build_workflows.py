@@ -24,8 +24,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-WORKFLOW_NAMES = ("text_to_domain", "images_to_domain", "invert_and_translate", "domain_morph",
-                  "sample_saved_domain", "edit_in_domain")
+WORKFLOW_NAMES = ("text_to_domain", "images_to_domain", "invert_and_translate", "encode_and_translate",
+                  "domain_morph", "sample_saved_domain", "edit_in_domain")
 
 # Model file names as a user would have them (see the README for where they come from).
 FFHQ = "stylegan2-ffhq-config-f.pt"
@@ -33,6 +33,7 @@ ADAPTED = "nada/ffhq_sketch.safetensors"
 CLIP_FOLDER = "vit_base_patch32_clip_224.openai"
 EXAMPLES_FOLDER = "nada_examples"
 PORTRAIT = "portrait.png"
+ENCODER_FILE = "e4e_ffhq_encode.pt"
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 VIRTUAL_NODES = ("MarkdownNote", "Note")  # canvas-only: never sent to the server
@@ -247,6 +248,34 @@ generator: the same person, as a pencil sketch.
             Node(7, "SaveImage", (800, 300), {"filename_prefix": "nada/portrait_reconstruction"}, {"images": (4, 1)},
                  title="Reconstruction (source)", size=(340, 380)),
             Node(8, "NadaSaveLatent", (420, 360), {"filename_prefix": "nada/portrait"}, {"latent": (4, 0)}),
+        ],
+    ),
+    "encode_and_translate": Workflow(
+        "encode_and_translate",
+        "Encode a photo in one pass and translate it to the adapted domain",
+        _note(f"""
+### Encode a photo (e4e / pSp / ReStyle), render it in the new domain
+The same as *invert_and_translate*, in about a second instead of minutes: an **encoder** trained for the FFHQ
+generator turns your photo into its latent code in one pass, and the **adapted** generator renders that code.
+
+- Put `{ENCODER_FILE}` (or a pSp / ReStyle checkpoint) in `models/encoders/`.
+- The photo must be a face **aligned like FFHQ** (eyes level, centred, as the encoders were trained; see the README).
+- Needs `models/stylegan/{FFHQ}` and the adapted `models/stylegan/{ADAPTED}` (from *text_to_domain*).
+- For a closer match, feed the encoder into **NADA Invert Image** (its optional *encoder* input) instead."""),
+        [
+            Node(1, "NadaLoadGenerator", (40, 40), {"generator_name": FFHQ, "weights": "EMA"}, title="Source generator"),
+            Node(2, "NadaLoadGenerator", (40, 200), {"generator_name": ADAPTED, "weights": "EMA"},
+                 title="Adapted generator"),
+            Node(3, "NadaLoadEncoder", (40, 360), {"encoder_name": ENCODER_FILE}),
+            Node(4, "LoadImage", (40, 480), {"image": PORTRAIT}, size=(320, 360)),
+            Node(5, "NadaEncodeImage", (420, 40), {"fit": "crop", "iterations": 5},
+                 {"generator": (1, 0), "encoder": (3, 0), "image": (4, 0)}),
+            Node(6, "NadaRender", (800, 40), {"noise_mode": "const"}, {"generator": (2, 0), "latent": (5, 0)}),
+            Node(7, "SaveImage", (1180, 40), {"filename_prefix": "nada/encoded_sketch"}, {"images": (6, 0)},
+                 title="Photo in the adapted domain", size=(340, 380)),
+            Node(8, "SaveImage", (800, 300), {"filename_prefix": "nada/encoded_reconstruction"}, {"images": (5, 1)},
+                 title="Reconstruction (source)", size=(340, 380)),
+            Node(9, "NadaSaveLatent", (420, 360), {"filename_prefix": "nada/encoded_portrait"}, {"latent": (5, 0)}),
         ],
     ),
     "domain_morph": Workflow(

@@ -5,8 +5,8 @@ TINY RANDOM MODELS (a 32 px StyleGAN2 and an untrained 32 px CLIP, built on the 
 pictures show the layout of each workflow's outputs, never the quality of real models; every
 picture says so in its caption. Needs ComfyUI (COMFYUI_ROOT, default ~/ComfyUI) and its requirements.
 
-    python workflows/render_examples.py                  # writes docs/workflows/*.png
-    python workflows/render_examples.py edit_in_domain   # only the named workflows
+    python workflows/render_examples.py            # writes docs/workflows/*.png
+    python workflows/render_examples.py NAME ...   # only these workflows' pictures
 """
 
 from __future__ import annotations
@@ -95,15 +95,15 @@ def main(argv: list[str] | None = None) -> int:
                                      unavailable_reason)
     from workflows.build_workflows import WORKFLOWS
 
+    wanted = list(sys.argv[1:] if argv is None else argv) or list(WORKFLOWS)
+    unknown = [w for w in wanted if w not in WORKFLOWS]
+    if unknown:
+        print(f"unknown workflow(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
     reason = unavailable_reason()
     if reason:
         print(f"cannot render: {reason}", file=sys.stderr)
         return 1
-    only = list(sys.argv[1:] if argv is None else argv)
-    unknown = sorted(set(only) - set(WORKFLOWS))
-    if unknown:
-        print(f"unknown workflow(s) {unknown}; known: {', '.join(WORKFLOWS)}", file=sys.stderr)
-        return 2
     base = Path(tempfile.mkdtemp(prefix="nada-examples-"))
     try:
         prepare_base(base)
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         try:
             for name, wf in WORKFLOWS.items():
-                if only and name not in only:
+                if name not in wanted:
                     continue
                 overrides = tiny_overrides(name)
                 for n in wf.nodes:
@@ -169,6 +169,11 @@ def _write_pictures(base: Path, results: dict) -> int:
             [("input photo (Load Image)", portrait), ("reconstruction (source)", images("invert_and_translate", 7)[0]),
              ("same code, adapted generator", images("invert_and_translate", 6)[0])],
             CAPTION.format(name="invert_and_translate")),
+        "encode_and_translate": lambda: compose(
+            "encode_and_translate: a photo encoded in one pass (e4e), rendered by the adapted generator",
+            [("input photo (Load Image)", portrait), ("reconstruction (source)", images("encode_and_translate", 8)[0]),
+             ("same code, adapted generator", images("encode_and_translate", 7)[0])],
+            CAPTION.format(name="encode_and_translate") + " (encoder: random weights too)"),
         "domain_morph": lambda: compose(
             "domain_morph: the frames of the animated WebP, generator A -> B and back (loop)",
             [("frames 1-8 of the animation (each frame: seeds 0-3 as a 2x2 grid)",

@@ -61,6 +61,8 @@ def _weights_line(meta: dict) -> str:
     network = meta.get("network")
     if network is None:
         return "single set of weights"
+    if network == "decoder":  # the generator inside an e4e / pSp / ReStyle encoder checkpoint
+        return "'decoder' of an e4e / pSp / ReStyle encoder checkpoint (use the file with --encoder too)"
     ema = meta.get("ema")
     kind = "EMA" if ema else "training (non-EMA)"
     return f"'{network}' ({kind})" if not network.startswith("(") else network

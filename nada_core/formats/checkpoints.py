@@ -4,7 +4,8 @@ Supported formats, recognised from the file's content (never its extension):
 
 - ``rosinality-pt``: rosinality stylegan2-pytorch / StyleGAN-NADA ``.pt`` (``torch.save`` zip or
   legacy format) with ``g_ema`` (and usually ``g``, ``d``, optimiser states, ``args``,
-  sometimes ``latent_avg``). Read with torch's weights-only unpickler.
+  sometimes ``latent_avg``); also the ``decoder.*`` generator inside an e4e / pSp / ReStyle
+  encoder checkpoint. Read with our restricted weights-only unpickler (never ``torch.load``).
 - ``stylegan2-ada-pkl``: NVIDIA stylegan2-ada-pytorch snapshots (``G_ema``, ``G``, ``D``, ...),
   read by a restricted unpickler that executes nothing from the file
   (:mod:`nada_core.formats.safe_unpickle`).
@@ -234,17 +235,30 @@ def _device(device: str | torch.device | None) -> torch.device:
 def _load_foreign(p: Path, fmt: str, ema: bool) -> Generator:
     src = str(p)
     if fmt == FORMAT_ROSINALITY:
-        from .rosinality import convert_rosinality_checkpoint
         from .safe_unpickle import torch_load_weights_only
 
-        conv = convert_rosinality_checkpoint(torch_load_weights_only(p, src), ema=ema, source=src)
-        stored_w_avg = "latent_avg"
-    else:
-        from .nvidia import convert_nvidia_pickle
-        from .safe_unpickle import load_restricted_pickle
+        return generator_from_torch_object(torch_load_weights_only(p, src), p, ema)
+    from .nvidia import convert_nvidia_pickle
+    from .safe_unpickle import load_restricted_pickle
 
-        conv = convert_nvidia_pickle(load_restricted_pickle(p, src), ema=ema, source=src)
-        stored_w_avg = "mapping.w_avg"
+    conv = convert_nvidia_pickle(load_restricted_pickle(p, src), ema=ema, source=src)
+    return _finish(conv, p, fmt, ema, "mapping.w_avg")
+
+
+def generator_from_torch_object(obj: Any, p: Path, ema: bool = True) -> Generator:
+    """The generator in an already-unpickled rosinality-style ``torch.save`` object read from ``p``
+    (a rosinality checkpoint, a bare state dict, or an encoder checkpoint's ``decoder.*``), on the CPU.
+
+    Lets a caller that needs other parts of the same file (an encoder) read it only once.
+    """
+    from .rosinality import convert_rosinality_checkpoint
+
+    conv = convert_rosinality_checkpoint(obj, ema=ema, source=str(p))
+    return _finish(conv, p, FORMAT_ROSINALITY, ema, "latent_avg")
+
+
+def _finish(conv: Any, p: Path, fmt: str, ema: bool, stored_w_avg: str) -> Generator:
+    src = str(p)
     G = _build(conv.config, conv.state_dict, conv.w_avg, src)
     if conv.w_avg is not None:
         origin = stored_w_avg

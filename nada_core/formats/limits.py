@@ -123,3 +123,27 @@ def check_generator_config(config: Any, source: str) -> None:
         raise CheckpointError(f"{source}: the generator's resample filter has {len(taps)} taps (1..16 supported)")
     for t in taps:
         _int_in(t, -1024, 1024, "resample filter tap", source)
+
+
+# Encoder bounds (e4e / pSp / ReStyle): IR-SE152 has 50 units; FFHQ 1024 needs 18 style heads of 512
+# channels with at most 6 convs (a 64 px map down to 1 px). Far beyond that is a crafted file.
+MAX_ENCODER_UNITS = 256
+MAX_ENCODER_HEADS = 64
+MAX_ENCODER_HEAD_CONVS = 12
+MAX_ENCODER_INPUT_CHANNELS = 16
+
+
+def check_encoder_layout(source: str, *, input_nc: Any, widths: Sequence[Any], units: int, heads: int,
+                         head_convs: int) -> None:
+    """Bounds of an encoder read from a checkpoint's tensor shapes, before its modules are built."""
+    def bounded(value: Any, lo: int, hi: int, what: str) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            raise CheckpointError(f"{source}: the encoder's {what} is {value!r}, outside {lo}..{hi}; no real "
+                                  f"e4e/pSp/ReStyle encoder has that, so the file was not loaded")
+
+    bounded(input_nc, 1, MAX_ENCODER_INPUT_CHANNELS, "number of input channels")
+    for w in widths:
+        bounded(w, 1, MAX_CHANNELS, "channel width")
+    bounded(units, 1, MAX_ENCODER_UNITS, "number of backbone units")
+    bounded(heads, 0, MAX_ENCODER_HEADS, "number of style heads")
+    bounded(head_convs, 0, MAX_ENCODER_HEAD_CONVS, "number of convs in a style head")

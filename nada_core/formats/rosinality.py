@@ -4,7 +4,8 @@ A checkpoint is a dict saved with ``torch.save``: ``g_ema`` (EMA generator state
 ``g``, ``d``, ``g_optim``, ``d_optim``, ``args`` (an ``argparse.Namespace``) and, for files
 converted from NVIDIA's TensorFlow release, ``latent_avg``. StyleGAN-NADA's own training script
 writes ``{"g_ema": ..., "g_optim": ...}`` in the same layout. A bare generator state dict is
-accepted too.
+accepted too, and so is an e4e / pSp / ReStyle encoder checkpoint, whose ``state_dict``'s
+``decoder.*`` tensors are such a generator (:mod:`nada_core.formats.encoder_checkpoint`).
 
 The architecture is read from the tensor shapes (resolution from the number of toRGB layers,
 widths per resolution, mapping depth and widths), cross-checked against ``args`` when present.
@@ -34,6 +35,7 @@ from typing import Any
 import torch
 
 from .common import Converted, reject_unused_tensors
+from .encoder_checkpoint import decoder_part, looks_like_encoder_checkpoint
 from ..errors import CheckpointError
 from .limits import check_generator_config
 from ..models.stylegan2 import GeneratorConfig, channels_from_multiplier, make_fir_kernel
@@ -53,7 +55,12 @@ def convert_rosinality_checkpoint(ckpt: Any, *, ema: bool, source: str) -> Conve
         raise CheckpointError(f"{source}: a PyTorch file, but not a stylegan2-pytorch checkpoint "
                               f"(it holds a {type(ckpt).__name__}, expected a dict with 'g_ema')")
     latent_avg = ckpt.get("latent_avg")
-    if looks_like_generator_state_dict(_strip_module_prefix(ckpt)):
+    args = ckpt.get("args")
+    if looks_like_encoder_checkpoint(ckpt):
+        # e4e / pSp / ReStyle file: its 'decoder.*' weights are a rosinality generator.
+        sd, latent_avg, args = decoder_part(ckpt, source)
+        key = "decoder"
+    elif looks_like_generator_state_dict(_strip_module_prefix(ckpt)):
         sd, key, latent_avg = ckpt, "(bare state dict)", None
     else:
         key = "g_ema" if ema else "g"
@@ -77,7 +84,7 @@ def convert_rosinality_checkpoint(ckpt: Any, *, ema: bool, source: str) -> Conve
         raise CheckpointError(f"{source}: '{key}' is not a state dict of tensors (e.g. {bad[0]!r})")
     config = _infer_config(sd, source)
     check_generator_config(config, source)  # before any tensor is converted
-    _cross_check_args(ckpt.get("args"), config, source)
+    _cross_check_args(args, config, source)
     out, notes = _map_tensors(sd, config, source)
     notes["network"] = key
     w_avg = None
