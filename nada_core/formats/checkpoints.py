@@ -38,13 +38,15 @@ from .limits import check_generator_config
 FORMAT_ROSINALITY = "rosinality-pt"
 FORMAT_NVIDIA = "stylegan2-ada-pkl"
 FORMAT_NADA = "nada-safetensors"
+FORMAT_TF = "stylegan2-tf-pkl"  # told apart from FORMAT_NVIDIA only after (safe) unpickling
 FORMAT_DESCRIPTIONS = {
     FORMAT_ROSINALITY: "rosinality stylegan2-pytorch checkpoint (.pt)",
     FORMAT_NVIDIA: "NVIDIA stylegan2-ada-pytorch pickle (.pkl)",
+    FORMAT_TF: "NVIDIA StyleGAN2 TensorFlow pickle (.pkl, e.g. stylegan2-ffhq-config-f.pkl)",
     FORMAT_NADA: "ComfyUI-NADA generator (.safetensors)",
 }
-SUPPORTED_FORMATS = ("a rosinality stylegan2-pytorch .pt, an NVIDIA stylegan2-ada-pytorch .pkl "
-                     "or a ComfyUI-NADA .safetensors generator")
+SUPPORTED_FORMATS = ("a rosinality stylegan2-pytorch .pt, an NVIDIA stylegan2-ada-pytorch or StyleGAN2 "
+                     "TensorFlow .pkl or a ComfyUI-NADA .safetensors generator")
 
 NADA_FORMAT_TAG = "generator"
 NADA_FORMAT_VERSION = "1"
@@ -242,9 +244,16 @@ def _load_foreign(p: Path, fmt: str, ema: bool) -> Generator:
     else:
         from .nvidia import convert_nvidia_pickle
         from .safe_unpickle import load_restricted_pickle
+        from .tensorflow import convert_tf_pickle, is_tf_pickle
 
-        conv = convert_nvidia_pickle(load_restricted_pickle(p, src), ema=ema, source=src)
-        stored_w_avg = "mapping.w_avg"
+        obj = load_restricted_pickle(p, src)
+        if is_tf_pickle(obj):
+            fmt = FORMAT_TF
+            conv = convert_tf_pickle(obj, ema=ema, source=src)
+            stored_w_avg = "dlatent_avg"
+        else:
+            conv = convert_nvidia_pickle(obj, ema=ema, source=src)
+            stored_w_avg = "mapping.w_avg"
     G = _build(conv.config, conv.state_dict, conv.w_avg, src)
     if conv.w_avg is not None:
         origin = stored_w_avg
