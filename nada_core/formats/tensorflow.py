@@ -46,7 +46,7 @@ import torch
 from ..errors import CheckpointError
 from ..models.stylegan2 import GeneratorConfig
 from .common import Converted
-from .limits import MAX_CHANNELS, MAX_LATENT_DIM, check_generator_config
+from .limits import MAX_CHANNELS, MAX_CLASSES, MAX_LATENT_DIM, check_generator_config
 from .safe_unpickle import TFNetworkStub
 
 #: static_kwargs this converter understands, with TF's defaults (StyleGAN2 and StyleGAN2-ADA TF).
@@ -158,6 +158,9 @@ def _settings(net: TFNetworkStub, source: str) -> dict:
         if not 1 <= kw[name] <= (MAX_LATENT_DIM if "latent" in name else MAX_CHANNELS * 1024):
             raise CheckpointError(f"{source}: the TensorFlow generator's {name} is {kw[name]}, outside what any "
                                   f"StyleGAN2 uses; the file was not loaded")
+    if not 0 <= kw["label_size"] <= MAX_CLASSES:
+        raise CheckpointError(f"{source}: the TensorFlow generator's label_size is {kw['label_size']}, more classes "
+                              f"than any model has; the file was not loaded")
     if not 0.0 <= kw["fmap_decay"] <= 4.0:
         raise CheckpointError(f"{source}: the TensorFlow generator's fmap_decay {kw['fmap_decay']} is not supported")
     clamp = kw["conv_clamp"]
