@@ -201,6 +201,8 @@ def summarize_generator(G: Generator) -> dict:
         "z_dim": cfg.z_dim,
         "w_dim": cfg.w_dim,
         "mapping_layers": cfg.mapping_layers,
+        "classes": cfg.c_dim,  # 0 = unconditional
+        "class_embedding": (cfg.c_embed if cfg.c_dim else None),
         "channels": {str(r): c for r, c in cfg.channels},
         "conv_clamp": cfg.conv_clamp,
         "num_fp16_res": cfg.num_fp16_res,
