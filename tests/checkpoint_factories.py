@@ -833,3 +833,21 @@ def write_pt_zip(path: str | Path, data_pkl: bytes, storages: dict[str, bytes] |
             zf.writestr(f"archive/data/{key}", raw)
         zf.writestr("archive/version", "3\n")
     return path
+
+
+# ----------------------------------------------------------------------------------------------
+# dfl/ComfyUI-StyleGan's .safetensors cache of NVIDIA pickles
+# ----------------------------------------------------------------------------------------------
+
+
+def write_dfl_safetensors(path: str | Path, tensors: dict, kwargs: dict, arch: str = "stylegan2",
+                          init_kwargs_text: str | None = None) -> Path:
+    """The file dfl's converter writes: ``save_model(G_ema, path, metadata={"arch", "init_kwargs"})``,
+    i.e. NVIDIA's ``G.state_dict()`` (``tensors``) with the constructor arguments as JSON."""
+    import json
+
+    from safetensors.torch import save_file
+
+    text = init_kwargs_text if init_kwargs_text is not None else json.dumps(json.loads(json.dumps(kwargs)))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"arch": arch, "init_kwargs": text})
+    return Path(path)

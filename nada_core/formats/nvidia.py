@@ -108,7 +108,27 @@ def convert_nvidia_generator(net: PersistentStub, *, source: str, key: str = "G_
             or mapping.class_name != "MappingNetwork":
         raise CheckpointError(f"{source}: '{key}' does not have the StyleGAN2 mapping/synthesis networks "
                               f"(found {sorted(net.children())})")
-    kw = _generator_kwargs(net, source)
+    config, sk, taps = config_from_init_kwargs(_generator_kwargs(net, source), source, key)
+    _check_layer_attributes(net, config, source)
+    tensors = {k: v for k, v in net.tensors().items()}
+    sd, w_avg = map_nvidia_tensors(tensors, config, bool(sk["use_noise"]), taps, source)
+    notes = {"network": key, "use_noise": bool(sk["use_noise"]),
+             "channel_base": int(sk["channel_base"]), "channel_max": int(sk["channel_max"])}
+    return Converted(config, sd, w_avg, notes)
+
+
+def config_from_init_kwargs(kw: dict, source: str, key: str = "G_ema") -> tuple[GeneratorConfig, dict, tuple[int, ...]]:
+    """Our config from NVIDIA ``Generator`` constructor arguments (``z_dim, c_dim, w_dim, img_resolution,
+    img_channels, mapping_kwargs, synthesis_kwargs``), NVIDIA's defaults for omitted keys.
+
+    Returns ``(config, synthesis settings with defaults, resample filter taps)``; every value is
+    type- and range-checked (one-line :class:`CheckpointError`). Shared by the ``.pkl`` loader and
+    the dfl/ComfyUI-StyleGan ``.safetensors`` cache (:mod:`nada_core.formats.dfl`).
+    """
+    missing = [k for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels") if k not in kw]
+    if missing:
+        raise CheckpointError(f"{source}: the generator's constructor arguments lack {missing}; it was not saved "
+                              f"by stylegan2-ada-pytorch")
     z_dim, c_dim, w_dim = (_as_int(kw, k, source) for k in ("z_dim", "c_dim", "w_dim"))
     res, img_channels = _as_int(kw, "img_resolution", source), _as_int(kw, "img_channels", source)
     if c_dim < 0:
@@ -159,12 +179,7 @@ def convert_nvidia_generator(net: PersistentStub, *, source: str, key: str = "G_
         raise CheckpointError(f"{source}: unsupported generator settings ({err})") from None
 
     check_generator_config(config, source)  # before any tensor is touched
-    _check_layer_attributes(net, config, source)
-    tensors = {k: v for k, v in net.tensors().items()}
-    sd, w_avg = _map_tensors(tensors, config, bool(sk["use_noise"]), taps, source)
-    notes = {"network": key, "use_noise": bool(sk["use_noise"]),
-             "channel_base": int(sk["channel_base"]), "channel_max": int(sk["channel_max"])}
-    return Converted(config, sd, w_avg, notes)
+    return config, sk, taps
 
 
 def _as_int(kw: dict, name: str, source: str) -> int:
@@ -211,8 +226,9 @@ def _check_layer_attributes(net: PersistentStub, config: GeneratorConfig, source
                                       f"{st['bias_gain']} but the generator says {config.mapping_lr_mul}")
 
 
-def _map_tensors(t: dict[str, torch.Tensor], cfg: GeneratorConfig, use_noise: bool, taps: tuple[int, ...],
-                 source: str) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+def map_nvidia_tensors(t: dict[str, torch.Tensor], cfg: GeneratorConfig, use_noise: bool, taps: tuple[int, ...],
+                       source: str) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """NVIDIA ``G.state_dict()`` names -> ours (module docstring), every shape checked; ``(state dict, w_avg)``."""
     sd: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     ch = cfg.channel_dict
