@@ -44,15 +44,18 @@ class NadaInvertImage:
             "optional": {
                 "clip": socket(T.CLIP, "Optional CLIP model: adds a semantic similarity term (needs a CLIP trained on "
                                "real photos; every model of the guide counts by its weight)."),
+                "class_index": INVERT.node_input("class_index"),
             },
         }
 
-    def invert(self, generator, image, space: str, steps: int, fit: str, seed: int, clip=None):
+    def invert(self, generator, image, space: str, steps: int, fit: str, seed: int, clip=None,
+               class_index: int = -1):
         from PIL import Image
         from nada_core.media.images import make_grid, to_comfy, to_uint8
         from nada_core.editing.invert import InvertConfig, invert
 
         cfg = InvertConfig(space=space, steps=steps, fit=fit, seed=seed, preview_every=PREVIEW_EVERY,
+                           class_index=class_index,
                            **({"clip_weight": 0.0} if clip is None else {}))
         comfy_bridge.free_memory()  # inversion back-propagates through the generator: make room
         bar = comfy_bridge.Progress(cfg.steps)
