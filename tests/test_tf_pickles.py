@@ -115,6 +115,16 @@ def test_tf_pickle_matches_independent_reference(tmp_path, name, style):
         assert_close(G(z, noise_mode="none"), nvidia_reference(t, z, lr_multiplier=lr, noise="none"))
 
 
+def test_nada_info_names_the_tf_format(tmp_path, capsys):
+    from nada_core import cli
+
+    path, _, _ = write_case(tmp_path, "info", dict(label_size=2), seed=3)
+    assert cli.main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{FORMAT_TF} (NVIDIA StyleGAN2 TensorFlow pickle" in out and "2 (class-conditional" in out
+    assert "'Gs' (EMA)" in out and "dlatent_avg" in out
+
+
 def test_ema_false_reads_the_training_generator(tmp_path):
     path, kw, v = write_case(tmp_path, "g", {}, seed=4)
     Gs, G = load_generator(path), load_generator(path, ema=False)

@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = detect_format(args.path)
     G = load_generator(args.path, device="cpu", ema=not args.no_ema)
     info = summarize_generator(G)
+    fmt = info.get("format") or fmt  # pickles: TF-era or PyTorch is known only once (safely) unpickled
     info["path"] = str(args.path)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
