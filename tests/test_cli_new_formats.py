@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 import checkpoint_factories as cf
+import tf_factories as tff
 from nada_core.cli import main
 from nada_core.editing.latents import latents_from_seeds, load_latents, render
 from nada_core.formats.checkpoints import load_generator, read_metadata
@@ -22,8 +23,8 @@ NV = dict(img_resolution=16, z_dim=8, w_dim=8, num_layers=2, channel_base=128, c
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("formats")
-    kw = cf.tf_generator_settings()
-    tf = cf.write_tf_pkl(root / "stylegan2-tiny-config-f.pkl", cf.tf_generator_variables(kw, seed=1), kw)
+    kw = tff.tf_generator_settings()
+    tf = tff.write_tf_pkl(root / "stylegan2-tiny-config-f.pkl", tff.tf_generator_variables(kw, seed=1), kw)
     t = cf.nvidia_generator_tensors(seed=3, c_dim=3, **NV)
     cond = cf.write_nvidia_pkl(root / "cond.pkl", t, cf.nvidia_generator_kwargs(c_dim=3, **NV))
     face = root / "face.png"

@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 import checkpoint_factories as cf
+import tf_factories as tff
 from tests.comfy_harness import ComfyWorker, prepare_base, unavailable_reason
 
 REASON = unavailable_reason()
@@ -26,11 +27,11 @@ def comfy(tmp_path_factory):
     prepare_base(base)
     sg = base / "models" / "stylegan"
     sg.mkdir(parents=True, exist_ok=True)
-    kw = cf.tf_generator_settings()
-    cf.write_tf_pkl(sg / "stylegan2-tiny-config-f.pkl", cf.tf_generator_variables(kw, seed=1), kw)
+    kw = tff.tf_generator_settings()
+    tff.write_tf_pkl(sg / "stylegan2-tiny-config-f.pkl", tff.tf_generator_variables(kw, seed=1), kw)
     t = cf.nvidia_generator_tensors(seed=3, c_dim=3, **NV)
     cf.write_nvidia_pkl(sg / "conditional.pkl", t, cf.nvidia_generator_kwargs(c_dim=3, **NV))
-    cf.write_dfl_safetensors(sg / "dfl_cache.safetensors", t, cf.nvidia_generator_kwargs(c_dim=3, **NV))
+    tff.write_dfl_safetensors(sg / "dfl_cache.safetensors", t, cf.nvidia_generator_kwargs(c_dim=3, **NV))
     worker = ComfyWorker(base)
     yield worker
     worker.close()

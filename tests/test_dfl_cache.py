@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import checkpoint_factories as cf
+import tf_factories as tff
 from nada_core import cli
 from nada_core.errors import CheckpointError
 from nada_core.formats.checkpoints import FORMAT_DFL, FORMAT_NADA, detect_format, load_generator, save_generator
@@ -33,7 +34,7 @@ def close(got, expected):
 @pytest.mark.parametrize("c_dim", [0, 3])
 def test_dfl_cache_loads_and_matches_the_reference(tmp_path, c_dim):
     t = cf.nvidia_generator_tensors(seed=9, c_dim=c_dim, **S)
-    path = cf.write_dfl_safetensors(tmp_path / "ffhq.safetensors", t, cf.nvidia_generator_kwargs(c_dim=c_dim, **S))
+    path = tff.write_dfl_safetensors(tmp_path / "ffhq.safetensors", t, cf.nvidia_generator_kwargs(c_dim=c_dim, **S))
     assert detect_format(path) == FORMAT_DFL
     G = load_generator(path)
     assert G.metadata["format"] == FORMAT_DFL and G.c_dim == c_dim
@@ -48,7 +49,7 @@ def test_dfl_cache_loads_and_matches_the_reference(tmp_path, c_dim):
 def test_dfl_stylegan3_and_unknown_archs_are_one_line(tmp_path):
     t = cf.nvidia_generator_tensors(seed=9, **S)
     for arch, match in (("stylegan3", "StyleGAN3"), ("biggan", "not supported")):
-        path = cf.write_dfl_safetensors(tmp_path / f"{arch}.safetensors", t, cf.nvidia_generator_kwargs(**S), arch=arch)
+        path = tff.write_dfl_safetensors(tmp_path / f"{arch}.safetensors", t, cf.nvidia_generator_kwargs(**S), arch=arch)
         with pytest.raises(CheckpointError, match=match) as info:
             load_generator(path)
         assert "\n" not in str(info.value) and str(path) in str(info.value)
@@ -66,7 +67,7 @@ def test_bad_init_kwargs_are_refused_in_one_line(tmp_path, change, match):
     t = cf.nvidia_generator_tensors(seed=9, **S)
     kw = json.loads(json.dumps(cf.nvidia_generator_kwargs(**S)))
     change(kw)
-    path = cf.write_dfl_safetensors(tmp_path / "bad.safetensors", t, kw)
+    path = tff.write_dfl_safetensors(tmp_path / "bad.safetensors", t, kw)
     with pytest.raises(CheckpointError, match=match) as info:
         load_generator(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
@@ -75,7 +76,7 @@ def test_bad_init_kwargs_are_refused_in_one_line(tmp_path, change, match):
 def test_init_kwargs_that_are_not_json_or_not_a_dict(tmp_path):
     t = cf.nvidia_generator_tensors(seed=9, **S)
     for text in ("{not json", "[1, 2]", "1e999999"):
-        path = cf.write_dfl_safetensors(tmp_path / "bad.safetensors", t, {}, init_kwargs_text=text)
+        path = tff.write_dfl_safetensors(tmp_path / "bad.safetensors", t, {}, init_kwargs_text=text)
         with pytest.raises(CheckpointError) as info:
             load_generator(path)
         assert "\n" not in str(info.value) and "init_kwargs" in str(info.value)
@@ -83,7 +84,7 @@ def test_init_kwargs_that_are_not_json_or_not_a_dict(tmp_path):
 
 def test_nada_info_describes_a_dfl_cache(tmp_path, capsys):
     t = cf.nvidia_generator_tensors(seed=9, **S)
-    path = cf.write_dfl_safetensors(tmp_path / "ffhq.safetensors", t, cf.nvidia_generator_kwargs(**S))
+    path = tff.write_dfl_safetensors(tmp_path / "ffhq.safetensors", t, cf.nvidia_generator_kwargs(**S))
     assert cli.main(["info", str(path)]) == 0
     out = capsys.readouterr().out
     assert FORMAT_DFL in out and "dfl/ComfyUI-StyleGan" in out

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 import checkpoint_factories as cf
+import tf_factories as tff
 from nada_core.errors import CheckpointError, UnsafeCheckpointError
 from nada_core.formats.checkpoints import FORMAT_TF, load_generator, save_generator
 from reference_stylegan2 import nvidia_reference
@@ -46,12 +47,12 @@ def assert_close(got: torch.Tensor, expected, what: str = "") -> None:
 
 
 def write_case(tmp_path: Path, name: str, kw: dict, seed: int, version: int = 4, **build) -> tuple[Path, dict, dict]:
-    kw = cf.tf_generator_settings(**kw)
-    v = cf.tf_generator_variables(kw, seed=seed, label=build.pop("label", "LabelEmbed"))
+    kw = tff.tf_generator_settings(**kw)
+    v = tff.tf_generator_variables(kw, seed=seed, label=build.pop("label", "LabelEmbed"))
     if not kw.get("use_noise", True):  # TF creates no noise variables then
         v["synthesis"] = {k: a for k, a in v["synthesis"].items()
                           if not (k.startswith("noise") or k.endswith("noise_strength"))}
-    path = cf.write_tf_pkl(tmp_path / f"{name}.pkl", v, kw, version=version, **build)
+    path = tff.write_tf_pkl(tmp_path / f"{name}.pkl", v, kw, version=version, **build)
     return path, kw, v
 
 
@@ -107,7 +108,7 @@ def test_tf_pickle_matches_independent_reference(tmp_path, name, style):
     assert (cfg.z_dim, cfg.w_dim, cfg.img_channels) == (kw["latent_size"], kw["dlatent_size"], kw["num_channels"])
     assert torch.equal(G.w_avg, torch.from_numpy(v["G"]["dlatent_avg"]))
     assert G.metadata["w_avg_origin"] == "dlatent_avg"
-    t = cf.tf_to_nvidia_tensors(v)
+    t = tff.tf_to_nvidia_tensors(v)
     z = torch.randn(2, kw["latent_size"], generator=torch.Generator().manual_seed(3))
     lr = kw.get("mapping_lrmul", 0.01)
     with torch.no_grad():
@@ -150,7 +151,7 @@ def test_label_concat_tf_stylegan2_conditional(tmp_path):
     with torch.no_grad():
         got = G.mapping(z.float(), c.float())[:, 0]
     assert_close(got, x.numpy())
-    t = cf.tf_to_nvidia_tensors(v)
+    t = tff.tf_to_nvidia_tensors(v)
     with torch.no_grad():
         assert_close(G.synthesis(G.mapping(z.float(), c.float())), nvidia_reference(t, z, ws=G.mapping(z.float(), c.float())))
 
@@ -175,7 +176,7 @@ def test_tf_generator_round_trips_through_our_safetensors(tmp_path):
 
 def test_build_module_src_is_never_executed(tmp_path):
     marker = tmp_path / "PWNED"
-    src = cf.FAKE_TF_MODULE_SRC.format(marker=str(marker))
+    src = tff.FAKE_TF_MODULE_SRC.format(marker=str(marker))
     exec(compile(src, "check", "exec"), {})  # the source really would write the marker ...
     assert marker.exists()
     marker.unlink()
@@ -198,9 +199,9 @@ def test_build_module_src_is_never_executed(tmp_path):
     ("some_new_setting", 1, "does not know"),
 ])
 def test_bad_static_kwargs_give_one_line_before_anything_is_built(tmp_path, monkeypatch, what, value, match):
-    kw = cf.tf_generator_settings()
-    v = cf.tf_generator_variables(kw, seed=1)
-    Gs = cf.build_tf_generator(v, kw)
+    kw = tff.tf_generator_settings()
+    v = tff.tf_generator_variables(kw, seed=1)
+    Gs = tff.build_tf_generator(v, kw)
     Gs.state["static_kwargs"][what] = value
     path = cf.write_pickle(tmp_path / "bad.pkl", (Gs, Gs, Gs), protocol=3)
     import nada_core.formats.checkpoints as ck
@@ -225,8 +226,8 @@ def test_bad_static_kwargs_give_one_line_before_anything_is_built(tmp_path, monk
     ("two_networks", "2 networks"),
 ])
 def test_broken_tf_pickles_give_one_line(tmp_path, case, match):
-    kw = cf.tf_generator_settings()
-    v = cf.tf_generator_variables(kw, seed=1)
+    kw = tff.tf_generator_settings()
+    v = tff.tf_generator_variables(kw, seed=1)
     s = v["synthesis"]
     if case == "wrong_shape":
         s["8x8/Conv1/weight"] = s["8x8/Conv1/weight"][:, :, :3]
@@ -239,7 +240,7 @@ def test_broken_tf_pickles_give_one_line(tmp_path, case, match):
     elif case == "stylegan1":
         v["synthesis"] = {"4x4/Const/const": s["4x4/Const/const"], "4x4/Const/Noise/weight": np.zeros(8, np.float32)}
     if case in ("string_variable", "variables_not_list", "old_version", "no_components", "cycle", "two_networks"):
-        Gs = cf.build_tf_generator(v, kw, "Gs", version=3 if case == "old_version" else 4)
+        Gs = tff.build_tf_generator(v, kw, "Gs", version=3 if case == "old_version" else 4)
         if case == "string_variable":
             Gs.state["components"]["mapping"].state["variables"].append(("Dense9/weight", "rm -rf /"))
         elif case == "variables_not_list":
@@ -250,13 +251,13 @@ def test_broken_tf_pickles_give_one_line(tmp_path, case, match):
             syn = Gs.state["components"]["synthesis"]
             node = syn
             for _ in range(6):  # a chain deeper than any generator
-                child = cf.build_tf_generator(v, kw, "x")
+                child = tff.build_tf_generator(v, kw, "x")
                 node.state["components"] = {"deeper": child}
                 node = child
         obj = (Gs, Gs) if case == "two_networks" else (Gs, Gs, Gs)
         path = cf.write_pickle(tmp_path / f"{case}.pkl", obj, protocol=3)
     else:
-        path = cf.write_tf_pkl(tmp_path / f"{case}.pkl", v, kw)
+        path = tff.write_tf_pkl(tmp_path / f"{case}.pkl", v, kw)
     with pytest.raises(CheckpointError, match=match) as info:
         load_generator(path)
     assert not isinstance(info.value, UnsafeCheckpointError)
@@ -270,9 +271,9 @@ def test_tf_pickle_naming_a_forbidden_global_is_refused(tmp_path):
         def __reduce_ex__(self, protocol):
             return (cf._Global("os", "system"), (f"touch {marker}",))
 
-    kw = cf.tf_generator_settings()
-    v = cf.tf_generator_variables(kw, seed=1)
-    Gs = cf.build_tf_generator(v, kw)
+    kw = tff.tf_generator_settings()
+    v = tff.tf_generator_variables(kw, seed=1)
+    Gs = tff.build_tf_generator(v, kw)
     Gs.state["static_kwargs"]["resolution"] = _Evil()
     path = cf.write_pickle(tmp_path / "evil.pkl", (Gs, Gs, Gs), protocol=3)
     with pytest.raises(UnsafeCheckpointError, match="os.system"):
