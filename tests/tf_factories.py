@@ -20,7 +20,6 @@ import torch
 from checkpoint_factories import Numpy1Array, _Global, _Writer, write_pickle
 
 
-
 # ----------------------------------------------------------------------------------------------
 # NVIDIA StyleGAN2 TensorFlow pickles (dnnlib.tflib)
 # ----------------------------------------------------------------------------------------------
