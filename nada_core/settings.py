@@ -26,6 +26,14 @@ class InvalidSetting(InputError, ValueError):
     also a ``ValueError``, for code that catches the standard type."""
 
 MAX_SEED = 2**32 - 1  # NVIDIA-compatible seeds are numpy RandomState seeds
+MAX_CLASS_INDEX = 99_999  # formats/limits.py allows 100000 classes
+
+
+def _class_setting() -> "Setting":
+    """The class of a class-conditional generator: the same row in every job that maps z to W."""
+    return Setting("class_index", "int", -1, "class of a class-conditional generator, 0..classes-1, used for "
+                   "every sample (-1 = none: unconditional generators take no class)", lo=-1,
+                   hi=MAX_CLASS_INDEX, flag="--class", label="class", metavar="N")
 
 # Kinds: "int", "float", "bool", "choice", "text", plus parsed ones: "layers" (count or 'all'),
 # "seeds" (a seed list such as '0-3'), "betas" (two Adam betas in [0, 1)).
@@ -270,6 +278,7 @@ TRAIN = Table([
             lo=0, hi=100000, metavar="N"),
     Setting("mixed_precision", "bool", True, "bf16 autocast on CUDA: faster, less memory (no effect on CPU/MPS)"),
     Setting("noise_mode", "choice", "const", "per-pixel noise while training", choices=("const", "random")),
+    _class_setting(),
 ])
 
 # ------------------------------------------------------------------------------------------------
@@ -319,6 +328,7 @@ INVERT = Table([
             choices=("crop", "pad", "stretch")),
     Setting("preview_every", "int", 0, "save progress.png every N steps (0 = never)", lo=0, hi=100000,
             metavar="N"),
+    _class_setting(),
 ])
 
 # ------------------------------------------------------------------------------------------------
@@ -330,6 +340,7 @@ SAMPLE = Table([
             "exaggerates)", lo=-10.0, hi=10.0, flag="--truncation", label="truncation", metavar="PSI"),
     Setting("truncation_cutoff", "int", None, "truncate only the first N W+ entries (none = all)", lo=0,
             hi=64, label="truncation cutoff", metavar="N"),
+    _class_setting(),
 ])
 
 # ------------------------------------------------------------------------------------------------

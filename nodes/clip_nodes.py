@@ -8,6 +8,7 @@ from .common import (
     CATEGORY_LOADERS,
     CATEGORY_TRAIN,
     bool_input,
+    class_input,
     combo,
     float_input,
     int_input,
@@ -150,14 +151,16 @@ class NadaImageDirection:
                 "num_samples": int_input(16, 1, 256, "How many generator samples stand for the source domain (paper: 16)."),
                 "seed": seed_input("First seed of those samples.", control=False),
                 "truncation": float_input(1.0, 0.05, 2.0, 0.01, "Truncation psi of the source samples (1 = full variety)."),
-            }
+            },
+            "optional": {"class_index": class_input()},
         }
 
-    def direction(self, clip, generator, images, num_samples: int, seed: int, truncation: float):
+    def direction(self, clip, generator, images, num_samples: int, seed: int, truncation: float,
+                  class_index: int = -1):
         from nada_core.guidance.directions import image_direction
         from nada_core.media.images import from_comfy
 
         bar = comfy_bridge.Progress(int(num_samples))
         return (image_direction(clip, from_comfy(images), generator, num_samples=int(num_samples), seed=int(seed),
                                 truncation_psi=float(truncation), should_stop=comfy_bridge.interrupt_requested,
-                                progress=lambda done, total: bar.update(done)),)
+                                progress=lambda done, total: bar.update(done), class_index=class_index),)

@@ -111,3 +111,10 @@ def seed_input(tooltip: str, default: int = 0, control: bool = True) -> tuple:
     """A seed; ``control`` adds ComfyUI's "control after generate" widget (fixed/increment/randomize)."""
     return ("INT", {"default": default, "min": 0, "max": MAX_SEED, "step": 1, "tooltip": tooltip,
                     "control_after_generate": control})
+
+
+def class_input() -> tuple:
+    """``class_index`` of a class-conditional generator (-1 = none); range and tooltip from the settings table."""
+    from nada_core.settings import SAMPLE
+
+    return SAMPLE.node_input("class_index")

@@ -47,15 +47,18 @@ class NadaInvertImage:
                 "encoder": socket(T.ENCODER, "Optional encoder (NADA Load Encoder): the optimisation starts from its "
                                   "codes instead of the average face (closer and faster; ReStyle uses its default "
                                   "5 refinement steps)."),
+                "class_index": INVERT.node_input("class_index"),
             },
         }
 
-    def invert(self, generator, image, space: str, steps: int, fit: str, seed: int, clip=None, encoder=None):
+    def invert(self, generator, image, space: str, steps: int, fit: str, seed: int, clip=None, encoder=None,
+               class_index: int = -1):
         from PIL import Image
         from nada_core.media.images import make_grid, to_comfy, to_uint8
         from nada_core.editing.invert import InvertConfig, invert
 
         cfg = InvertConfig(space=space, steps=steps, fit=fit, seed=seed, preview_every=PREVIEW_EVERY,
+                           class_index=class_index,
                            **({"clip_weight": 0.0} if clip is None else {}))
         init = None
         if encoder is not None:

@@ -10,6 +10,7 @@ from . import types as T
 from .common import (
     CATEGORY_IMAGE,
     CATEGORY_LATENT,
+    class_input,
     combo,
     float_input,
     int_input,
@@ -58,13 +59,14 @@ class NadaLatentFromSeeds:
                 "generator": socket(T.GENERATOR, "Generator whose mapping network turns the seeds into codes."),
                 "seeds": string_input("0-7", "Seeds as a list and/or ranges, e.g. '0-7', '1,5,9' or '0-3, 10, 20-22'."),
                 "truncation": float_input(0.7, 0.0, 2.0, 0.01, TRUNCATION_TOOLTIP),
-            }
+            },
+            "optional": {"class_index": class_input()},
         }
 
-    def make(self, generator, seeds: str, truncation: float):
+    def make(self, generator, seeds: str, truncation: float, class_index: int = -1):
         from nada_core.editing.latents import latents_from_seeds
 
-        return (latents_from_seeds(generator, seeds, truncation_psi=truncation),)
+        return (latents_from_seeds(generator, seeds, truncation_psi=truncation, class_index=class_index),)
 
 
 @register("NADA Render")
@@ -107,14 +109,15 @@ class NadaSample:
                 "seed": seed_input("First seed; the batch uses seed, seed+1, ..."),
                 "batch_size": int_input(4, 1, 64, "How many images to draw."),
                 "truncation": float_input(0.7, 0.0, 2.0, 0.01, TRUNCATION_TOOLTIP),
-            }
+            },
+            "optional": {"class_index": class_input()},
         }
 
-    def sample(self, generator, seed: int, batch_size: int, truncation: float):
+    def sample(self, generator, seed: int, batch_size: int, truncation: float, class_index: int = -1):
         from nada_core.editing.latents import latents_from_seeds
 
         seeds = list(range(int(seed), int(seed) + int(batch_size)))
-        latents = latents_from_seeds(generator, seeds, truncation_psi=truncation)
+        latents = latents_from_seeds(generator, seeds, truncation_psi=truncation, class_index=class_index)
         return (render_to_comfy(generator, latents), latents)
 
 

@@ -66,7 +66,8 @@ class NadaTrain:
                 "clip": socket(T.CLIP, "CLIP model(s) that judge the change (NADA Load CLIP)."),
                 "direction": socket(T.DIRECTION, "Where to go in CLIP space (NADA Text Direction or NADA Image Direction)."),
                 **{name: _setting_input(setting) for name, setting in NODE_SETTINGS.items()},
-            }
+            },
+            "optional": {"class_index": _setting_input("class_index")},
         }
 
     @classmethod
@@ -83,7 +84,7 @@ class NadaTrain:
 
     def train(self, generator, clip, direction, steps: int, batch: int, lr: float, layers: str, interval: int,
               falloff: int, mixing: float, global_weight: float, angle_weight: float, seed: int,
-              preview_every: int, preview_seeds: str):
+              preview_every: int, preview_seeds: str, class_index: int = -1):
         from nada_core.media.images import to_comfy
         from nada_core.media.plots import draw_loss_plot
         from nada_core.training.config import TrainConfig
@@ -94,7 +95,7 @@ class NadaTrain:
         # Widget values go to the config as they are: TrainConfig checks them against the table.
         config = TrainConfig(steps=steps, batch=batch, lr=lr, num_layers=layers, interval=interval, falloff=falloff,
                              mixing=mixing, global_weight=global_weight, angle_weight=angle_weight, seed=seed,
-                             preview_every=preview_every, preview_seeds=preview_seeds)
+                             preview_every=preview_every, preview_seeds=preview_seeds, class_index=class_index)
         comfy_bridge.free_memory()  # make room: ComfyUI may still hold diffusion models
         trainer = NadaTrainer(generator, clip, direction, config, device=comfy_bridge.torch_device())
         bar = comfy_bridge.Progress(config.steps)
@@ -134,10 +135,13 @@ class NadaMetrics:
                 "adapted_generator": socket(T.GENERATOR, "The adapted generator (same source)."),
                 "seeds": string_input("1000-1015", "Held-out seeds to measure on (at least 2; away from the preview seeds)."),
                 "truncation": float_input(0.7, 0.05, 2.0, 0.01, "Truncation psi of the measured samples (paper's figures: 0.7)."),
-            }
+            },
+            "optional": {"class_index": _setting_input("class_index")},
         }
 
-    def measure(self, clip, direction, source_generator, adapted_generator, seeds: str, truncation: float):
+    def measure(self, clip, direction, source_generator, adapted_generator, seeds: str, truncation: float,
+                class_index: int = -1):
+        from nada_core.models.conditioning import class_one_hot
         from nada_core.seeds import parse_seeds
         from nada_core.training.metrics import evaluate
         from nada_core.training.run import format_metrics
@@ -145,8 +149,9 @@ class NadaMetrics:
         seed_list = parse_seeds(seeds)
         if len(seed_list) < 2:
             raise node_error(self, "give at least two seeds (diversity compares pairs), e.g. '1000-1015'")
+        c = class_one_hot(getattr(source_generator, "c_dim", 0), class_index, 1)
         scores = evaluate(source_generator, adapted_generator, clip, direction, seeds=seed_list,
-                          truncation=float(truncation))
+                          truncation=float(truncation), c=c)
 
         text = format_metrics(scores)
         return {"ui": {"text": [text]}, "result": (text,)}

@@ -632,3 +632,4 @@ def write_pt_zip(path: str | Path, data_pkl: bytes, storages: dict[str, bytes] |
             zf.writestr(f"archive/data/{key}", raw)
         zf.writestr("archive/version", "3\n")
     return path
+

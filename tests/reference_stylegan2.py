@@ -79,8 +79,16 @@ def _upsample_img(img: torch.Tensor, kernel4: torch.Tensor) -> torch.Tensor:
     return _fir(_zero_insert(img, trailing=True), kernel4, 2, 1)
 
 
-def _mapping(z: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]], lr_mul: float) -> torch.Tensor:
-    x = z / torch.sqrt((z * z).mean(dim=1, keepdim=True) + 1e-8)
+def _unit_rms(v: torch.Tensor) -> torch.Tensor:
+    return v / torch.sqrt((v * v).mean(dim=1, keepdim=True) + 1e-8)
+
+
+def _mapping(z: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]], lr_mul: float,
+             class_part: torch.Tensor | None = None) -> torch.Tensor:
+    """``class_part``: the already-normalised class embedding NVIDIA appends after ``norm(z)``."""
+    x = _unit_rms(z)
+    if class_part is not None:
+        x = torch.cat([x, class_part], dim=1)
     for wt, b in layers:
         x = _lrelu(x @ (wt * (lr_mul / math.sqrt(wt.shape[1]))).T + b * lr_mul)
     return x
@@ -156,16 +164,24 @@ def _rosinality_synthesis(sd: dict, w: torch.Tensor, noise: str) -> torch.Tensor
 
 def nvidia_reference(t: dict, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
                      conv_clamp: float | None = None, lr_multiplier: float = 0.01, noise: str = "const",
-                     ws: torch.Tensor | None = None) -> torch.Tensor:
-    """Image ``[N, C, R, R]`` from NVIDIA-named generator tensors, as ``G(z, None, truncation_psi,
-    truncation_cutoff, noise_mode=noise, force_fp32=True)`` defines it. ``ws`` skips the mapping."""
+                     ws: torch.Tensor | None = None, c: torch.Tensor | None = None) -> torch.Tensor:
+    """Image ``[N, C, R, R]`` from NVIDIA-named generator tensors, as ``G(z, c, truncation_psi,
+    truncation_cutoff, noise_mode=noise, force_fp32=True)`` defines it. ``ws`` skips the mapping;
+    ``c [N, c_dim]`` feeds ``mapping.embed`` (linear, weight gain ``1/sqrt(c_dim)``) of conditional models."""
     t = {k: _d(v) for k, v in t.items()}
     res_list = sorted(int(k.split(".")[1][1:]) for k in t if k.startswith("synthesis.b") and k.endswith(".torgb.bias"))
     num_ws = 2 * len(res_list)
     if ws is None:
         n_map = len([k for k in t if k.startswith("mapping.fc") and k.endswith(".weight")])
+        class_part = None
+        if "mapping.embed.weight" in t:
+            ew = t["mapping.embed.weight"]  # [embed, c_dim]
+            cd = _d(c)
+            emb = torch.stack([sum(cd[s, j] * ew[:, j] for j in range(ew.shape[1])) / math.sqrt(ew.shape[1])
+                               for s in range(cd.shape[0])]) + t["mapping.embed.bias"]
+            class_part = _unit_rms(emb)
         w = _mapping(_d(z), [(t[f"mapping.fc{i}.weight"], t[f"mapping.fc{i}.bias"]) for i in range(n_map)],
-                     lr_multiplier)
+                     lr_multiplier, class_part)
         wsd = w[:, None, :].repeat(1, num_ws, 1)
         if truncation_psi != 1:
             cut = num_ws if truncation_cutoff is None else truncation_cutoff

@@ -266,7 +266,7 @@ def test_nvidia_stylegan3_repo_layout_with_flat_synthesis_kwargs(tmp_path):
 
 
 @pytest.mark.parametrize("case,match", [
-    ("conditional", "class-conditional"),
+    # ("conditional", ...) moved: class-conditional snapshots load now (tests/test_conditional.py)
     ("resnet", "'resnet'"),
     ("stylegan3", "StyleGAN3"),
     ("unknown_kwarg", "does not know"),
@@ -276,10 +276,7 @@ def test_nvidia_stylegan3_repo_layout_with_flat_synthesis_kwargs(tmp_path):
 def test_nvidia_unsupported_files_give_clear_errors(tmp_path, case, match):
     s = dict(NV_SETTINGS["default"])
     path = tmp_path / f"{case}.pkl"
-    if case == "conditional":
-        t = cf.nvidia_generator_tensors(seed=1, c_dim=4, **s)
-        cf.write_nvidia_pkl(path, t, cf.nvidia_generator_kwargs(c_dim=4, **s))
-    elif case == "resnet":
+    if case == "resnet":
         t = cf.nvidia_generator_tensors(seed=1, **s)
         cf.write_nvidia_pkl(path, t, cf.nvidia_generator_kwargs(architecture="resnet", **s))
     elif case == "stylegan3":

@@ -10,7 +10,8 @@ HELP = "describe a generator file (format, resolution, W+ size, channels, parame
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="generator file: rosinality .pt, NVIDIA .pkl or ComfyUI-NADA .safetensors")
+    parser.add_argument("path", help="generator file: rosinality .pt, NVIDIA .pkl (PyTorch or TensorFlow era), "
+                                     "ComfyUI-NADA or dfl/ComfyUI-StyleGan .safetensors")
     parser.add_argument("--no-ema", action="store_true",
                         help="describe the non-EMA training weights ('g' / 'G') instead of the EMA ones")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -22,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = detect_format(args.path)
     G = load_generator(args.path, device="cpu", ema=not args.no_ema)
     info = summarize_generator(G)
+    fmt = info.get("format") or fmt  # pickles: TF-era or PyTorch is known only once (safely) unpickled
     info["path"] = str(args.path)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         ("resolution", f"{info['resolution']} x {info['resolution']} px"),
         ("W+ entries", f"{info['num_ws']} (num_ws), w_dim {info['w_dim']}, z_dim {info['z_dim']}"),
         ("mapping", f"{info['mapping_layers']} layers"),
+        ("classes", _classes_line(info)),
         ("channels", channels),
         ("parameters", f"{info['parameters']:,}"),
         ("conv clamp", "none" if info["conv_clamp"] is None else f"+-{info['conv_clamp']:g}"),
@@ -55,6 +58,15 @@ def run(args: argparse.Namespace) -> int:
     for key, value in lines:
         print(f"{key + ':':<{width + 2}}{value}")
     return 0
+
+
+def _classes_line(info: dict) -> str:
+    n = info.get("classes") or 0
+    if not n:
+        return "none (unconditional)"
+    how = {"normalized": "normalised embedding, NVIDIA", "joint": "label concat, TF StyleGAN2"}
+    return (f"{n} (class-conditional, {how.get(info.get('class_embedding'), '?')}); pick one with --class 0..{n - 1}, "
+            f"w_avg is the all-class mean")
 
 
 def _weights_line(meta: dict) -> str:

@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="morph only these W+ layers ('coarse', 'middle', 'fine', '0-3', ...); others stay from the first generator")
     p.add_argument("--truncation", type=float, default=0.7, help="truncation psi for seeds (default 0.7)")
     p.add_argument("--truncation-cutoff", type=int, default=None, help="truncate only the first N W+ entries")
+    from ..settings import SAMPLE
+
+    SAMPLE.add_flags(p, ("class_index",))  # --class N for class-conditional generators
     p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const",
                    help="per-pixel noise (default const: stable across frames)")
     p.add_argument("--fps", type=float, default=24.0, help="frames per second (default 24)")
@@ -106,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
             spec = args.seeds
         else:
             raise InputError("give the codes: --seeds LIST, --seed N or --latents FILE")
-        lat = latents_from_seeds(G0, spec, truncation_psi=args.truncation, truncation_cutoff=args.truncation_cutoff)
+        lat = latents_from_seeds(G0, spec, truncation_psi=args.truncation, truncation_cutoff=args.truncation_cutoff,
+                                 class_index=args.class_index)
 
     bar = tqdm(total=args.frames, desc="nada interpolate", unit="frame", disable=args.quiet, dynamic_ncols=True)
     frames = []

@@ -31,7 +31,7 @@ HELP = "Invert photos into a generator's latent space (W or W+) and save the lat
 
 # Settings of nada_core.settings.INVERT offered as flags (default, range and help from the table).
 _INVERT_FLAGS = ("space", "steps", "lr", "optimize_noise", "fit", "pixel_weight", "ssim_weight", "clip_weight",
-                 "seed", "preview_every")
+                 "seed", "preview_every", "class_index")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

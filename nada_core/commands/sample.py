@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--latents", help="a latents .safetensors file (from `nada invert` or the nodes) to render instead")
     p.add_argument("--truncation", type=float, default=0.7, help="truncation psi (1 = none; default 0.7)")
     p.add_argument("--truncation-cutoff", type=int, default=None, help="truncate only the first N W+ entries")
+    from ..settings import SAMPLE
+
+    SAMPLE.add_flags(p, ("class_index",))  # --class N for class-conditional generators
     p.add_argument("--noise-mode", choices=("const", "random", "none"), default="const",
                    help="per-pixel noise: the checkpoint's stored noise (const, deterministic), random, or none")
     p.add_argument("--columns", type=int, default=None, help="grid columns (default: near-square)")
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         lat = load_latents(args.latents)  # render() checks it belongs to this generator's lineage
         labels = [f"latent{i}" for i in range(len(lat))]
     else:
-        lat = latents_from_seeds(G, seeds, truncation_psi=args.truncation, truncation_cutoff=args.truncation_cutoff)
+        lat = latents_from_seeds(G, seeds, truncation_psi=args.truncation, truncation_cutoff=args.truncation_cutoff,
+                                 class_index=args.class_index)
         labels = [f"seed{s}" for s in seeds]
 
     n = len(lat)

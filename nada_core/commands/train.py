@@ -25,7 +25,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 # saved value of each one not given again.
 _TRAINING_FLAGS = ("steps", "batch", "num_layers", "interval", "falloff", "lr", "mixing", "truncation",
                    "directional_weight", "global_weight", "angle_weight", "n_select_codes", "select_steps",
-                   "select_lr", "noise_mode", "train_torgb", "train_affine", "train_const", "mixed_precision", "seed")
+                   "select_lr", "noise_mode", "train_torgb", "train_affine", "train_const", "mixed_precision", "seed",
+                   "class_index")
 _OUTPUT_FLAGS = ("preview_every", "preview_seeds", "snapshot_every")
 
 
@@ -141,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     if target_images:
         files = _target_images(target_images)
         say(f"image direction: {len(files)} target images, {args.source_samples} source samples")
-        direction = image_direction(guide, [load_image(f) for f in files], G, num_samples=args.source_samples)
+        direction = image_direction(guide, [load_image(f) for f in files], G, num_samples=args.source_samples,
+                                    class_index=cfg.class_index)
     else:
         source = args.source if args.source is not None else saved_extra.get("source")
         target = args.target if args.target is not None else saved_extra.get("target")

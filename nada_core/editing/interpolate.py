@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence
 import torch
 
 from ..errors import CheckpointError, InputError
+from ..models.conditioning import class_one_hot
 from .latents import Latents, generator_lineage, short_sha
 
 Mode = Literal["lerp", "slerp"]
@@ -181,8 +182,11 @@ def interpolate_latents(latents: Latents, frames: int, mode: Mode = "lerp", easi
         z = interpolate_path(latents.z, frames, "slerp", easing, loop).to(G.w_avg.device)
         psi = float(latents.provenance.get("truncation_psi", 1.0))
         cutoff = latents.provenance.get("truncation_cutoff")
+        class_index = latents.provenance.get("class_index")  # the keyframes' class (conditional models)
+        c = class_one_hot(getattr(G, "c_dim", 0), class_index if isinstance(class_index, int) else None,
+                          z.shape[0], G.w_avg.device)
         with torch.no_grad():
-            ws = G.mapping(z, truncation_psi=psi, truncation_cutoff=cutoff).float().cpu()
+            ws = G.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff).float().cpu()
         # Frames sitting on a keyframe reuse its stored code, so they match it bit for bit.
         for i, (a, b, t) in enumerate(interpolation_schedule(len(latents), frames, loop, easing)):
             if t == 0.0 or t == 1.0:

@@ -91,6 +91,7 @@ class InvertConfig:
     seed: int = _D["seed"]
     fit: FitMode = _D["fit"]
     preview_every: int = _D["preview_every"]
+    class_index: int = _D["class_index"]  # class of a conditional generator (-1 = none)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -230,9 +231,14 @@ def _normalize_noise_(noise: list[torch.Tensor]) -> None:
             n *= n.square().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12).rsqrt()
 
 
-def w_statistics(G: Any, num_samples: int = 10_000, seed: int = 123, batch: int = 2000) -> tuple[torch.Tensor, float]:
+def w_statistics(G: Any, num_samples: int = 10_000, seed: int = 123, batch: int = 2000,
+                 class_index: int | None = None) -> tuple[torch.Tensor, float]:
     """Mean ``[w_dim]`` and spread (RMS per-dimension std, a float) of ``G.mapping(z)`` over
-    ``num_samples`` z from a fixed seed; ``num_samples == 0`` returns ``(G.w_avg, 1.0)``."""
+    ``num_samples`` z from a fixed seed (of class ``class_index`` for a conditional generator);
+    ``num_samples == 0`` returns ``(G.w_avg, 1.0)`` (a conditional model's all-class mean)."""
+    from ..models.conditioning import class_one_hot
+
+    c = class_one_hot(getattr(G, "c_dim", 0), class_index, 1, G.w_avg.device)
     if num_samples <= 0:
         return G.w_avg.detach().float().clone(), 1.0
     gen = torch.Generator().manual_seed(seed)
@@ -242,7 +248,7 @@ def w_statistics(G: Any, num_samples: int = 10_000, seed: int = 123, batch: int 
         for start in range(0, num_samples, batch):
             n = min(batch, num_samples - start)
             z = torch.randn(n, G.z_dim, generator=gen).to(dev)
-            samples.append(G.mapping(z)[:, 0].double())
+            samples.append(G.mapping(z, c)[:, 0].double())
     w = torch.cat(samples)
     mean = w.mean(dim=0)
     spread = float((w - mean).square().mean().sqrt())
@@ -331,7 +337,7 @@ def _optimise(G: Any, prepared: PreparedImages, cfg: InvertConfig, clip_terms: l
     target = prepared.images.to(device=device, dtype=torch.float32).clone()  # clone: never an inference tensor
     num_ws, w_dim = G.num_ws, G.w_dim
 
-    w_mean, w_spread = w_statistics(G, cfg.w_avg_samples)
+    w_mean, w_spread = w_statistics(G, cfg.w_avg_samples, class_index=cfg.class_index)
     w_mean = w_mean.to(device)
     if init is not None:
         if init.w_dim != w_dim or init.num_ws not in (1, num_ws) or len(init) not in (1, n):

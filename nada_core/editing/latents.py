@@ -203,25 +203,33 @@ def _space_of(ws: torch.Tensor) -> Space:
 
 @torch.no_grad()
 def latents_from_seeds(G: Any, seeds: str | int | Iterable[int], truncation_psi: float = 1.0,
-                       truncation_cutoff: int | None = None) -> Latents:
+                       truncation_cutoff: int | None = None, class_index: int | None = None) -> Latents:
     """Map seeds to latents with ``G.mapping`` (z drawn exactly like NVIDIA's tools).
 
-    ``seeds``: ``"0-7,9"``, an int, or a list of ints. Returns :class:`Latents` with
-    ``ws [N, num_ws, w_dim]`` on the CPU, ``z [N, z_dim]``, ``space`` ``"w"`` (or ``"w+"`` when a
-    truncation cutoff makes the entries differ) and provenance ``seeds``/``truncation_psi``/``truncation_cutoff``.
+    ``seeds``: ``"0-7,9"``, an int, or a list of ints. ``class_index``: the class of a
+    class-conditional generator (one-hot ``c``, the same for every seed; None or -1 for
+    unconditional ones). Returns :class:`Latents` with ``ws [N, num_ws, w_dim]`` on the CPU,
+    ``z [N, z_dim]``, ``space`` ``"w"`` (or ``"w+"`` when a truncation cutoff makes the entries
+    differ) and provenance ``seeds``/``truncation_psi``/``truncation_cutoff`` (+ ``class_index``).
     """
+    from ..models.conditioning import class_one_hot
     from ..seeds import parse_seeds, z_from_seeds
     from ..settings import SAMPLE, check
 
     truncation_psi = check(SAMPLE["truncation_psi"], truncation_psi)
     if truncation_cutoff is not None:
         truncation_cutoff = check(SAMPLE["truncation_cutoff"], truncation_cutoff)
+    if class_index is not None:
+        class_index = check(SAMPLE["class_index"], class_index)
     seed_list = parse_seeds(seeds)
     device = G.w_avg.device
+    c = class_one_hot(getattr(G, "c_dim", 0), class_index, len(seed_list), device)
     z = z_from_seeds(seed_list, G.z_dim, device=device)
-    ws = G.mapping(z, truncation_psi=float(truncation_psi), truncation_cutoff=truncation_cutoff)
+    ws = G.mapping(z, c, truncation_psi=float(truncation_psi), truncation_cutoff=truncation_cutoff)
     prov = {"source": "seeds", "seeds": seed_list, "truncation_psi": float(truncation_psi),
             "truncation_cutoff": truncation_cutoff}
+    if c is not None:
+        prov["class_index"] = int(class_index)
     return Latents(ws.float().cpu(), _space_of(ws), generator_lineage(G), prov, z.cpu())
 
 

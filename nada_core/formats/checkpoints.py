@@ -8,8 +8,12 @@ Supported formats, recognised from the file's content (never its extension):
   encoder checkpoint. Read with our restricted weights-only unpickler (never ``torch.load``).
 - ``stylegan2-ada-pkl``: NVIDIA stylegan2-ada-pytorch snapshots (``G_ema``, ``G``, ``D``, ...),
   read by a restricted unpickler that executes nothing from the file
-  (:mod:`nada_core.formats.safe_unpickle`).
+  (:mod:`nada_core.formats.safe_unpickle`); class-conditional ones (``c_dim > 0``) included.
+- ``stylegan2-tf-pkl``: NVIDIA's TensorFlow-era StyleGAN2 pickles (``stylegan2-ffhq-config-f.pkl``),
+  the same unpickler with inert ``dnnlib.tflib`` stand-ins (:mod:`nada_core.formats.tensorflow`).
 - ``nada-safetensors``: our own ``.safetensors`` (state dict + JSON metadata header).
+- ``dfl-safetensors``: dfl/ComfyUI-StyleGan's ``.safetensors`` cache of an NVIDIA pickle
+  (:mod:`nada_core.formats.dfl`), told apart from ours by its header metadata.
 
 :func:`load_generator` returns a :class:`~nada_core.models.stylegan2.Generator` in eval mode with two
 extra attributes: ``G.source_sha256`` (sha256 of the file just loaded) and ``G.metadata``
@@ -39,13 +43,17 @@ from .limits import check_generator_config
 FORMAT_ROSINALITY = "rosinality-pt"
 FORMAT_NVIDIA = "stylegan2-ada-pkl"
 FORMAT_NADA = "nada-safetensors"
+FORMAT_TF = "stylegan2-tf-pkl"  # told apart from FORMAT_NVIDIA only after (safe) unpickling
+FORMAT_DFL = "dfl-safetensors"  # dfl/ComfyUI-StyleGan's cache: NVIDIA state dict + arch/init_kwargs metadata
 FORMAT_DESCRIPTIONS = {
     FORMAT_ROSINALITY: "rosinality stylegan2-pytorch checkpoint (.pt)",
     FORMAT_NVIDIA: "NVIDIA stylegan2-ada-pytorch pickle (.pkl)",
+    FORMAT_TF: "NVIDIA StyleGAN2 TensorFlow pickle (.pkl, e.g. stylegan2-ffhq-config-f.pkl)",
     FORMAT_NADA: "ComfyUI-NADA generator (.safetensors)",
+    FORMAT_DFL: "dfl/ComfyUI-StyleGan cache of an NVIDIA pickle (.safetensors)",
 }
-SUPPORTED_FORMATS = ("a rosinality stylegan2-pytorch .pt, an NVIDIA stylegan2-ada-pytorch .pkl "
-                     "or a ComfyUI-NADA .safetensors generator")
+SUPPORTED_FORMATS = ("a rosinality stylegan2-pytorch .pt, an NVIDIA stylegan2-ada-pytorch or StyleGAN2 "
+                     "TensorFlow .pkl or a ComfyUI-NADA (or dfl/ComfyUI-StyleGan) .safetensors generator")
 
 NADA_FORMAT_TAG = "generator"
 NADA_FORMAT_VERSION = "1"
@@ -85,7 +93,7 @@ def detect_format(path: str | os.PathLike) -> str:
     if len(head) >= 10 and head[8:10] in (b'{"', b"{}"):
         (n,) = struct.unpack("<Q", head[:8])
         if 2 <= n <= _MAX_SAFETENSORS_HEADER:
-            return FORMAT_NADA
+            return _safetensors_format(p)
     if head.startswith(b"PK\x03\x04") or head.startswith(_TORCH_LEGACY_MAGIC):
         return FORMAT_ROSINALITY
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
@@ -108,6 +116,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
     # trained or inverted through later.
     with torch.inference_mode(False):
         try:
+            # FORMAT_DFL goes the foreign way: its weights are NVIDIA's, converted like a .pkl.
             G = _load_nada(p) if fmt == FORMAT_NADA else _load_foreign(p, fmt, ema)
         except NadaError:
             raise
@@ -200,6 +209,8 @@ def summarize_generator(G: Generator) -> dict:
         "z_dim": cfg.z_dim,
         "w_dim": cfg.w_dim,
         "mapping_layers": cfg.mapping_layers,
+        "classes": cfg.c_dim,  # 0 = unconditional
+        "class_embedding": (cfg.c_embed if cfg.c_dim else None),
         "channels": {str(r): c for r, c in cfg.channels},
         "conv_clamp": cfg.conv_clamp,
         "num_fp16_res": cfg.num_fp16_res,
@@ -234,15 +245,23 @@ def _device(device: str | torch.device | None) -> torch.device:
 
 def _load_foreign(p: Path, fmt: str, ema: bool) -> Generator:
     src = str(p)
+    if fmt == FORMAT_DFL:
+        from .dfl import convert_dfl_safetensors
+
+        meta = _read_safetensors_header(p).get("__metadata__") or {}
+        return _finish(convert_dfl_safetensors(p, meta, src), p, fmt, ema, "mapping.w_avg")
     if fmt == FORMAT_ROSINALITY:
         from .safe_unpickle import torch_load_weights_only
 
         return generator_from_torch_object(torch_load_weights_only(p, src), p, ema)
     from .nvidia import convert_nvidia_pickle
     from .safe_unpickle import load_restricted_pickle
+    from .tensorflow import convert_tf_pickle, is_tf_pickle
 
-    conv = convert_nvidia_pickle(load_restricted_pickle(p, src), ema=ema, source=src)
-    return _finish(conv, p, fmt, ema, "mapping.w_avg")
+    obj = load_restricted_pickle(p, src)
+    if is_tf_pickle(obj):
+        return _finish(convert_tf_pickle(obj, ema=ema, source=src), p, FORMAT_TF, ema, "dlatent_avg")
+    return _finish(convert_nvidia_pickle(obj, ema=ema, source=src), p, fmt, ema, "mapping.w_avg")
 
 
 def generator_from_torch_object(obj: Any, p: Path, ema: bool = True) -> Generator:
@@ -315,6 +334,20 @@ def _read_safetensors_header(p: Path) -> dict:
     if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
         raise CheckpointError(f"{p}: the .safetensors metadata is not a table of text values; the file is corrupt")
     return header
+
+
+def _safetensors_format(p: Path) -> str:
+    """``FORMAT_DFL`` when the header metadata is dfl/ComfyUI-StyleGan's (``arch`` + ``init_kwargs``,
+    no ``nada_format``), else ``FORMAT_NADA`` (whose reader names any other problem)."""
+    from .dfl import is_dfl_metadata
+
+    try:
+        meta = _read_safetensors_header(p).get("__metadata__")
+    except CheckpointError:
+        return FORMAT_NADA  # the loader reports the broken header in its own words
+    if is_dfl_metadata(meta) and meta.get("nada_format") is None:
+        return FORMAT_DFL
+    return FORMAT_NADA
 
 
 def _header_shapes(p: Path, header: dict) -> dict[str, tuple[int, ...]]:

@@ -33,6 +33,7 @@ MAX_MAPPING_LAYERS = 32
 MAX_IMG_CHANNELS = 4
 MAX_FILTER_TAPS = 16
 MAX_TENSOR_DIMS = 8
+MAX_CLASSES = 100_000  # ImageNet-conditional models have 1000
 
 
 def check_archive(zf: zipfile.ZipFile, source: str, max_total: int = MAX_ARCHIVE_BYTES,
@@ -113,6 +114,9 @@ def check_generator_config(config: Any, source: str) -> None:
     if config.mapping_hidden is not None:
         _int_in(config.mapping_hidden, 1, MAX_LATENT_DIM, "mapping_hidden", source)
     _int_in(config.num_fp16_res, 0, 16, "num_fp16_res", source)
+    _int_in(getattr(config, "c_dim", 0), 0, MAX_CLASSES, "c_dim (number of classes)", source)
+    if getattr(config, "embed_features", None) is not None:
+        _int_in(config.embed_features, 1, MAX_LATENT_DIM, "embed_features", source)
     for what, value in (("mapping_lr_mul", config.mapping_lr_mul), ("conv_clamp", config.conv_clamp)):
         if value is None and what == "conv_clamp":
             continue

@@ -10,6 +10,7 @@ defaults for omitted keys, and is cross-checked against every tensor shape.
 Name mapping (``R`` = block resolution, ``j = log2(R) - 2``)::
 
     mapping.fc{i}.weight/bias          -> mapping.layers.{i}.weight/bias
+    mapping.embed.weight/bias          -> mapping.embed.weight/bias (class-conditional, c_dim > 0)
     mapping.w_avg                      -> mapping.w_avg
     synthesis.b4.const                 -> synthesis.const
     synthesis.b4.conv1.*               -> synthesis.convs.0.*
@@ -107,12 +108,31 @@ def convert_nvidia_generator(net: PersistentStub, *, source: str, key: str = "G_
             or mapping.class_name != "MappingNetwork":
         raise CheckpointError(f"{source}: '{key}' does not have the StyleGAN2 mapping/synthesis networks "
                               f"(found {sorted(net.children())})")
-    kw = _generator_kwargs(net, source)
+    config, sk, taps = config_from_init_kwargs(_generator_kwargs(net, source), source, key)
+    _check_layer_attributes(net, config, source)
+    tensors = {k: v for k, v in net.tensors().items()}
+    sd, w_avg = map_nvidia_tensors(tensors, config, bool(sk["use_noise"]), taps, source)
+    notes = {"network": key, "use_noise": bool(sk["use_noise"]),
+             "channel_base": int(sk["channel_base"]), "channel_max": int(sk["channel_max"])}
+    return Converted(config, sd, w_avg, notes)
+
+
+def config_from_init_kwargs(kw: dict, source: str, key: str = "G_ema") -> tuple[GeneratorConfig, dict, tuple[int, ...]]:
+    """Our config from NVIDIA ``Generator`` constructor arguments (``z_dim, c_dim, w_dim, img_resolution,
+    img_channels, mapping_kwargs, synthesis_kwargs``), NVIDIA's defaults for omitted keys.
+
+    Returns ``(config, synthesis settings with defaults, resample filter taps)``; every value is
+    type- and range-checked (one-line :class:`CheckpointError`). Shared by the ``.pkl`` loader and
+    the dfl/ComfyUI-StyleGan ``.safetensors`` cache (:mod:`nada_core.formats.dfl`).
+    """
+    missing = [k for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels") if k not in kw]
+    if missing:
+        raise CheckpointError(f"{source}: the generator's constructor arguments lack {missing}; it was not saved "
+                              f"by stylegan2-ada-pytorch")
     z_dim, c_dim, w_dim = (_as_int(kw, k, source) for k in ("z_dim", "c_dim", "w_dim"))
     res, img_channels = _as_int(kw, "img_resolution", source), _as_int(kw, "img_channels", source)
-    if c_dim > 0:
-        raise CheckpointError(f"{source}: '{key}' is a class-conditional generator (c_dim={c_dim}); only "
-                              f"unconditional generators (c_dim=0) are supported")
+    if c_dim < 0:
+        raise CheckpointError(f"{source}: '{key}' has c_dim={c_dim}; the file is corrupt")
     mk = _with_defaults(kw.get("mapping_kwargs"), _MAPPING_DEFAULTS, "mapping_kwargs", source)
     # stylegan2-ada-pytorch passes synthesis settings as ``synthesis_kwargs``; the StyleGAN2 class
     # of NVIDIA's stylegan3 repository takes them as extra keyword arguments instead.
@@ -140,7 +160,8 @@ def convert_nvidia_generator(net: PersistentStub, *, source: str, key: str = "G_
     for name in ("channel_base", "channel_max", "num_fp16_res", "kernel_size"):
         _as_int(sk, name, source)
     if not isinstance(mk["num_layers"], int) or isinstance(mk["num_layers"], bool) \
-            or not (mk["layer_features"] is None or isinstance(mk["layer_features"], int)):
+            or not all(mk[k] is None or (isinstance(mk[k], int) and not isinstance(mk[k], bool))
+                       for k in ("layer_features", "embed_features")):
         raise CheckpointError(f"{source}: the generator's mapping_kwargs hold non-integer sizes; the file is corrupt")
     channels = tuple((r, min(int(sk["channel_base"]) // r, int(sk["channel_max"])))
                      for r in (2**i for i in range(2, int(math.log2(res)) + 1)))
@@ -152,17 +173,13 @@ def convert_nvidia_generator(net: PersistentStub, *, source: str, key: str = "G_
             mapping_hidden=None if mk["layer_features"] is None else int(mk["layer_features"]),
             mapping_lr_mul=float(mk["lr_multiplier"]),
             conv_clamp=None if clamp is None else float(clamp), num_fp16_res=int(sk["num_fp16_res"]),
-            resample_filter=taps)
+            resample_filter=taps, c_dim=c_dim,
+            embed_features=mk["embed_features"] if c_dim and mk["embed_features"] != w_dim else None)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{source}: unsupported generator settings ({err})") from None
 
     check_generator_config(config, source)  # before any tensor is touched
-    _check_layer_attributes(net, config, source)
-    tensors = {k: v for k, v in net.tensors().items()}
-    sd, w_avg = _map_tensors(tensors, config, bool(sk["use_noise"]), taps, source)
-    notes = {"network": key, "use_noise": bool(sk["use_noise"]),
-             "channel_base": int(sk["channel_base"]), "channel_max": int(sk["channel_max"])}
-    return Converted(config, sd, w_avg, notes)
+    return config, sk, taps
 
 
 def _as_int(kw: dict, name: str, source: str) -> int:
@@ -209,8 +226,9 @@ def _check_layer_attributes(net: PersistentStub, config: GeneratorConfig, source
                                       f"{st['bias_gain']} but the generator says {config.mapping_lr_mul}")
 
 
-def _map_tensors(t: dict[str, torch.Tensor], cfg: GeneratorConfig, use_noise: bool, taps: tuple[int, ...],
-                 source: str) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+def map_nvidia_tensors(t: dict[str, torch.Tensor], cfg: GeneratorConfig, use_noise: bool, taps: tuple[int, ...],
+                       source: str) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """NVIDIA ``G.state_dict()`` names -> ours (module docstring), every shape checked; ``(state dict, w_avg)``."""
     sd: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     ch = cfg.channel_dict
@@ -227,7 +245,11 @@ def _map_tensors(t: dict[str, torch.Tensor], cfg: GeneratorConfig, use_noise: bo
         return x.detach().to(torch.float32).clone()
 
     hidden = cfg.mapping_hidden or cfg.w_dim
-    dims = [cfg.z_dim] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+    embed = (cfg.embed_features or cfg.w_dim) if cfg.c_dim else 0
+    dims = [cfg.z_dim + embed] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+    if cfg.c_dim:  # conditional: c -> embed (linear), normalised and appended to the normalised z
+        sd["mapping.embed.weight"] = take("mapping.embed.weight", [embed, cfg.c_dim])
+        sd["mapping.embed.bias"] = take("mapping.embed.bias", [embed])
     for i in range(cfg.mapping_layers):
         sd[f"mapping.layers.{i}.weight"] = take(f"mapping.fc{i}.weight", [dims[i + 1], dims[i]])
         sd[f"mapping.layers.{i}.bias"] = take(f"mapping.fc{i}.bias", [dims[i + 1]])

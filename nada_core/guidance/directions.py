@@ -268,8 +268,12 @@ def _image_batches(images) -> list[torch.Tensor]:
 def sample_source_images(G_frozen, num_samples: int = 16, seed: int = 0, truncation_psi: float = 1.0,
                          batch_size: int = 4, noise_mode: str = "const",
                          should_stop: Callable[[], bool] | None = None,
-                         progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
-    """``num_samples`` images ``[N, C, R, R]`` in about [-1, 1] from seeds ``seed .. seed + N - 1``."""
+                         progress: Callable[[int, int], None] | None = None,
+                         class_index: int | None = None) -> torch.Tensor:
+    """``num_samples`` images ``[N, C, R, R]`` in about [-1, 1] from seeds ``seed .. seed + N - 1``
+    (of class ``class_index`` for a class-conditional generator; None/-1 = unconditional)."""
+    from ..models.conditioning import class_one_hot
+
     from ..seeds import z_from_seeds
 
     if num_samples < 1:
@@ -278,12 +282,13 @@ def sample_source_images(G_frozen, num_samples: int = 16, seed: int = 0, truncat
         raise InputError(f"truncation must be a finite number, got {truncation_psi}")
     device = next(G_frozen.parameters()).device
     z = z_from_seeds(range(seed, seed + num_samples), G_frozen.z_dim, device=device)
+    c = class_one_hot(getattr(G_frozen, "c_dim", 0), class_index, 1, device)
     out = []
     for start in range(0, num_samples, max(1, batch_size)):
         if should_stop is not None and should_stop():
             raise Interrupted("stopped while sampling source images for the image direction")
         zb = z[start: start + batch_size]
-        ws = G_frozen.mapping(zb, truncation_psi=truncation_psi)
+        ws = G_frozen.mapping(zb, c, truncation_psi=truncation_psi)
         out.append(G_frozen.synthesis(ws, noise_mode=noise_mode).float())
         if progress is not None:
             progress(min(num_samples, start + batch_size), num_samples)
@@ -293,20 +298,22 @@ def sample_source_images(G_frozen, num_samples: int = 16, seed: int = 0, truncat
 def image_direction(clip, target_images, G_frozen=None, *, source_images: torch.Tensor | None = None,
                     num_samples: int = 16, seed: int = 0, truncation_psi: float = 1.0, batch_size: int = 4,
                     should_stop: Callable[[], bool] | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> Direction:
+                    progress: Callable[[int, int], None] | None = None,
+                    class_index: int | None = None) -> Direction:
     """Few-shot direction from frozen-generator samples to example images of the target domain.
 
     ``target_images``: list of ``[3, H, W]`` (any sizes) or a batch ``[N, 3, H, W]``, in [0, 1].
     Source side: ``source_images`` (generator space ``[M, C, H, W]``) if given, else
     ``num_samples`` images of ``G_frozen`` from seeds ``seed..seed+num_samples-1`` at
-    ``truncation_psi``. The target embedding for the global loss is the mean target image embedding.
+    ``truncation_psi`` (and class ``class_index`` of a conditional generator). The target embedding
+    for the global loss is the mean target image embedding.
     """
     targets_px = _image_batches(target_images)
     if source_images is None:
         if G_frozen is None:
             raise InputError("image direction needs the frozen generator (or source_images)")
         source_images = sample_source_images(G_frozen, num_samples, seed, truncation_psi, batch_size,
-                                             should_stop=should_stop, progress=progress)
+                                             should_stop=should_stop, progress=progress, class_index=class_index)
     elif not isinstance(source_images, torch.Tensor) or source_images.ndim != 4 or source_images.shape[0] == 0:
         raise InputError("source_images must be a non-empty batch [M, C, H, W] in generator space [-1, 1]")
     if not torch.isfinite(source_images).all():

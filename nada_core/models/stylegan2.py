@@ -26,7 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conditioning import check_class_input
+
 NoiseMode = Literal["const", "random", "none"]
+#: How a conditional mapping network mixes the class into z (see :class:`MappingNetwork`).
+C_EMBED_MODES = ("normalized", "joint")
 _LRELU_SLOPE = 0.2
 _LRELU_GAIN = math.sqrt(2.0)
 
@@ -57,6 +61,9 @@ class GeneratorConfig:
     conv_clamp: float | None = None
     num_fp16_res: int = 0
     resample_filter: tuple[int, ...] = (1, 3, 3, 1)
+    c_dim: int = 0  # classes of a conditional model (0 = unconditional)
+    embed_features: int | None = None  # class-embedding width (None = w_dim); only with c_dim > 0
+    c_embed: str = "normalized"  # "normalized" (NVIDIA SG2-ADA/SG3) or "joint" (TF StyleGAN2 LabelConcat)
 
     def __post_init__(self) -> None:
         from ..settings import InvalidSetting
@@ -73,6 +80,10 @@ class GeneratorConfig:
         object.__setattr__(self, "channels", tuple(sorted(chans.items())))
         if self.mapping_layers < 1:
             raise InvalidSetting("mapping_layers must be at least 1")
+        if not (isinstance(self.c_dim, int) and self.c_dim >= 0):
+            raise InvalidSetting(f"c_dim must be a whole number >= 0, got {self.c_dim!r}")
+        if self.c_embed not in C_EMBED_MODES:
+            raise InvalidSetting(f"c_embed must be one of {', '.join(C_EMBED_MODES)}, got {self.c_embed!r}")
 
     # Derived sizes -------------------------------------------------------------------------
     @property
@@ -198,12 +209,29 @@ class EqualizedLinear(nn.Module):
 
 
 class MappingNetwork(nn.Module):
-    """z ``[N, z_dim]`` -> W+ ``[N, num_ws, w_dim]``: pixel-norm, MLP of leaky-ReLU layers, truncation."""
+    """z ``[N, z_dim]`` (+ class ``c [N, c_dim]``) -> W+ ``[N, num_ws, w_dim]``.
 
-    def __init__(self, cfg: GeneratorConfig) -> None:
+    Pixel-norm, MLP of leaky-ReLU layers, broadcast to ``num_ws`` entries, truncation. A
+    conditional model (``cfg.c_dim > 0``) has ``embed`` (linear ``c_dim -> embed_features``) and
+    mixes the class in before the MLP, in one of two ways (``cfg.c_embed``):
+
+    - ``"normalized"`` (NVIDIA stylegan2-ada / stylegan3): ``cat(norm(z), norm(embed(c)))``;
+    - ``"joint"`` (TF StyleGAN2's ``LabelConcat``, no bias): ``norm(cat(z, embed(c)))``;
+
+    where ``norm`` is the 2nd-moment normalisation. ``w_avg`` of a conditional model is the mean
+    over all classes (what NVIDIA's training tracks), so truncation pulls towards the average of
+    every class, not the class asked for. Reads only ``cfg`` fields (StyleGAN3 shares this class).
+    """
+
+    def __init__(self, cfg) -> None:
         super().__init__()
         hidden = cfg.mapping_hidden or cfg.w_dim
-        dims = [cfg.z_dim] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+        self.c_dim = int(getattr(cfg, "c_dim", 0) or 0)
+        self.c_embed = str(getattr(cfg, "c_embed", "normalized") or "normalized")
+        embed = (getattr(cfg, "embed_features", None) or cfg.w_dim) if self.c_dim else 0
+        if self.c_dim:
+            self.embed = EqualizedLinear(self.c_dim, embed, lr_mul=1.0)
+        dims = [cfg.z_dim + embed] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
         self.layers = nn.ModuleList(
             EqualizedLinear(dims[i], dims[i + 1], lr_mul=cfg.mapping_lr_mul, activation=True)
             for i in range(cfg.mapping_layers)
@@ -212,15 +240,26 @@ class MappingNetwork(nn.Module):
         self.z_dim = cfg.z_dim
         self.register_buffer("w_avg", torch.zeros(cfg.w_dim))
 
-    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0,
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape [N, {self.z_dim}], got {list(z.shape)}")
-        x = z * (z.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
+        c = check_class_input(self.c_dim, c, z.shape[0])
+        if c is None:
+            x = _norm_2nd_moment(z)
+        elif self.c_embed == "joint":
+            x = _norm_2nd_moment(torch.cat([z, self.embed(c.to(z.dtype))], dim=1))
+        else:
+            x = torch.cat([_norm_2nd_moment(z), _norm_2nd_moment(self.embed(c.to(z.dtype)))], dim=1)
         for layer in self.layers:
             x = layer(x)
         ws = x.unsqueeze(1).repeat(1, self.num_ws, 1)
         return truncate(ws, self.w_avg, truncation_psi, truncation_cutoff)
+
+
+def _norm_2nd_moment(x: torch.Tensor) -> torch.Tensor:
+    """``x [N, D]`` scaled to unit mean square per row (StyleGAN's pixel norm)."""
+    return x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()
 
 
 def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float, cutoff: int | None = None) -> torch.Tensor:
@@ -434,6 +473,7 @@ class Generator(nn.Module):
         cfg = config if config is not None else GeneratorConfig(**kwargs)
         self.config = cfg
         self.z_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.w_dim, cfg.num_ws
+        self.c_dim = cfg.c_dim
         self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
         self.mapping = MappingNetwork(cfg)
         self.synthesis = SynthesisNetwork(cfg)
@@ -443,10 +483,12 @@ class Generator(nn.Module):
         """Truncation centre ``[w_dim]``."""
         return self.mapping.w_avg
 
-    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
-                noise_mode: NoiseMode = "const") -> torch.Tensor:
-        """z ``[N, z_dim]`` -> image ``[N, img_channels, R, R]``, about [-1, 1]."""
-        return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), noise_mode=noise_mode)
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+                truncation_cutoff: int | None = None, noise_mode: NoiseMode = "const") -> torch.Tensor:
+        """z ``[N, z_dim]`` (+ one-hot class ``c [N, c_dim]`` for a conditional model) -> image
+        ``[N, img_channels, R, R]``, about [-1, 1]."""
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode)
 
     # Parameter roles ---------------------------------------------------------------------------
     def parameter_roles(self) -> dict[str, str]:
@@ -484,7 +526,9 @@ class Generator(nn.Module):
         """Mean of ``mapping(z)`` over ``num_samples`` codes drawn from a fixed seed ``[w_dim]``.
 
         Used as the truncation centre for files that do not store one (rosinality checkpoints
-        without ``latent_avg``); deterministic for a given seed on every device.
+        without ``latent_avg``); deterministic for a given seed on every device. A conditional
+        model's codes cycle through all classes (sample ``i`` gets class ``i % c_dim``), giving the
+        all-class mean NVIDIA's training tracks.
         """
         gen = torch.Generator().manual_seed(seed)
         dev = self.w_avg.device
@@ -494,6 +538,9 @@ class Generator(nn.Module):
             while done < num_samples:
                 n = min(batch, num_samples - done)
                 z = torch.randn(n, self.z_dim, generator=gen).to(dev)
-                total += self.mapping(z)[:, 0].double().sum(dim=0)
+                c = None
+                if self.c_dim:
+                    c = F.one_hot(torch.arange(done, done + n) % self.c_dim, self.c_dim).float().to(dev)
+                total += self.mapping(z, c)[:, 0].double().sum(dim=0)
                 done += n
         return (total / num_samples).float()

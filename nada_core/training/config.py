@@ -62,6 +62,7 @@ class TrainConfig:
     snapshot_every: int = _D["snapshot_every"]
     mixed_precision: bool = _D["mixed_precision"]
     noise_mode: str = _D["noise_mode"]
+    class_index: int = _D["class_index"]  # class of a conditional generator (-1 = none)
 
     def __post_init__(self) -> None:
         self.validate()

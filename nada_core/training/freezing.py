@@ -140,16 +140,17 @@ class LayerSelection:
 
 
 @torch.no_grad()
-def _initial_codes(G, n_codes: int, rng: torch.Generator, device: torch.device) -> torch.Tensor:
+def _initial_codes(G, n_codes: int, rng: torch.Generator, device: torch.device,
+                   c: torch.Tensor | None = None) -> torch.Tensor:
     z = torch.randn(n_codes, G.z_dim, generator=rng).to(device)
-    w = G.mapping(z)[:, :1]  # [n, 1, w_dim]; truncation psi 1, as in training
+    w = G.mapping(z, c)[:, :1]  # [n, 1, w_dim]; truncation psi 1, as in training
     return w.expand(-1, G.num_ws, -1).clone()  # [n, num_ws, w_dim], each row one w repeated
 
 
 def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
                   candidates: Sequence[int] | None = None, n_codes: int = 8, steps: int = 1,
                   lr: float = 0.01, noise_mode: str = "const",
-                  autocast: Callable[[], object] | None = None) -> LayerSelection:
+                  autocast: Callable[[], object] | None = None, c: torch.Tensor | None = None) -> LayerSelection:
     """Rank W+ indices by how far the global CLIP loss pushes them; return the top ``k``.
 
     ``G`` is the generator being trained (its current weights are used, as in the paper).
@@ -157,7 +158,8 @@ def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
     ``requires_grad`` turned off for the pass (and restored after), so no weight gradient is
     ever built. ``rng`` (a CPU ``torch.Generator``) draws the ``n_codes`` latent codes.
     ``k`` is clipped to the number of candidates. ``autocast`` optionally returns a context
-    manager for mixed precision around the forward passes.
+    manager for mixed precision around the forward passes. ``c``: one-hot class ``[1, c_dim]`` of a
+    conditional generator (the class being trained), None otherwise.
     """
     from ..settings import TRAIN
 
@@ -176,7 +178,7 @@ def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
         for p in params:
             p.requires_grad_(False)
         with torch.inference_mode(False), torch.enable_grad():
-            w0 = _initial_codes(G, n_codes, rng, device)
+            w0 = _initial_codes(G, n_codes, rng, device, c)
             w = w0.clone().requires_grad_(True)
             for _ in range(steps):
                 ctx = autocast() if autocast is not None else contextlib.nullcontext()
@@ -240,8 +242,9 @@ class LayerSelector:
     """
 
     def __init__(self, schedule: LayerSchedule, options: FreezeOptions = FreezeOptions(),
-                 n_codes: int = 8, steps: int = 1, lr: float = 0.01) -> None:
+                 n_codes: int = 8, steps: int = 1, lr: float = 0.01, c: torch.Tensor | None = None) -> None:
         self.schedule = schedule
+        self.c = c  # class of a conditional generator ([1, c_dim] one-hot), None otherwise
         self.options = options
         self.n_codes, self.steps, self.lr = n_codes, steps, lr
         self.current: list[int] | None = None
@@ -263,7 +266,8 @@ class LayerSelector:
             if global_loss is None:
                 raise InputError("layer selection needs a global loss")
             sel = select_layers(G, global_loss, k, rng=rng, candidates=cands, n_codes=self.n_codes,
-                                steps=self.steps, lr=self.lr, noise_mode=noise_mode, autocast=autocast)
+                                steps=self.steps, lr=self.lr, noise_mode=noise_mode, autocast=autocast,
+                                c=None if self.c is None else self.c.to(G.w_avg.device))
             self.last_scores = sel.scores
             self.ran_selection = True
             new = sel.indices

@@ -94,7 +94,8 @@ def _embed(G, ws: torch.Tensor, encoders: Sequence, batch_size: int, noise_mode:
 
 
 def evaluate(G_frozen, G_adapted, clip, direction, seeds: Sequence[int] = DEFAULT_EVAL_SEEDS,
-             truncation: float = 0.7, batch_size: int = 8, noise_mode: str = "const") -> dict:
+             truncation: float = 0.7, batch_size: int = 8, noise_mode: str = "const",
+             c: torch.Tensor | None = None) -> dict:
     """Compare ``G_adapted`` with ``G_frozen`` on ``seeds`` (codes from :func:`nada_core.seeds.z_from_seeds`).
 
     ``clip``: a ``ClipModel`` or ``ClipEnsemble``; ``direction``: the training direction (see
@@ -102,6 +103,7 @@ def evaluate(G_frozen, G_adapted, clip, direction, seeds: Sequence[int] = DEFAUL
     share it). Returns ``{directional_similarity, target_score, diversity, source_correspondence,
     num_samples, seeds, truncation}`` plus ``per_model`` when several CLIP models guide.
     Pass ``G_adapted = G_frozen`` for the "before" numbers (directional similarity is then 0).
+    ``c``: one-hot class ``[1, c_dim]`` for a class-conditional generator (None otherwise).
     """
     from ..errors import InputError
     from ..seeds import z_from_seeds
@@ -115,7 +117,7 @@ def evaluate(G_frozen, G_adapted, clip, direction, seeds: Sequence[int] = DEFAUL
         dev = G_frozen.synthesis.const.device
         z = z_from_seeds(seeds, G_frozen.z_dim, device=dev)
         with torch.no_grad():
-            ws = G_frozen.mapping(z, truncation_psi=truncation)
+            ws = G_frozen.mapping(z, None if c is None else c.to(dev), truncation_psi=truncation)
         e_src = _embed(G_frozen, ws, encoders, batch_size, noise_mode)
         e_adp = e_src if G_adapted is G_frozen else _embed(G_adapted, ws, encoders, batch_size, noise_mode)
     per_model = []

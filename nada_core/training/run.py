@@ -116,7 +116,8 @@ def run_training(trainer: NadaTrainer, out_dir: str | Path | None = None,
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     cfg, clip, direction = trainer.config, trainer.clip, trainer.direction
-    before = evaluate(trainer.G_frozen, trainer.G_frozen, clip, direction, eval_seeds) if eval_seeds else None
+    c = getattr(trainer, "c", None)  # the class a conditional generator is adapted for
+    before = evaluate(trainer.G_frozen, trainer.G_frozen, clip, direction, eval_seeds, c=c) if eval_seeds else None
 
     def step_done(info: ProgressInfo) -> None:
         grid = comparison_image(info.preview) if info.preview is not None else None
@@ -150,7 +151,7 @@ def run_training(trainer: NadaTrainer, out_dir: str | Path | None = None,
             metrics[f"{key}_before"] = before[key]
         if not interrupted:  # after a stop, exit promptly; after a NaN, measure the last good weights
             try:
-                after = evaluate(trainer.G_frozen, trainer.G_train, clip, direction, eval_seeds)
+                after = evaluate(trainer.G_frozen, trainer.G_train, clip, direction, eval_seeds, c=c)
                 for key in METRIC_NAMES:
                     metrics[f"{key}_after"] = after[key]
             except KeyboardInterrupt:

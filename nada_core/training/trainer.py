@@ -33,6 +33,7 @@ from ..errors import InputError
 from ..guidance.losses import SELECTION_WEIGHTS, LossWeights, clip_loss
 from .freezing import LayerSelector, apply_selection, candidate_w_indices, \
     trainable_parameter_names
+from ..models.conditioning import class_one_hot
 from ..models.stylegan2 import Generator, ModulatedConv2d
 from .runtime import copy_generator, defer_sigint, grad_mode, grad_norm, make_autograd_safe
 
@@ -143,8 +144,11 @@ class NadaTrainer:
         self.candidates = candidate_w_indices(self.G_train, self.freeze_options)
         if not self.candidates:
             raise InputError("no trainable layers under these settings")
+        # A conditional generator adapts one class: every code (training, selection, previews) uses it.
+        with torch.inference_mode(False):  # a normal tensor even when ComfyUI builds the trainer
+            self.c = class_one_hot(self.G_frozen.c_dim, cfg.class_index, 1, self.device)
         self.selector = LayerSelector(cfg.schedule, self.freeze_options, n_codes=cfg.n_select_codes,
-                                      steps=cfg.select_steps, lr=cfg.select_lr)
+                                      steps=cfg.select_steps, lr=cfg.select_lr, c=self.c)
         # The optimiser sees every parameter that may ever train; Adam skips those without grad.
         self._opt_names = trainable_parameter_names(self.G_train, self.candidates, self.freeze_options)
         params = dict(self.G_train.named_parameters())
@@ -231,12 +235,12 @@ class NadaTrainer:
             z2 = torch.randn(b, G.z_dim, generator=self.rng)
             mix = torch.rand(b, generator=self.rng) < cfg.mixing
             cut = torch.randint(1, G.num_ws, (b,), generator=self.rng)
-            ws = G.mapping(torch.cat([z, z2]).to(self.device), truncation_psi=cfg.truncation)
+            ws = G.mapping(torch.cat([z, z2]).to(self.device), self.c, truncation_psi=cfg.truncation)
             w1, w2 = ws[:b], ws[b:]
             idx = torch.arange(G.num_ws)[None, :]
             take2 = (mix[:, None] & (idx >= cut[:, None])).to(self.device)  # [b, num_ws]
             return torch.where(take2[..., None], w2, w1)
-        return G.mapping(z.to(self.device), truncation_psi=cfg.truncation)
+        return G.mapping(z.to(self.device), self.c, truncation_psi=cfg.truncation)
 
     def _render_pair(self, ws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Frozen image (no grad) and trained image (grad) for the same codes and the same noise.
@@ -342,7 +346,7 @@ class NadaTrainer:
         with torch.inference_mode(False):
             cfg = self.config
             z = z_from_seeds(cfg.preview_seeds, self.G_frozen.z_dim, device=self.device)
-            ws = self.G_frozen.mapping(z, truncation_psi=cfg.preview_truncation)
+            ws = self.G_frozen.mapping(z, self.c, truncation_psi=cfg.preview_truncation)
             if self._frozen_preview is None or self._frozen_preview.shape[0] != len(cfg.preview_seeds):
                 self._frozen_preview = self.G_frozen.synthesis(ws, noise_mode="const").float().cpu()
             adapted = self.G_train.synthesis(ws, noise_mode="const").float().cpu()
