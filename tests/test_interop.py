@@ -73,8 +73,11 @@ def test_generators_we_cannot_represent_are_refused_in_one_line(their_generator)
     cond = cf.nvidia_generator_kwargs(**SETTINGS, c_dim=4)
     conditional = live_module(cf.build_nvidia_generator(cf.nvidia_generator_tensors(seed=2, c_dim=4, **SETTINGS),
                                                         cond))
-    with pytest.raises(CheckpointError, match="class-conditional"):
-        generator_from_nvidia_module(conditional)
+    # class-conditional modules are supported since the conditional mapping landed
+    G_cond = generator_from_nvidia_module(conditional)
+    assert G_cond.config.c_dim == 4
+    with torch.no_grad():
+        assert G_cond.mapping(torch.randn(2, G_cond.z_dim), c=torch.eye(4)[:2]).shape[1:] == (6, 16)
     for wrong in (torch.zeros(2, 8, 16), {"G_ema": 1}, None):
         with pytest.raises(InputError, match="expected an NVIDIA StyleGAN generator"):
             generator_from_nvidia_module(wrong)
