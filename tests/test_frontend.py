@@ -213,3 +213,28 @@ def test_canvas_workflow_runs_from_the_web_app(app, name):
     for node_id in saving:
         images = history["outputs"][node_id]["images"]
         assert images and all((server.output_dir / i["subfolder"] / i["filename"]).is_file() for i in images)
+
+
+def test_templates_browser_lists_the_canvas_workflows_with_thumbnails(app):
+    """ComfyUI lists every ``workflows/*.json`` of a pack under Templates -> Extensions and asks for
+    ``NAME.jpg`` as the card's thumbnail: only the canvas workflows may be listed, each opens as a
+    graph, and each has a JPEG thumbnail."""
+    browser, server = app
+    pack = REPO.name  # the server links the pack into custom_nodes under its folder name
+    listed = server.get("/workflow_templates")
+    assert sorted(listed.get(pack, [])) == sorted(WORKFLOW_NAMES), listed
+    for name in WORKFLOW_NAMES:
+        base = f"{server.url}/api/workflow_templates/{pack}/{name}"
+        with urllib.request.urlopen(base + ".json", timeout=10) as r:
+            graph = json.loads(r.read())
+        assert graph.get("version") == 0.4 and graph["nodes"], f"{name}.json is not a canvas workflow"
+        with urllib.request.urlopen(base + ".jpg", timeout=10) as r:
+            data = r.read()
+            assert r.headers.get_content_type() == "image/jpeg" and data[:3] == b"\xff\xd8\xff", name
+    # The app itself loads the template the way the browser's card does (fetch, then loadGraphData).
+    ok = browser.eval("""(async () => {
+      const r = await fetch('api/workflow_templates/%s/%s.json');
+      await app.loadGraphData(await r.json());
+      return JSON.stringify(app.graph.nodes.length);
+    })()""" % (pack, WORKFLOW_NAMES[0]))
+    assert json.loads(ok) == len(json.loads((WF_DIR / f"{WORKFLOW_NAMES[0]}.json").read_text())["nodes"])

@@ -1,4 +1,4 @@
-"""The shipped workflows (workflows/*.json, *.api.json), checked without ComfyUI.
+"""The shipped workflows (workflows/*.json, workflows/api/*.api.json, thumbnails), checked without ComfyUI.
 
 Every node type exists, links connect matching types, widget values fit the inputs, the canvas and
 API files describe the same graph, and the files are what workflows/build_workflows.py produces.
@@ -19,8 +19,8 @@ NAMES = bw.WORKFLOW_NAMES
 
 
 def load(name: str) -> tuple[dict, dict]:
-    canvas = json.loads((WF_DIR / f"{name}.json").read_text(encoding="utf-8"))
-    api = json.loads((WF_DIR / f"{name}.api.json").read_text(encoding="utf-8"))
+    canvas = json.loads(bw.canvas_path(name).read_text(encoding="utf-8"))
+    api = json.loads(bw.api_path(name).read_text(encoding="utf-8"))
     return canvas, api
 
 
@@ -75,9 +75,49 @@ def real_nodes(canvas: dict) -> list[dict]:
 
 def test_files_are_up_to_date():
     built = bw.build_all()
-    assert sorted(built) == sorted(p.name for p in WF_DIR.glob("*.json"))
+    on_disk = [p.relative_to(WF_DIR).as_posix() for p in [*WF_DIR.glob("*.json"), *WF_DIR.glob("api/*.json")]]
+    assert sorted(built) == sorted(on_disk)
     for fname, text in built.items():
         assert (WF_DIR / fname).read_text(encoding="utf-8") == text, f"{fname} is stale; run workflows/build_workflows.py"
+    assert bw.main(["--check"]) == 0
+
+
+def test_templates_folder_holds_exactly_the_canvas_files_and_their_thumbnails():
+    """ComfyUI's Templates browser lists every workflows/*.json and shows workflows/NAME.jpg as its
+    thumbnail (checked against the real server in test_frontend.py): API-format files there
+    would open as broken tabs."""
+    from PIL import Image
+
+    listed = sorted(p.name for p in WF_DIR.iterdir() if p.is_file() and p.suffix in (".json", ".jpg", ".jpeg", ".png"))
+    assert listed == sorted([f"{n}.json" for n in NAMES] + [f"{n}.jpg" for n in NAMES])
+    for name in NAMES:
+        assert "version" in json.loads(bw.canvas_path(name).read_text(encoding="utf-8")), "not a canvas workflow"
+        assert bw.api_path(name).parent == WF_DIR / "api" and bw.api_path(name).is_file()
+        with Image.open(bw.thumbnail_path(name)) as im:
+            assert im.format == "JPEG" and 200 <= im.width <= 480 and 100 <= im.height <= 320
+        assert bw.thumbnail_path(name).stat().st_size < 80_000, "thumbnails stay small"
+
+
+def test_check_reports_a_stale_thumbnail_and_a_missing_picture(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    name = NAMES[0]
+    monkeypatch.setattr(bw, "HERE", tmp_path)
+    monkeypatch.setattr(bw, "API_DIR", tmp_path / "api")
+    monkeypatch.setattr(bw, "WORKFLOW_NAMES", (name,))
+    assert bw.main([]) == 0
+    assert bw.main(["--check"]) == 0
+    Image.new("RGB", Image.open(bw.thumbnail_path(name)).size, "black").save(bw.thumbnail_path(name))
+    (tmp_path / f"{name}.api.json").write_text("{}")  # an API file back where Templates would list it
+    assert bw.main(["--check"]) == 1
+    err = capsys.readouterr().err
+    assert f"{name}.jpg" in err and "does not show" in err and f"{name}.api.json" in err
+    monkeypatch.setattr(bw, "PICTURES_DIR", tmp_path / "no_pictures")
+    (tmp_path / f"{name}.api.json").unlink()
+    assert bw.main([]) == 1
+    err = capsys.readouterr().err
+    assert f"no thumbnail for workflow {name!r}" in err and "render_examples.py" in err
+    assert bw.canvas_path(name).is_file() and bw.api_path(name).is_file(), "the JSON files are still written"
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -2,12 +2,20 @@
 
 Each workflow is written twice from the same Python description below, so the two can never drift:
 
-- ``NAME.json``: the canvas ("UI") format you drag onto ComfyUI (litegraph nodes with positions,
-  widget values and a links table, version 0.4);
-- ``NAME.api.json``: the API format for ``POST /prompt`` (``{id: {class_type, inputs, _meta}}``).
+- ``workflows/NAME.json``: the canvas ("UI") format you drag onto ComfyUI (litegraph nodes with
+  positions, widget values and a links table, version 0.4);
+- ``workflows/api/NAME.api.json``: the API format for ``POST /prompt`` and ``nada queue``
+  (``{id: {class_type, inputs, _meta}}``).
 
-Run ``python workflows/build_workflows.py`` after changing a node's inputs or a workflow; the tests
-check that the files on disk equal what this script builds. Widget order follows ComfyUI's front
+``workflows/`` is also the folder ComfyUI's Templates browser reads (every ``workflows/*.json`` of a
+pack is listed under Templates -> Extensions, with ``workflows/NAME.jpg`` as its thumbnail), so it
+holds exactly the canvas files and their thumbnails; the API files live in ``api/``, which the
+browser does not scan. The thumbnails are small JPEGs made from ``docs/workflows/NAME.png`` (the
+pictures ``workflows/render_examples.py`` renders).
+
+Run ``python workflows/build_workflows.py`` after changing a node's inputs or a workflow (``--check``
+only reports stale or missing files); the tests check that the files on disk equal what this
+script builds. Widget order follows ComfyUI's front
 end: the node's inputs in definition order (required, then optional), a seed's "control after
 generate" value right after the seed, and front-end-only widgets (the image upload button) where
 the front end puts them.
@@ -24,6 +32,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+API_DIR = HERE / "api"  # not scanned by ComfyUI's Templates browser (it reads workflows/*.json only)
+PICTURES_DIR = REPO / "docs" / "workflows"
+THUMBNAIL_MAX = (480, 320)  # px; the Templates browser shows small cards
+THUMBNAIL_QUALITY = 82
 WORKFLOW_NAMES = ("text_to_domain", "images_to_domain", "invert_and_translate", "domain_morph",
                   "sample_saved_domain")
 
@@ -416,32 +428,137 @@ def dumps(data: dict) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
+# ------------------------------------------------------------------------------------------- files
+
+
+def canvas_path(name: str) -> Path:
+    """``workflows/NAME.json``: the canvas file (listed by ComfyUI's Templates browser)."""
+    return HERE / f"{name}.json"
+
+
+def api_path(name: str) -> Path:
+    """``workflows/api/NAME.api.json``: the API-format file for ``POST /prompt`` and ``nada queue``."""
+    return API_DIR / f"{name}.api.json"
+
+
+def thumbnail_path(name: str) -> Path:
+    """``workflows/NAME.jpg``: the Templates browser asks for ``<template name>.jpg`` next to the JSON."""
+    return HERE / f"{name}.jpg"
+
+
+def picture_path(name: str) -> Path:
+    """``docs/workflows/NAME.png``: the README's picture of the workflow's outputs (render_examples.py)."""
+    return PICTURES_DIR / f"{name}.png"
+
+
 def build_all() -> dict[str, str]:
-    """``{file name: text}`` for every workflow file."""
+    """``{path relative to workflows/: text}`` for every workflow JSON file (canvas and API)."""
     files = {}
     for name in WORKFLOW_NAMES:
         wf = WORKFLOWS[name]
-        files[f"{name}.json"] = dumps(build_canvas(wf))
-        files[f"{name}.api.json"] = dumps(build_api(wf))
+        files[canvas_path(name).relative_to(HERE).as_posix()] = dumps(build_canvas(wf))
+        files[api_path(name).relative_to(HERE).as_posix()] = dumps(build_api(wf))
     return files
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (for messages)."""
+    try:
+        return path.relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
+class MissingPicture(Exception):
+    """docs/workflows/NAME.png does not exist, so no thumbnail can be made."""
+
+
+def make_thumbnail(name: str):
+    """The Templates thumbnail of ``name`` as a Pillow RGB image, at most :data:`THUMBNAIL_MAX`."""
+    from PIL import Image
+
+    src = picture_path(name)
+    if not src.is_file():
+        raise MissingPicture(
+            f"no thumbnail for workflow {name!r}: {_shown(src)} is missing; add {name!r} to the pictures "
+            "in workflows/render_examples.py and run it (needs ComfyUI), then run this script again")
+    with Image.open(src) as im:
+        im = im.convert("RGB")
+        im.thumbnail(THUMBNAIL_MAX, Image.LANCZOS)
+        return im.copy()
+
+
+def write_thumbnail(name: str) -> Path:
+    """Write ``workflows/NAME.jpg`` from ``docs/workflows/NAME.png``; returns its path."""
+    path = thumbnail_path(name)
+    make_thumbnail(name).save(path, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
+    return path
+
+
+def thumbnail_problem(name: str) -> str | None:
+    """Why ``workflows/NAME.jpg`` is not the thumbnail this script would write, or ``None``.
+
+    JPEG bytes differ between Pillow versions, so the check compares pictures: same size, and on
+    average within 10 grey levels of a freshly made thumbnail (JPEG noise on the pictures' pixel
+    grids is up to ~7; two different pictures differ by 30 and more).
+    """
+    from PIL import Image, ImageChops, ImageStat
+
+    want = make_thumbnail(name)
+    path = thumbnail_path(name)
+    if not path.is_file():
+        return f"{_shown(path)} is missing"
+    with Image.open(path) as im:
+        if im.format != "JPEG":
+            return f"{_shown(path)} is not a JPEG"
+        got = im.convert("RGB")
+    if got.size != want.size:
+        return f"{_shown(path)} is {got.size[0]}x{got.size[1]}, expected {want.size[0]}x{want.size[1]}"
+    if max(ImageStat.Stat(ImageChops.difference(got, want)).mean) > 10.0:
+        return f"{_shown(path)} does not show {_shown(picture_path(name))}"
+    return None
+
+
+def stray_files() -> list[str]:
+    """Files in ``workflows/`` or ``workflows/api/`` this script does not make (Templates would list a JSON)."""
+    expected = {canvas_path(n) for n in WORKFLOW_NAMES} | {thumbnail_path(n) for n in WORKFLOW_NAMES}
+    expected |= {api_path(n) for n in WORKFLOW_NAMES}
+    found = [p for p in HERE.glob("*.json")] + [p for p in HERE.glob("*.jpg")]
+    found += [p for p in API_DIR.glob("*.json")] if API_DIR.is_dir() else []
+    return sorted(_shown(p) for p in found if p not in expected)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     check = "--check" in argv
-    stale = []
+    stale, problems = [], []
     for fname, text in build_all().items():
         path = HERE / fname
         if check:
             if not path.is_file() or path.read_text(encoding="utf-8") != text:
                 stale.append(fname)
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(REPO)}")
+            print(f"wrote {_shown(path)}")
+    for name in WORKFLOW_NAMES:
+        try:
+            if check:
+                why = thumbnail_problem(name)
+                if why:
+                    stale.append(f"{name}.jpg ({why})")
+            else:
+                print(f"wrote {_shown(write_thumbnail(name))}")
+        except MissingPicture as err:
+            problems.append(str(err))
+    strays = stray_files()
+    if strays:  # e.g. an old NAME.api.json left in workflows/: the Templates browser would list it
+        problems.append("not made by this script (delete or move them): " + ", ".join(strays))
+    for line in problems:
+        print(line, file=sys.stderr)
     if stale:
         print("out of date: " + ", ".join(stale) + "; run python workflows/build_workflows.py", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if stale or problems else 0
 
 
 if __name__ == "__main__":
