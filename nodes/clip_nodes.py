@@ -33,14 +33,13 @@ def clip_spec(clip_name: str, model_name: str) -> str:
     return f"{arch}:{path}"
 
 
-def _signature(name: str) -> str:
-    """Change marker of a CLIP file or folder for ComfyUI's cache."""
+def _clip_files(name: str) -> list:
+    """The files of a CLIP choice (a weights file, or every file of a Hugging Face folder); [] if missing."""
     try:
         path = paths.resolve_model(name, paths.OPEN_CLIP, allow_dir=True)
     except paths.ModelNotFound:
-        return ""
-    files = ([d / f for d, _, names in paths.walk_folder(path) for f in names] if path.is_dir() else [path])
-    return "|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+        return []
+    return [d / f for d, _, names in paths.walk_folder(path) for f in names] if path.is_dir() else [path]
 
 
 @register("NADA Load CLIP")
@@ -84,10 +83,10 @@ class NadaLoadCLIP:
 
     @classmethod
     def IS_CHANGED(cls, clip_name, clip_name_2=NONE, **_other_inputs):
-        sig = _signature(clip_name)
+        files = _clip_files(clip_name)
         if clip_name_2 and clip_name_2 != NONE:
-            sig += "||" + _signature(clip_name_2)
-        return sig
+            files += _clip_files(clip_name_2)
+        return paths.fingerprint(files) if files else ""  # no path in it: it ends up in saved images
 
     def load(self, clip_name: str, model_name: str, weight: float, precision: str,
              clip_name_2: str = NONE, model_name_2: str = "", weight_2: float = 1.0):

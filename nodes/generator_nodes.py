@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 from . import comfy_bridge, paths
@@ -23,15 +22,6 @@ from .common import (
 
 WEIGHTS_CHOICES = ["EMA", "non-EMA"]
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._\- ]+$")
-
-
-def _file_signature(path) -> str:
-    """Cheap change marker for ComfyUI's cache: a replaced file (new size/mtime) reloads."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return ""
-    return f"{path}|{st.st_size}|{st.st_mtime_ns}"
 
 
 @register("NADA Load Generator")
@@ -70,7 +60,8 @@ class NadaLoadGenerator:
     @classmethod
     def IS_CHANGED(cls, generator_name, weights="EMA", **_other_inputs):
         try:
-            return _file_signature(paths.resolve_model(generator_name, paths.STYLEGAN)) + "|" + weights
+            # a replaced file (new size/mtime) reloads; no path in the marker (it ends up in saved images)
+            return paths.fingerprint([paths.resolve_model(generator_name, paths.STYLEGAN)], weights)
         except paths.ModelNotFound:
             return ""
 

@@ -9,12 +9,8 @@ from .invert_nodes import FIT_MODES, FIT_TOOLTIP
 
 
 def _folder_signature(folder) -> str:
-    files = paths.list_files(folder, paths.IMAGE_EXTENSIONS)
-    parts = []
-    for name in files:
-        st = (folder / name).stat()
-        parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
-    return "|".join(parts)
+    """Changes when an image is added, removed or replaced; no path in it (it ends up in saved images)."""
+    return paths.fingerprint([folder / name for name in paths.list_files(folder, paths.IMAGE_EXTENSIONS)])
 
 
 @register("NADA Load Image Folder")

@@ -9,9 +9,10 @@ can live anywhere ComfyUI knows about. Outside ComfyUI the folders are
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from . import comfy_bridge
 
@@ -92,6 +93,29 @@ def input_dir() -> Path:
 def generator_save_dir() -> Path:
     """Where adapted generators are saved: ``<first stylegan folder>/nada``."""
     return model_folders(STYLEGAN)[0] / SAVED_SUBFOLDER
+
+
+# ------------------------------------------------------------------------------------ fingerprints
+
+
+def fingerprint(files: Iterable[Path], *extra: str) -> str:
+    """Change marker of ``files`` for ComfyUI's cache (``IS_CHANGED``): replacing, editing or
+    touching a file (new size or mtime) changes it.
+
+    ComfyUI writes ``IS_CHANGED`` values into the prompt it embeds in every PNG/WebP it saves, so
+    the marker holds no path (it would show the user's home folder to whoever gets the image): only
+    a SHA-256 over each file's path, size and mtime, and ``extra``, travels.
+    """
+    h = hashlib.sha256()
+    for part in extra:
+        h.update(f"{part}\0".encode("utf-8", "surrogateescape"))
+    for f in files:
+        try:
+            st = os.stat(f)
+            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        except OSError:
+            h.update(f"{f}\0missing\n".encode("utf-8", "surrogateescape"))
+    return "sha256:" + h.hexdigest()[:32]
 
 
 # ----------------------------------------------------------------------------------------- listing

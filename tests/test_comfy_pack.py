@@ -139,6 +139,30 @@ def test_shipped_workflow_validates_and_runs(comfy, name):
         assert list((out_dir / "nada").glob("portrait_*.safetensors"))
 
 
+def test_saved_images_do_not_reveal_where_comfyui_lives(comfy):
+    """ComfyUI embeds the prompt, with every node's IS_CHANGED value, in each PNG it saves; the
+    loaders' change markers must not carry the model folders' absolute paths (a home folder)."""
+    import os
+
+    from PIL import Image
+
+    overrides = tiny_overrides("images_to_domain")
+    overrides["5"]["seed"] = 4242  # not cached from another test: every loader fingerprints its files
+    result = run(comfy, load_api_workflow("images_to_domain", overrides))
+    assert_success(result)
+    saved = result["history"]["outputs"]["7"]["images"][0]
+    with Image.open(comfy.base / "output" / saved["subfolder"] / saved["filename"]) as im:
+        text = im.text["prompt"]
+    embedded = json.loads(text)
+    for loader in ("1", "2", "3"):  # generator, CLIP folder, example images
+        marker = embedded[loader]["is_changed"]
+        assert isinstance(marker, list) and marker[0].startswith("sha256:"), (loader, marker)
+    home = os.path.expanduser("~")
+    for private in (str(comfy.base), str(comfy.user_stylegan), str(comfy_root()), home + os.sep):
+        assert private not in text, f"{private} in the saved image's metadata"
+    assert "models/stylegan" not in text and "models/open_clip" not in text
+
+
 def test_workflow_naming_a_missing_model_explains_where_to_put_it(comfy):
     result = comfy.call("validate", prompt=load_api_workflow("sample_saved_domain",
                                                              {"1": {"generator_name": FFHQ}}), prompt_id="x")

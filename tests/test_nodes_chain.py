@@ -479,3 +479,28 @@ def test_generators_of_different_sources_are_refused_clearly(G):
         node("NadaRender").render(unrelated, latent, "const")
     other = node("NadaLoadGenerator").load("other.safetensors", "EMA")[0]  # adapted from the same source: fine
     assert_comfy_image(node("NadaRender").render(other, latent, "const")[0], 1)
+
+
+def test_change_markers_hold_no_path_and_follow_the_files(env, G):
+    """IS_CHANGED values travel in every image ComfyUI saves (the embedded prompt): no folder may show."""
+    latent = node("NadaLatentFromSeeds").make(G, "0", 0.7)[0]
+    node("NadaSaveLatent").save(latent, "marker")
+    folder = env.root / "input" / "marker_examples"
+    folder.mkdir(exist_ok=True)
+    Image.new("RGB", (20, 20), "white").save(folder / "a.png")
+    calls = {
+        "NadaLoadGenerator": dict(generator_name="tiny.safetensors", weights="EMA"),
+        "NadaLoadCLIP": dict(clip_name=env.clip_folder, clip_name_2=env.clip_file, model_name="ViT-B-32"),
+        "NadaLoadLatent": dict(latent_file="marker_00001.safetensors [output]"),
+        "NadaLoadImageFolder": dict(folder="marker_examples", size=64),
+    }
+    markers = {}
+    for name, inputs in calls.items():
+        marker = NODES[name].IS_CHANGED(**inputs)
+        assert marker and isinstance(marker, str), name
+        assert str(env.root) not in marker and "/" not in marker and env.root.name not in marker, (name, marker)
+        markers[name] = marker
+    assert len(set(markers.values())) == len(markers)
+    Image.new("RGB", (20, 20), "black").save(folder / "b.png")  # one more example image
+    assert NODES["NadaLoadImageFolder"].IS_CHANGED(**calls["NadaLoadImageFolder"]) != markers["NadaLoadImageFolder"]
+    assert NODES["NadaLoadCLIP"].IS_CHANGED(clip_name=env.clip_folder) != markers["NadaLoadCLIP"]
