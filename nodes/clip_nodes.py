@@ -11,6 +11,7 @@ from .common import (
     combo,
     float_input,
     int_input,
+    node_error,
     register,
     seed_input,
     socket,
@@ -72,13 +73,13 @@ class NadaLoadCLIP:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, clip_name, clip_name_2=NONE):
-        names = [clip_name] + ([clip_name_2] if clip_name_2 and clip_name_2 != NONE else [])
-        for name in names:
-            try:
-                paths.resolve_model(name, paths.OPEN_CLIP, allow_dir=True)
-            except paths.ModelNotFound as err:
-                return f"{cls.DISPLAY_NAME}: {err}"
+    def VALIDATE_INPUTS(cls, clip_name):
+        # Only clip_name: ComfyUI attaches the message to every input this function takes. So
+        # clip_name_2 keeps ComfyUI's own list check, and load() says clearly what is wrong with it.
+        try:
+            paths.resolve_model(clip_name, paths.OPEN_CLIP, allow_dir=True)
+        except paths.ModelNotFound as err:
+            return f"{cls.DISPLAY_NAME}: {err}"
         return True
 
     @classmethod
@@ -94,6 +95,11 @@ class NadaLoadCLIP:
 
         specs = [(clip_spec(clip_name, model_name), float(weight))]
         if clip_name_2 and clip_name_2 != NONE:
+            same = (paths.resolve_model(clip_name, paths.OPEN_CLIP, allow_dir=True)
+                    == paths.resolve_model(clip_name_2, paths.OPEN_CLIP, allow_dir=True))
+            if same:
+                raise node_error(self, f"clip_name_2 is the same model as clip_name ({clip_name}); pick a different "
+                                       "second model, or 'none' and a higher weight for one model")
             specs.append((clip_spec(clip_name_2, model_name_2), float(weight_2)))
         return (load_clip_ensemble(specs, device=comfy_bridge.torch_device(), precision=precision),)
 

@@ -206,20 +206,30 @@ def list_models(name: str) -> list[str]:
         for folder in model_folders(name):
             found.update(_walk_files(folder, _EXTENSIONS[name]))
     if name == OPEN_CLIP:
-        for folder in model_folders(name):
-            found.update(_walk_clip_dirs(folder))
+        dirs = {d for folder in model_folders(name) for d in _walk_clip_dirs(folder)}
+        # A Hugging Face folder is one choice: its weights file is not listed on its own as well.
+        found = {f for f in found if not any(f.startswith(d + "/") for d in dirs)} | dirs
     return sorted(found)
 
 
+# Top-level input sub-folders that ComfyUI and its front end keep for themselves (3D models, mask
+# editor, pasted and webcam captures, 3D viewer backgrounds, recorded audio): not image sets.
+SYSTEM_INPUT_FOLDERS = frozenset({"3d", "clipspace", "pasted", "webcam", "threed", "backgrounds", "audio"})
+
+
 def list_input_subfolders() -> list[str]:
-    """Sub-folders of the input folder (relative names), for folder-of-images loaders."""
+    """Sub-folders of the input folder (relative names), for folder-of-images loaders; ComfyUI's own
+    folders (:data:`SYSTEM_INPUT_FOLDERS`) and hidden ones are left out."""
     root = input_dir()
     if not root.is_dir():
         return []
     out = []
-    for dirpath, _dirs, _files in walk_folder(root, skip=lambda d: d.startswith(".") or d == "clipspace"):
-        if dirpath != root:
-            out.append(dirpath.relative_to(root).as_posix())
+    for dirpath, _dirs, _files in walk_folder(root, skip=lambda d: d.startswith(".")):
+        if dirpath == root:
+            continue
+        rel = dirpath.relative_to(root).as_posix()
+        if rel.split("/", 1)[0].lower() not in SYSTEM_INPUT_FOLDERS:
+            out.append(rel)
     return sorted(out)
 
 

@@ -70,13 +70,15 @@ class NadaTrain:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, layers, preview_seeds):
+    def VALIDATE_INPUTS(cls, layers):
+        # One input only: ComfyUI attaches the message to every input this function takes (a bad
+        # preview_seeds was reported on layers too). preview_seeds (and every other setting) is
+        # checked by TrainConfig as the node starts, before any work, with its own message.
         from nada_core.errors import InputError
         from nada_core.settings import TRAIN
 
         try:
             TRAIN.check("num_layers", layers)
-            TRAIN.check("preview_seeds", preview_seeds)
         except InputError as err:
             return f"{cls.DISPLAY_NAME}: {err}"
         return True

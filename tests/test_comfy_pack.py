@@ -181,6 +181,49 @@ def test_node_errors_reach_the_user_as_one_clear_message(comfy):
     first_line = err["exception_message"].strip().splitlines()[0]
     assert first_line.startswith("NADA Text Direction: source and target prompts are the same")
     assert err["exception_type"].endswith("NadaNodeError")
+    # ComfyUI shows "<module>.<class>": no folder path glued to it (it loads the pack under its path)
+    assert err["exception_type"] == "ComfyUI-NADA.NadaNodeError", err["exception_type"]
+    # ComfyUI itself formats the message as "{error}\n{tips}": our part is exactly one line
+    assert err["exception_message"] == first_line + "\n"
+
+
+def test_validation_messages_land_on_their_own_inputs(comfy):
+    """ComfyUI attaches a VALIDATE_INPUTS message to every input that function takes: each of ours
+    takes only the input it checks, so a problem is shown on that input alone."""
+    from workflows.build_workflows import CLIP_FOLDER
+
+    def errors_of(changes):
+        prompt = load_api_workflow("text_to_domain", {**tiny_overrides("text_to_domain"), **changes})
+        result = comfy.call("validate", prompt=prompt, prompt_id="v")
+        return {node: sorted(e["extra_info"]["input_name"] for e in entry["errors"])
+                for node, entry in result["node_errors"].items()}, result
+
+    found, result = errors_of({"2": {"clip_name": "missing_clip", "clip_name_2": "none"}})
+    assert found == {"2": ["clip_name"]}, found
+    details = result["node_errors"]["2"]["errors"][0]["details"]
+    assert details.startswith("clip_name - NADA Load CLIP: open_clip file 'missing_clip' not found; put it in ")
+    found, _ = errors_of({"2": {"clip_name": CLIP_FOLDER, "clip_name_2": "missing_second"}})
+    assert found == {"2": ["clip_name_2"]}, found  # ComfyUI's own list check, on the second input
+    found, result = errors_of({"4": {"layers": "most", "preview_seeds": "0-3"}})
+    assert found == {"4": ["layers"]}, found
+    assert "NADA Train: layers must be" in result["node_errors"]["4"]["errors"][0]["details"]
+    found, _ = errors_of({"4": {"layers": "all", "preview_seeds": "a-b"}})
+    assert found == {}, "a bad preview_seeds is reported when the node starts, never on layers"
+
+
+def test_run_time_problems_of_one_input_are_one_clean_line(comfy):
+    from workflows.build_workflows import CLIP_FOLDER
+
+    overrides = tiny_overrides("text_to_domain")
+    overrides["4"].update(preview_seeds="a-b")
+    err = message(run(comfy, load_api_workflow("text_to_domain", overrides)), "execution_error")
+    assert err is not None and err["node_type"] == "NadaTrain"
+    assert err["exception_message"].startswith("NADA Train: cannot read seed")
+    overrides = {**tiny_overrides("text_to_domain"), "2": {"clip_name_2": CLIP_FOLDER}}
+    err = message(run(comfy, load_api_workflow("text_to_domain", overrides)), "execution_error")
+    assert err is not None and err["node_type"] == "NadaLoadCLIP"
+    assert err["exception_message"].startswith(f"NADA Load CLIP: clip_name_2 is the same model as clip_name "
+                                               f"({CLIP_FOLDER}); pick a different second model")
 
 
 # ------------------------------------------------------------------------------------ cancel, cache

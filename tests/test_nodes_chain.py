@@ -267,6 +267,16 @@ def test_load_clip_one_or_two_models(env, clip):
         node("NadaLoadCLIP").load("ViT-L-14.pt", "ViT-L-14", 1.0, "fp32")
 
 
+def test_load_clip_lists_a_folder_once_and_refuses_the_same_model_twice(env):
+    choices = NODES["NadaLoadCLIP"].INPUT_TYPES()["required"]["clip_name"][0]
+    assert env.clip_folder in choices and env.clip_file in choices
+    assert not [c for c in choices if c.startswith(env.clip_folder + "/")], f"folder and its files listed: {choices}"
+    with pytest.raises(NadaNodeError) as info:
+        node("NadaLoadCLIP").load(env.clip_folder, "", 1.0, "fp32", env.clip_folder, "", 1.0)
+    assert str(info.value) == (f"NADA Load CLIP: clip_name_2 is the same model as clip_name ({env.clip_folder}); "
+                               "pick a different second model, or 'none' and a higher weight for one model")
+
+
 def test_text_direction(clip, direction):
     assert direction.kind == "text" and set(direction.vectors) == set(clip.names)
     v = next(iter(direction.vectors.values()))
@@ -327,12 +337,21 @@ def test_trained_generator_saves_with_its_settings(env, trained):
     assert meta["provenance"]["nada"]["direction"]["target_text"] == "pencil sketch"
 
 
-def test_train_validation_messages():
+def test_train_validation_messages(G, clip, direction):
+    """layers is checked before the run (VALIDATE_INPUTS takes only it: ComfyUI attaches the message to
+    every parameter of VALIDATE_INPUTS); preview_seeds as the node starts, before any training."""
+    import inspect
+
     cls = NODES["NadaTrain"]
-    assert cls.VALIDATE_INPUTS(layers="all", preview_seeds="0-3") is True
-    assert cls.VALIDATE_INPUTS(layers="12", preview_seeds="0-3") is True
-    assert cls.VALIDATE_INPUTS(layers="most", preview_seeds="0-3").startswith("NADA Train: layers must be")
-    assert cls.VALIDATE_INPUTS(layers="all", preview_seeds="a-b").startswith("NADA Train: cannot read seed")
+    assert list(inspect.signature(cls.VALIDATE_INPUTS).parameters) == ["layers"]
+    assert cls.VALIDATE_INPUTS(layers="all") is True
+    assert cls.VALIDATE_INPUTS(layers="12") is True
+    assert cls.VALIDATE_INPUTS(layers="most").startswith("NADA Train: layers must be")
+    with pytest.raises(NadaNodeError, match=r"^NADA Train: cannot read seed") as info:
+        node("NadaTrain").train(G, clip, direction, steps=3, batch=2, lr=0.01, layers="all", interval=1, falloff=0,
+                                mixing=0.9, global_weight=0.0, angle_weight=0.0, seed=7, preview_every=1,
+                                preview_seeds="a-b")
+    assert "\n" not in str(info.value)
 
 
 def test_metrics_node(clip, direction, G, trained):
@@ -467,6 +486,37 @@ def test_load_image_folder(env):
     assert NODES["NadaLoadImageFolder"].VALIDATE_INPUTS("nope").startswith(
         "NADA Load Image Folder: image folder 'nope' not found")
     assert NODES["NadaLoadImageFolder"].VALIDATE_INPUTS("examples") is True
+
+
+def test_load_image_folder_skips_an_unreadable_file_and_fails_only_when_none_is_left(env, caplog):
+    import logging
+
+    folder = env.root / "input" / "mixed"
+    folder.mkdir()
+    Image.new("RGB", (30, 30), "white").save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # broken
+    Image.new("RGB", (30, 30), "black").save(folder / "c.png")
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-NADA"):
+        images = node("NadaLoadImageFolder").load("mixed", 16, "crop", 0)[0]
+    assert_comfy_image(images, 2, (16, 16))
+    assert float(images[0].min()) > 0.99 and float(images[1].max()) < 0.01  # a.png, c.png in order
+    assert any("skipped b.png" in r.getMessage() for r in caplog.records)
+    assert node("NadaLoadImageFolder").load("mixed", 16, "crop", 2)[0].shape[0] == 2, "max_images counts readable ones"
+    bad = env.root / "input" / "all_broken"
+    bad.mkdir()
+    (bad / "x.jpg").write_bytes(b"nope")
+    with pytest.raises(NadaNodeError, match=r"^NADA Load Image Folder: none of the 1 image files in 'all_broken' "
+                                            r"could be read, e\.g\. x\.jpg \(cannot read image x\.jpg"):
+        node("NadaLoadImageFolder").load("all_broken", 16, "crop", 0)
+
+
+def test_load_image_folder_does_not_offer_comfyuis_own_folders(env):
+    for system in ("3d", "clipspace", "pasted", "webcam", "threed"):
+        (env.root / "input" / system / "sub").mkdir(parents=True, exist_ok=True)
+    (env.root / "input" / "my_set" / "3d").mkdir(parents=True)  # a user's own folder may be called 3d deeper down
+    choices = NODES["NadaLoadImageFolder"].INPUT_TYPES()["required"]["folder"][0]
+    assert not [c for c in choices if c.split("/")[0] in ("3d", "clipspace", "pasted", "webcam", "threed")], choices
+    assert {"my_set", "my_set/3d"} <= set(choices)
 
 
 def test_generators_of_different_sources_are_refused_clearly(G):
