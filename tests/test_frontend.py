@@ -238,3 +238,25 @@ def test_templates_browser_lists_the_canvas_workflows_with_thumbnails(app):
       return JSON.stringify(app.graph.nodes.length);
     })()""" % (pack, WORKFLOW_NAMES[0]))
     assert json.loads(ok) == len(json.loads((WF_DIR / f"{WORKFLOW_NAMES[0]}.json").read_text())["nodes"])
+
+
+def test_learning_rate_widget_keeps_small_values(app):
+    """The front end rounds FLOAT widgets (to the step's decimals unless the input says "round"):
+    NADA Train's lr must keep 0.00005 as typed, and the server must accept it."""
+    browser, server = app
+    canvas = json.loads((WF_DIR / "text_to_domain.json").read_text(encoding="utf-8"))
+    train_id = next(n["id"] for n in canvas["nodes"] if n["type"] == "NadaTrain")
+    got = json.loads(browser.eval("""(async () => {
+      await app.loadGraphData(%s);
+      const node = app.graph.getNodeById(%d);
+      const w = node.widgets.find(w => w.name === 'lr');
+      const out = {};
+      for (const v of [0.00005, 0.00123, 0.002]) {
+        w.setValue(v, {e: undefined, node, canvas: app.canvas});
+        out[String(v)] = w.value;
+      }
+      const prompt = (await app.graphToPrompt()).output;
+      return JSON.stringify({values: out, sent: prompt['%d'].inputs.lr});
+    })()""" % (json.dumps(canvas), train_id, train_id)))
+    assert got["values"] == {"5e-05": 0.00005, "0.00123": 0.00123, "0.002": 0.002}, got
+    assert got["sent"] == 0.002
