@@ -95,8 +95,10 @@ def _provenance_of(G) -> dict | None:
 
 @register("NADA Save Generator")
 class NadaSaveGenerator:
-    DESCRIPTION = ("Saves a generator (e.g. one adapted by NADA Train) as ComfyUI/models/stylegan/nada/<name>.safetensors, "
-                   "with its training settings stored in the file. It then appears in NADA Load Generator.")
+    DESCRIPTION = ("Saves a generator (e.g. one adapted by NADA Train) as nada/<name>.safetensors in the first stylegan "
+                   "folder (ComfyUI/models/stylegan/nada/, or, when extra_model_paths.yaml names a stylegan: folder, "
+                   "that folder's nada/; the file_name tooltip shows the folder), with its training settings stored "
+                   "in the file. It then appears in NADA Load Generator as nada/<name>.safetensors.")
     CATEGORY = CATEGORY_GENERATOR
     RETURN_TYPES = (T.STRING,)
     RETURN_NAMES = ("generator_name",)
@@ -109,7 +111,8 @@ class NadaSaveGenerator:
         return {
             "required": {
                 "generator": socket(T.GENERATOR, "The generator to save (usually NADA Train's output)."),
-                "file_name": string_input("ffhq_sketch", "File name without extension; saved under ComfyUI/models/stylegan/nada/."),
+                "file_name": string_input("ffhq_sketch", "File name without extension (sub-folders with '/'); saved "
+                                          "in " + paths.save_dir_tooltip() + "."),
                 "overwrite": bool_input(False, "Replace an existing file of that name. Off: a number is added "
                                         "(ffhq_sketch_00001) so earlier results are kept.", on="replace", off="keep both"),
             }

@@ -91,8 +91,22 @@ def input_dir() -> Path:
 
 
 def generator_save_dir() -> Path:
-    """Where adapted generators are saved: ``<first stylegan folder>/nada``."""
+    """Where adapted generators (and training snapshots) are saved: ``<first stylegan folder>/nada``.
+
+    The first stylegan folder is ``ComfyUI/models/stylegan`` unless ``extra_model_paths.yaml`` names
+    a ``stylegan:`` folder: that one comes first (it is where the user keeps StyleGAN models), so
+    saved files land in its ``nada/`` and NADA Load Generator lists them as ``nada/<name>``.
+    """
     return model_folders(STYLEGAN)[0] / SAVED_SUBFOLDER
+
+
+SAVE_DIR_RULE = ("the first stylegan folder's nada/ sub-folder: ComfyUI/models/stylegan/nada/, or, when "
+                 "extra_model_paths.yaml names a stylegan: folder, that folder's nada/")
+
+
+def save_dir_tooltip() -> str:
+    """Where files are saved, as a tooltip fragment: the rule and the folder it gives right now."""
+    return f"{SAVE_DIR_RULE} (here: {generator_save_dir()})"
 
 
 # ------------------------------------------------------------------------------------ fingerprints

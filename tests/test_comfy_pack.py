@@ -242,6 +242,31 @@ def test_cancel_stops_training_promptly(comfy):
     assert "5" not in result["executing"], "nodes after the cancelled one must not run"
 
 
+def test_cancel_keeps_what_was_trained_as_a_snapshot(comfy):
+    """With snapshot_every on, Cancel still ends the node promptly and leaves the weights trained so
+    far in <first stylegan folder>/nada/snapshots/ (here the extra_model_paths.yaml folder), listed
+    by NADA Load Generator and carrying the run's settings."""
+    from nada_core.formats.checkpoints import read_metadata
+
+    overrides = tiny_overrides("text_to_domain")
+    overrides["4"].update(steps=400, preview_every=0, seed=321, snapshot_every=100)
+    result = run(comfy, load_api_workflow("text_to_domain", overrides), interrupt_at={"node": "4", "value": 2})
+    assert message(result, "execution_interrupted") is not None, result["messages"]
+    assert result["interrupt_to_end"] < 5.0
+    runs = sorted((comfy.user_stylegan / "nada" / "snapshots").glob("pencil_sketch_*"))
+    assert runs, "no snapshot folder in the first stylegan folder"
+    kept = runs[-1] / "step_000002.safetensors"
+    assert kept.is_file(), sorted(p.name for p in runs[-1].iterdir())
+    meta = read_metadata(kept)["provenance"]
+    assert meta["nada"]["settings"]["seed"] == 321 and meta["nada"]["steps_done"] == 2
+    assert meta["snapshot"] == {"step": 2, "of": 400}
+    info = comfy.call("input_types", classes=["NadaLoadGenerator", "NadaTrain", "NadaSaveGenerator"])
+    names = info["NadaLoadGenerator"]["input_types"]["required"]["generator_name"][0]
+    assert f"nada/snapshots/{runs[-1].name}/step_000002.safetensors" in names
+    tip = info["NadaTrain"]["input_types"]["optional"]["snapshot_every"][1]["tooltip"]
+    assert str(comfy.user_stylegan / "nada") in tip
+
+
 def test_same_graph_twice_is_served_from_the_cache(comfy):
     overrides = tiny_overrides("text_to_domain")
     overrides["4"]["seed"] = 77  # a graph not run by other tests

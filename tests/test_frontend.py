@@ -258,5 +258,5 @@ def test_learning_rate_widget_keeps_small_values(app):
       const prompt = (await app.graphToPrompt()).output;
       return JSON.stringify({values: out, sent: prompt['%d'].inputs.lr});
     })()""" % (json.dumps(canvas), train_id, train_id)))
-    assert got["values"] == {"5e-05": 0.00005, "0.00123": 0.00123, "0.002": 0.002}, got
+    assert got["values"] == {"0.00005": 0.00005, "0.00123": 0.00123, "0.002": 0.002}, got
     assert got["sent"] == 0.002

@@ -554,3 +554,46 @@ def test_change_markers_hold_no_path_and_follow_the_files(env, G):
     Image.new("RGB", (20, 20), "black").save(folder / "b.png")  # one more example image
     assert NODES["NadaLoadImageFolder"].IS_CHANGED(**calls["NadaLoadImageFolder"]) != markers["NadaLoadImageFolder"]
     assert NODES["NadaLoadCLIP"].IS_CHANGED(clip_name=env.clip_folder) != markers["NadaLoadCLIP"]
+
+
+def test_train_snapshots_go_to_the_save_folder_with_the_settings(env, G, clip, direction):
+    """snapshot_every=2 over 5 steps: steps 2 and 4 saved (atomic, settings inside) under
+    models/stylegan/nada/snapshots/<target>_<time>/, equal to a 4-step run's result, and listed."""
+    from nada_core.formats.checkpoints import read_metadata
+    from nodes import paths
+
+    args = dict(batch=2, lr=0.01, layers="all", interval=1, falloff=0, mixing=0.9, global_weight=0.0,
+                angle_weight=0.0, seed=11, preview_every=0, preview_seeds="0-1")
+    root = env.root / "models" / "stylegan" / "nada" / "snapshots"
+    with torch.inference_mode():
+        node("NadaTrain").train(G, clip, direction, steps=5, snapshot_every=2, **args)
+        four = node("NadaTrain").train(G, clip, direction, steps=4, **args)[0]
+    runs = [d for d in root.iterdir() if d.name.startswith("pencil_sketch_")]
+    assert len(runs) == 1, "one folder per run; snapshot_every=0 writes none"
+    files = sorted(p.name for p in runs[0].iterdir())
+    assert files == ["step_000002.safetensors", "step_000004.safetensors"], files
+    meta = read_metadata(runs[0] / "step_000004.safetensors")["provenance"]
+    assert meta["snapshot"] == {"step": 4, "of": 5}
+    assert meta["nada"]["settings"]["steps"] == 5 and meta["nada"]["settings"]["snapshot_every"] == 2
+    assert meta["nada"]["steps_done"] == 4 and meta["nada"]["direction"]["target_text"] == "pencil sketch"
+    snap = load_generator(runs[0] / "step_000004.safetensors")
+    assert same_state(state(snap), state(four)), "the step-4 snapshot is the generator after 4 steps"
+    listed = f"nada/snapshots/{runs[0].name}/step_000002.safetensors"
+    assert listed in NODES["NadaLoadGenerator"].INPUT_TYPES()["required"]["generator_name"][0]
+    tip = NODES["NadaTrain"].INPUT_TYPES()["optional"]["snapshot_every"][1]["tooltip"]
+    assert str(paths.generator_save_dir()) in tip and "Cancel" in tip
+    assert not [p for p in runs[0].iterdir() if p.name.startswith(".")], "no temporary files left"
+
+
+def test_snapshot_folder_names_stay_inside_the_save_folder():
+    from nodes.snapshots import run_label
+
+    class D:
+        kind = "text"
+        target_text = "../../etc/passwd \u00e9t\u00e9 / x"
+
+    assert run_label(D()) == "etc_passwd_t_x"
+    D.target_text = "///"
+    assert run_label(D()) == "run"
+    D.kind = "image"
+    assert run_label(D()) == "images"
