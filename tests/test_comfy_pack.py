@@ -73,6 +73,26 @@ def test_model_folders_are_registered_and_merged_with_extra_model_paths(comfy):
     assert {".pth", ".bin", ".safetensors"} <= set(folders["open_clip"]["extensions"])
 
 
+def test_save_generator_writes_where_its_tooltip_and_the_readme_say(comfy):
+    """With a stylegan: folder in extra_model_paths.yaml, that folder comes first and Save Generator
+    writes into its nada/; the tooltip names that folder and the README states the rule."""
+    from tests.comfy_harness import TINY_FFHQ
+
+    info = comfy.call("input_types", classes=["NadaSaveGenerator"])["NadaSaveGenerator"]
+    tip = info["input_types"]["required"]["file_name"][1]["tooltip"]
+    assert f"(here: {comfy.user_stylegan / 'nada'})" in tip
+    prompt = {"1": {"class_type": "NadaLoadGenerator", "inputs": {"generator_name": TINY_FFHQ, "weights": "EMA"}},
+              "2": {"class_type": "NadaSaveGenerator",
+                    "inputs": {"generator": ["1", 0], "file_name": "where_test", "overwrite": True}}}
+    result = run(comfy, prompt)
+    assert_success(result)
+    assert result["history"]["outputs"]["2"]["text"] == ["nada/where_test.safetensors"]
+    assert (comfy.user_stylegan / "nada" / "where_test.safetensors").is_file()
+    assert not (comfy.base / "models" / "stylegan" / "nada" / "where_test.safetensors").exists()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "that folder's `nada/`" in readme and "extra_model_paths.yaml" in readme
+
+
 def test_loader_dropdowns_list_models_from_every_folder(comfy):
     (comfy.user_stylegan / "on_nas.pkl").write_bytes(b"not loaded, only listed")
     info = comfy.call("input_types", classes=["NadaLoadGenerator", "NadaLoadCLIP"])
