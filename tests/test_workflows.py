@@ -245,3 +245,30 @@ def test_each_workflow_has_a_picture(name):
     path = WF_DIR.parent / "docs" / "workflows" / f"{name}.png"
     with Image.open(path) as im:
         assert im.format == "PNG" and im.width >= 600 and im.height >= 300
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_canvas_layout_leaves_each_node_its_room(name):
+    """From the sizes in the file: no two nodes overlap and all are visible in a 1600x1000 window
+    with the minimap open at the saved zoom (measured in the real app in test_frontend.py)."""
+    wf = bw.WORKFLOWS[name]
+    assert bw.canvas_layout_problems(wf) == []
+    canvas, _ = load(name)
+    assert canvas["extra"]["ds"] == bw.canvas_view(wf) and canvas["extra"]["ds"]["scale"] >= 0.7
+
+
+def test_fit_view_picks_the_largest_zoom_that_shows_everything():
+    from workflows import canvas_layout as cl
+
+    assert cl.fit_view([(0, 0, 100, 100)]) == {"scale": 1.0, "offset": [75.0, 135.0]}
+    # 1300 x 700 at zoom 1 would reach under the minimap (x > 1330 and y > 730); at 0.95 it ends at x = 1310
+    view = cl.fit_view([(0, 0, 1300, 700)])
+    assert view["scale"] == 0.95
+    x, y, w, h = cl.on_screen((0, 0, 1300, 700), view)
+    assert (round(x), round(y), round(x + w), round(y + h)) == (75, 135, 1310, 800)
+    assert cl.fit_view([(0, -50, 100, 100), (200, 0, 50, 50)])["offset"] == [75.0, 185.0]
+    assert cl.fit_view([(0, 0, 5000, 100)])["scale"] == 0.5  # nothing fits: the smallest zoom
+    assert cl.layout_problems({"a": (0, 0, 100, 100), "b": (105, 0, 10, 10)}, {"scale": 1, "offset": [75, 135]}) \
+        == ["a overlaps b"]
+    assert cl.screen_problem((1300, 700, 100, 100)) == "under the minimap"
+    assert cl.screen_problem((10, 200, 100, 100)).startswith("outside the visible area")
