@@ -206,6 +206,10 @@ class Table:
             lo = s.widget_min if s.widget_min is not None else s.lo
             opts = {"default": default, "min": lo, "max": s.hi, "step": s.step or (1 if s.kind == "int" else 0.01),
                     "tooltip": s.help}
+            if s.kind == "float" and s.widget_min is not None:
+                # ComfyUI's front end rounds FLOAT widgets to the step's decimals unless "round" says
+                # otherwise (and a user setting can coarsen that): keep the widget minimum reachable.
+                opts["round"] = min(opts["step"], s.widget_min)
             return ("INT" if s.kind == "int" else "FLOAT", opts)
         if s.kind == "bool":
             return ("BOOLEAN", {"default": default, "tooltip": s.help})
@@ -237,7 +241,7 @@ TRAIN = Table([
     Setting("batch", "int", 2, "codes per step (paper: 2); more is smoother but slower and uses more memory",
             lo=1, hi=256, metavar="B"),
     Setting("lr", "float", 0.002, "Adam learning rate (paper: 0.002); lower it if the images fall apart or the "
-            "loss becomes NaN", lo=0.0, hi=10.0, lo_open=True, metavar="LR", step=0.0001, widget_min=0.00001),
+            "loss becomes NaN", lo=0.0, hi=10.0, lo_open=True, metavar="LR", step=0.00001, widget_min=0.00001),
     Setting("betas", "betas", (0.0, 0.99), "Adam betas", flag=None),
     # num_layers: a COUNT of W+ layers (not indices); users know it as --layers / the "layers" input.
     Setting("num_layers", "layers", "all", "how many W+ layers to train each step, chosen adaptively: 'all' "

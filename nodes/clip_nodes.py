@@ -12,6 +12,7 @@ from .common import (
     combo,
     float_input,
     int_input,
+    node_error,
     register,
     seed_input,
     socket,
@@ -34,14 +35,13 @@ def clip_spec(clip_name: str, model_name: str) -> str:
     return f"{arch}:{path}"
 
 
-def _signature(name: str) -> str:
-    """Change marker of a CLIP file or folder for ComfyUI's cache."""
+def _clip_files(name: str) -> list:
+    """The files of a CLIP choice (a weights file, or every file of a Hugging Face folder); [] if missing."""
     try:
         path = paths.resolve_model(name, paths.OPEN_CLIP, allow_dir=True)
     except paths.ModelNotFound:
-        return ""
-    files = ([d / f for d, _, names in paths.walk_folder(path) for f in names] if path.is_dir() else [path])
-    return "|".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+        return []
+    return [d / f for d, _, names in paths.walk_folder(path) for f in names] if path.is_dir() else [path]
 
 
 @register("NADA Load CLIP")
@@ -74,21 +74,21 @@ class NadaLoadCLIP:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, clip_name, clip_name_2=NONE):
-        names = [clip_name] + ([clip_name_2] if clip_name_2 and clip_name_2 != NONE else [])
-        for name in names:
-            try:
-                paths.resolve_model(name, paths.OPEN_CLIP, allow_dir=True)
-            except paths.ModelNotFound as err:
-                return f"{cls.DISPLAY_NAME}: {err}"
+    def VALIDATE_INPUTS(cls, clip_name):
+        # Only clip_name: ComfyUI attaches the message to every input this function takes. So
+        # clip_name_2 keeps ComfyUI's own list check, and load() says clearly what is wrong with it.
+        try:
+            paths.resolve_model(clip_name, paths.OPEN_CLIP, allow_dir=True)
+        except paths.ModelNotFound as err:
+            return f"{cls.DISPLAY_NAME}: {err}"
         return True
 
     @classmethod
     def IS_CHANGED(cls, clip_name, clip_name_2=NONE, **_other_inputs):
-        sig = _signature(clip_name)
+        files = _clip_files(clip_name)
         if clip_name_2 and clip_name_2 != NONE:
-            sig += "||" + _signature(clip_name_2)
-        return sig
+            files += _clip_files(clip_name_2)
+        return paths.fingerprint(files) if files else ""  # no path in it: it ends up in saved images
 
     def load(self, clip_name: str, model_name: str, weight: float, precision: str,
              clip_name_2: str = NONE, model_name_2: str = "", weight_2: float = 1.0):
@@ -96,6 +96,11 @@ class NadaLoadCLIP:
 
         specs = [(clip_spec(clip_name, model_name), float(weight))]
         if clip_name_2 and clip_name_2 != NONE:
+            same = (paths.resolve_model(clip_name, paths.OPEN_CLIP, allow_dir=True)
+                    == paths.resolve_model(clip_name_2, paths.OPEN_CLIP, allow_dir=True))
+            if same:
+                raise node_error(self, f"clip_name_2 is the same model as clip_name ({clip_name}); pick a different "
+                                       "second model, or 'none' and a higher weight for one model")
             specs.append((clip_spec(clip_name_2, model_name_2), float(weight_2)))
         return (load_clip_ensemble(specs, device=comfy_bridge.torch_device(), precision=precision),)
 

@@ -26,8 +26,17 @@ CATEGORY_GENERATOR = "NADA/generator"
 MAX_SEED = 2**32 - 1  # NVIDIA-compatible seeds are numpy RandomState seeds
 
 
+PACK_NAME = "ComfyUI-NADA"
+
+
 class NadaNodeError(RuntimeError):
     """What a node raises for a user-fixable problem; the message is meant to be shown as is."""
+
+
+# ComfyUI shows an error's type as ``<module>.<class>``, and it imports this pack under its folder
+# path as the module name, so the dialog read "<ComfyUI folder>/custom_nodes/ComfyUI-NADA.nodes.
+# common.NadaNodeError". A fixed module name shows "ComfyUI-NADA.NadaNodeError" and no private path.
+NadaNodeError.__module__ = PACK_NAME
 
 
 def node_error(node_cls_or_self: Any, message: str) -> NadaNodeError:

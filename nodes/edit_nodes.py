@@ -117,8 +117,7 @@ class NadaLoadDirection:
             path = paths.resolve_model(direction_file, paths.DIRECTIONS)
         except paths.ModelNotFound:
             return ""
-        st = path.stat()
-        return f"{path}|{st.st_size}|{st.st_mtime_ns}"
+        return paths.fingerprint([path])  # no path in it: ComfyUI embeds it in saved images
 
     def load(self, direction_file: str):
         from nada_core.editing.direction_files import load_direction

@@ -7,7 +7,6 @@ from nada_core.settings import ENCODE, INVERT  # light: stdlib only
 from . import comfy_bridge, paths
 from . import types as T
 from .common import CATEGORY_LATENT, CATEGORY_LOADERS, combo, register, socket
-from .generator_nodes import _file_signature
 
 
 @register("NADA Load Encoder")
@@ -39,7 +38,7 @@ class NadaLoadEncoder:
     @classmethod
     def IS_CHANGED(cls, encoder_name, **_other_inputs):
         try:
-            return _file_signature(paths.resolve_model(encoder_name, paths.ENCODERS))
+            return paths.fingerprint([paths.resolve_model(encoder_name, paths.ENCODERS)])  # no path: it ends up in saved images
         except paths.ModelNotFound:
             return ""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 from . import comfy_bridge, paths
@@ -27,15 +26,6 @@ SAVE_FORMAT_TOOLTIP = ("safetensors: NADA's file, with the training settings ins
                        "{'g_ema', 'latent_avg'} as e4e, pSp, StyleCLIP and the StyleGAN-NADA scripts load it (only for "
                        "generators with rosinality's channel table, e.g. FFHQ config-f). both: one of each.")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9._\- ]+$")
-
-
-def _file_signature(path) -> str:
-    """Cheap change marker for ComfyUI's cache: a replaced file (new size/mtime) reloads."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return ""
-    return f"{path}|{st.st_size}|{st.st_mtime_ns}"
 
 
 @register("NADA Load Generator")
@@ -74,7 +64,8 @@ class NadaLoadGenerator:
     @classmethod
     def IS_CHANGED(cls, generator_name, weights="EMA", **_other_inputs):
         try:
-            return _file_signature(paths.resolve_model(generator_name, paths.STYLEGAN)) + "|" + weights
+            # a replaced file (new size/mtime) reloads; no path in the marker (it ends up in saved images)
+            return paths.fingerprint([paths.resolve_model(generator_name, paths.STYLEGAN)], weights)
         except paths.ModelNotFound:
             return ""
 
@@ -108,8 +99,10 @@ def _provenance_of(G) -> dict | None:
 
 @register("NADA Save Generator")
 class NadaSaveGenerator:
-    DESCRIPTION = ("Saves a generator (e.g. one adapted by NADA Train) as ComfyUI/models/stylegan/nada/<name>.safetensors, "
-                   "with its training settings stored in the file. It then appears in NADA Load Generator.")
+    DESCRIPTION = ("Saves a generator (e.g. one adapted by NADA Train) as nada/<name>.safetensors in the first stylegan "
+                   "folder (ComfyUI/models/stylegan/nada/, or, when extra_model_paths.yaml names a stylegan: folder, "
+                   "that folder's nada/; the file_name tooltip shows the folder), with its training settings stored "
+                   "in the file. It then appears in NADA Load Generator as nada/<name>.safetensors.")
     CATEGORY = CATEGORY_GENERATOR
     RETURN_TYPES = (T.STRING,)
     RETURN_NAMES = ("generator_name",)
@@ -122,7 +115,8 @@ class NadaSaveGenerator:
         return {
             "required": {
                 "generator": socket(T.GENERATOR, "The generator to save (usually NADA Train's output)."),
-                "file_name": string_input("ffhq_sketch", "File name without extension; saved under ComfyUI/models/stylegan/nada/."),
+                "file_name": string_input("ffhq_sketch", "File name without extension (sub-folders with '/'); saved "
+                                          "in " + paths.save_dir_tooltip() + "."),
                 "overwrite": bool_input(False, "Replace an existing file of that name. Off: a number is added "
                                         "(ffhq_sketch_00001) so earlier results are kept.", on="replace", off="keep both"),
             },

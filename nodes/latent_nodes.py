@@ -213,8 +213,7 @@ class NadaLoadLatent:
             path = _resolve_latent_file(latent_file)
         except paths.ModelNotFound:
             return ""
-        st = path.stat()
-        return f"{path}|{st.st_size}|{st.st_mtime_ns}"
+        return paths.fingerprint([path])  # no path in it: ComfyUI embeds it in saved images
 
     def load(self, latent_file: str):
         from nada_core.editing.latents import load_latents

@@ -11,9 +11,10 @@ can live anywhere ComfyUI knows about. Outside ComfyUI the folders are
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from . import comfy_bridge
 
@@ -100,8 +101,45 @@ def input_dir() -> Path:
 
 
 def generator_save_dir() -> Path:
-    """Where adapted generators are saved: ``<first stylegan folder>/nada``."""
+    """Where adapted generators (and training snapshots) are saved: ``<first stylegan folder>/nada``.
+
+    The first stylegan folder is ``ComfyUI/models/stylegan`` unless ``extra_model_paths.yaml`` names
+    a ``stylegan:`` folder: that one comes first (it is where the user keeps StyleGAN models), so
+    saved files land in its ``nada/`` and NADA Load Generator lists them as ``nada/<name>``.
+    """
     return model_folders(STYLEGAN)[0] / SAVED_SUBFOLDER
+
+
+SAVE_DIR_RULE = ("the first stylegan folder's nada/ sub-folder: ComfyUI/models/stylegan/nada/, or, when "
+                 "extra_model_paths.yaml names a stylegan: folder, that folder's nada/")
+
+
+def save_dir_tooltip() -> str:
+    """Where files are saved, as a tooltip fragment: the rule and the folder it gives right now."""
+    return f"{SAVE_DIR_RULE} (here: {generator_save_dir()})"
+
+
+# ------------------------------------------------------------------------------------ fingerprints
+
+
+def fingerprint(files: Iterable[Path], *extra: str) -> str:
+    """Change marker of ``files`` for ComfyUI's cache (``IS_CHANGED``): replacing, editing or
+    touching a file (new size or mtime) changes it.
+
+    ComfyUI writes ``IS_CHANGED`` values into the prompt it embeds in every PNG/WebP it saves, so
+    the marker holds no path (it would show the user's home folder to whoever gets the image): only
+    a SHA-256 over each file's path, size and mtime, and ``extra``, travels.
+    """
+    h = hashlib.sha256()
+    for part in extra:
+        h.update(f"{part}\0".encode("utf-8", "surrogateescape"))
+    for f in files:
+        try:
+            st = os.stat(f)
+            h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        except OSError:
+            h.update(f"{f}\0missing\n".encode("utf-8", "surrogateescape"))
+    return "sha256:" + h.hexdigest()[:32]
 
 
 # ----------------------------------------------------------------------------------------- listing
@@ -192,22 +230,32 @@ def list_models(name: str) -> list[str]:
         for folder in model_folders(name):
             found.update(_walk_files(folder, _EXTENSIONS[name]))
     if name == OPEN_CLIP:
-        for folder in model_folders(name):
-            found.update(_walk_clip_dirs(folder))
+        dirs = {d for folder in model_folders(name) for d in _walk_clip_dirs(folder)}
+        # A Hugging Face folder is one choice: its weights file is not listed on its own as well.
+        found = {f for f in found if not any(f.startswith(d + "/") for d in dirs)} | dirs
     if name == STYLEGAN:  # direction files live in stylegan/directions/ but are not generators
         found = {f for f in found if not f.startswith(DIRECTIONS_SUBFOLDER + "/")}
     return sorted(found)
 
 
+# Top-level input sub-folders that ComfyUI and its front end keep for themselves (3D models, mask
+# editor, pasted and webcam captures, 3D viewer backgrounds, recorded audio): not image sets.
+SYSTEM_INPUT_FOLDERS = frozenset({"3d", "clipspace", "pasted", "webcam", "threed", "backgrounds", "audio"})
+
+
 def list_input_subfolders() -> list[str]:
-    """Sub-folders of the input folder (relative names), for folder-of-images loaders."""
+    """Sub-folders of the input folder (relative names), for folder-of-images loaders; ComfyUI's own
+    folders (:data:`SYSTEM_INPUT_FOLDERS`) and hidden ones are left out."""
     root = input_dir()
     if not root.is_dir():
         return []
     out = []
-    for dirpath, _dirs, _files in walk_folder(root, skip=lambda d: d.startswith(".") or d == "clipspace"):
-        if dirpath != root:
-            out.append(dirpath.relative_to(root).as_posix())
+    for dirpath, _dirs, _files in walk_folder(root, skip=lambda d: d.startswith(".")):
+        if dirpath == root:
+            continue
+        rel = dirpath.relative_to(root).as_posix()
+        if rel.split("/", 1)[0].lower() not in SYSTEM_INPUT_FOLDERS:
+            out.append(rel)
     return sorted(out)
 
 

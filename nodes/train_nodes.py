@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from . import comfy_bridge
 from . import types as T
 from .common import (
@@ -18,6 +20,7 @@ from .common import (
 NODE_SETTINGS = {name: name for name in ("steps", "batch", "lr", "layers", "interval", "falloff", "mixing",
                                          "global_weight", "angle_weight", "seed", "preview_every", "preview_seeds")}
 NODE_SETTINGS["layers"] = "num_layers"
+log = logging.getLogger("ComfyUI-NADA")
 
 
 def _setting_input(name: str) -> tuple:
@@ -27,6 +30,13 @@ def _setting_input(name: str) -> tuple:
     if name == "seed":  # the training seed is part of the recipe: no "randomize after run"
         opts = {**opts, "control_after_generate": False}
     return (kind, opts)
+
+
+def _snapshot_input() -> tuple:
+    from .snapshots import snapshot_tooltip
+
+    kind, opts = _setting_input("snapshot_every")
+    return (kind, {**opts, "tooltip": snapshot_tooltip()})
 
 
 def _to_pil(img):
@@ -67,24 +77,30 @@ class NadaTrain:
                 "direction": socket(T.DIRECTION, "Where to go in CLIP space (NADA Text Direction or NADA Image Direction)."),
                 **{name: _setting_input(setting) for name, setting in NODE_SETTINGS.items()},
             },
-            "optional": {"class_index": _setting_input("class_index")},
+            # optional, so API prompts written before they existed still validate
+            "optional": {
+                "class_index": _setting_input("class_index"),
+                "snapshot_every": _snapshot_input(),
+            },
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, layers, preview_seeds):
+    def VALIDATE_INPUTS(cls, layers):
+        # One input only: ComfyUI attaches the message to every input this function takes (a bad
+        # preview_seeds was reported on layers too). preview_seeds (and every other setting) is
+        # checked by TrainConfig as the node starts, before any work, with its own message.
         from nada_core.errors import InputError
         from nada_core.settings import TRAIN
 
         try:
             TRAIN.check("num_layers", layers)
-            TRAIN.check("preview_seeds", preview_seeds)
         except InputError as err:
             return f"{cls.DISPLAY_NAME}: {err}"
         return True
 
     def train(self, generator, clip, direction, steps: int, batch: int, lr: float, layers: str, interval: int,
               falloff: int, mixing: float, global_weight: float, angle_weight: float, seed: int,
-              preview_every: int, preview_seeds: str, class_index: int = -1):
+              preview_every: int, preview_seeds: str, class_index: int = -1, snapshot_every: int = 0):
         from nada_core.media.images import to_comfy
         from nada_core.media.plots import draw_loss_plot
         from nada_core.training.config import TrainConfig
@@ -92,21 +108,31 @@ class NadaTrain:
         from nada_core.training.run import format_metrics, run_training
         from nada_core.training.trainer import NadaTrainer
 
+        from .snapshots import Snapshots, run_label
+
         # Widget values go to the config as they are: TrainConfig checks them against the table.
         config = TrainConfig(steps=steps, batch=batch, lr=lr, num_layers=layers, interval=interval, falloff=falloff,
                              mixing=mixing, global_weight=global_weight, angle_weight=angle_weight, seed=seed,
-                             preview_every=preview_every, preview_seeds=preview_seeds, class_index=class_index)
+                             preview_every=preview_every, preview_seeds=preview_seeds, class_index=class_index,
+                             snapshot_every=snapshot_every)
         comfy_bridge.free_memory()  # make room: ComfyUI may still hold diffusion models
         trainer = NadaTrainer(generator, clip, direction, config, device=comfy_bridge.torch_device())
         bar = comfy_bridge.Progress(config.steps)
+        snapshots = Snapshots(trainer, config.snapshot_every, run_label(direction))
 
         def on_progress(info, grid):
+            snapshots.after_step(info.step)
             bar.update(info.step, _to_pil(grid) if grid is not None else None)
 
         outcome = run_training(trainer, eval_seeds=DEFAULT_EVAL_SEEDS, on_progress=on_progress,
                                should_stop=comfy_bridge.interrupt_requested)
         if outcome.interrupted:
-            comfy_bridge.raise_interrupted(f"training stopped at step {trainer.step_index} of {config.steps}")
+            kept = snapshots.on_cancel()
+            note = f"; kept as {snapshots.listed_name(kept)}" if kept is not None else ""
+            # ComfyUI shows a Cancel as "interrupted" without our text: say in its log what was kept
+            log.info("%s: training stopped at step %d of %d%s", self.DISPLAY_NAME, trainer.step_index,
+                     config.steps, note)
+            comfy_bridge.raise_interrupted(f"training stopped at step {trainer.step_index} of {config.steps}{note}")
         adapted = trainer.export_generator()
         done = trainer.step_index
         plot = draw_loss_plot(outcome.loss_series, title=f"NADA training loss ({done} steps)")

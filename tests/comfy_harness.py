@@ -143,8 +143,10 @@ def tiny_overrides(name: str) -> dict[str, dict[str, Any]]:
 
 
 def load_api_workflow(name: str, overrides: dict[str, dict[str, Any]] | None = None) -> dict:
-    """The API JSON of workflow ``name`` as shipped in ``workflows/``, with ``overrides`` applied."""
-    prompt = json.loads((REPO / "workflows" / f"{name}.api.json").read_text(encoding="utf-8"))
+    """The API JSON of workflow ``name`` as shipped in ``workflows/api/``, with ``overrides`` applied."""
+    from workflows.build_workflows import api_path
+
+    prompt = json.loads(api_path(name).read_text(encoding="utf-8"))
     for node_id, change in (overrides or {}).items():
         for key, value in change.items():
             assert key in prompt[node_id]["inputs"], f"{name} #{node_id} has no input {key}"

@@ -239,6 +239,17 @@ def test_loss_plot_draws_each_series_and_survives_nan(tmp_path):
         assert im.size == (800, 450)
 
 
+def test_loss_series_draws_a_lone_term_once_as_the_total():
+    from nada_core.training.run import loss_series
+
+    one = [{"total": 1.0, "directional": 1.0}, {"total": 0.5, "directional": 0.5}]
+    assert loss_series(one) == {"total (= directional)": [1.0, 0.5]}
+    two = [{"total": 1.5, "directional": 1.0, "global": 0.5}]
+    assert loss_series(two) == {"total": [1.5], "directional": [1.0], "global": [0.5]}
+    weighted = [{"total": 2.0, "directional": 1.0}]  # weight 2: different curves, both shown
+    assert loss_series(weighted) == {"total": [2.0], "directional": [1.0]}
+
+
 def test_real_ctrl_c_in_a_subprocess_saves_and_exits_130(files, tmp_path):
     import signal
     import time

@@ -73,6 +73,26 @@ def test_model_folders_are_registered_and_merged_with_extra_model_paths(comfy):
     assert {".pth", ".bin", ".safetensors"} <= set(folders["open_clip"]["extensions"])
 
 
+def test_save_generator_writes_where_its_tooltip_and_the_readme_say(comfy):
+    """With a stylegan: folder in extra_model_paths.yaml, that folder comes first and Save Generator
+    writes into its nada/; the tooltip names that folder and the README states the rule."""
+    from tests.comfy_harness import TINY_FFHQ
+
+    info = comfy.call("input_types", classes=["NadaSaveGenerator"])["NadaSaveGenerator"]
+    tip = info["input_types"]["required"]["file_name"][1]["tooltip"]
+    assert f"(here: {comfy.user_stylegan / 'nada'})" in tip
+    prompt = {"1": {"class_type": "NadaLoadGenerator", "inputs": {"generator_name": TINY_FFHQ, "weights": "EMA"}},
+              "2": {"class_type": "NadaSaveGenerator",
+                    "inputs": {"generator": ["1", 0], "file_name": "where_test", "overwrite": True}}}
+    result = run(comfy, prompt)
+    assert_success(result)
+    assert result["history"]["outputs"]["2"]["text"] == ["nada/where_test.safetensors"]
+    assert (comfy.user_stylegan / "nada" / "where_test.safetensors").is_file()
+    assert not (comfy.base / "models" / "stylegan" / "nada" / "where_test.safetensors").exists()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "that folder's `nada/`" in readme and "extra_model_paths.yaml" in readme
+
+
 def test_loader_dropdowns_list_models_from_every_folder(comfy):
     (comfy.user_stylegan / "on_nas.pkl").write_bytes(b"not loaded, only listed")
     info = comfy.call("input_types", classes=["NadaLoadGenerator", "NadaLoadCLIP"])
@@ -144,6 +164,30 @@ def test_shipped_workflow_validates_and_runs(comfy, name):
         assert saved and load_latents(saved[-1]).provenance["encoder_type"] == "Encoder4Editing"
 
 
+def test_saved_images_do_not_reveal_where_comfyui_lives(comfy):
+    """ComfyUI embeds the prompt, with every node's IS_CHANGED value, in each PNG it saves; the
+    loaders' change markers must not carry the model folders' absolute paths (a home folder)."""
+    import os
+
+    from PIL import Image
+
+    overrides = tiny_overrides("images_to_domain")
+    overrides["5"]["seed"] = 4242  # not cached from another test: every loader fingerprints its files
+    result = run(comfy, load_api_workflow("images_to_domain", overrides))
+    assert_success(result)
+    saved = result["history"]["outputs"]["7"]["images"][0]
+    with Image.open(comfy.base / "output" / saved["subfolder"] / saved["filename"]) as im:
+        text = im.text["prompt"]
+    embedded = json.loads(text)
+    for loader in ("1", "2", "3"):  # generator, CLIP folder, example images
+        marker = embedded[loader]["is_changed"]
+        assert isinstance(marker, list) and marker[0].startswith("sha256:"), (loader, marker)
+    home = os.path.expanduser("~")
+    for private in (str(comfy.base), str(comfy.user_stylegan), str(comfy_root()), home + os.sep):
+        assert private not in text, f"{private} in the saved image's metadata"
+    assert "models/stylegan" not in text and "models/open_clip" not in text
+
+
 def test_workflow_naming_a_missing_model_explains_where_to_put_it(comfy):
     result = comfy.call("validate", prompt=load_api_workflow("sample_saved_domain",
                                                              {"1": {"generator_name": FFHQ}}), prompt_id="x")
@@ -162,6 +206,49 @@ def test_node_errors_reach_the_user_as_one_clear_message(comfy):
     first_line = err["exception_message"].strip().splitlines()[0]
     assert first_line.startswith("NADA Text Direction: source and target prompts are the same")
     assert err["exception_type"].endswith("NadaNodeError")
+    # ComfyUI shows "<module>.<class>": no folder path glued to it (it loads the pack under its path)
+    assert err["exception_type"] == "ComfyUI-NADA.NadaNodeError", err["exception_type"]
+    # ComfyUI itself formats the message as "{error}\n{tips}": our part is exactly one line
+    assert err["exception_message"] == first_line + "\n"
+
+
+def test_validation_messages_land_on_their_own_inputs(comfy):
+    """ComfyUI attaches a VALIDATE_INPUTS message to every input that function takes: each of ours
+    takes only the input it checks, so a problem is shown on that input alone."""
+    from workflows.build_workflows import CLIP_FOLDER
+
+    def errors_of(changes):
+        prompt = load_api_workflow("text_to_domain", {**tiny_overrides("text_to_domain"), **changes})
+        result = comfy.call("validate", prompt=prompt, prompt_id="v")
+        return {node: sorted(e["extra_info"]["input_name"] for e in entry["errors"])
+                for node, entry in result["node_errors"].items()}, result
+
+    found, result = errors_of({"2": {"clip_name": "missing_clip", "clip_name_2": "none"}})
+    assert found == {"2": ["clip_name"]}, found
+    details = result["node_errors"]["2"]["errors"][0]["details"]
+    assert details.startswith("clip_name - NADA Load CLIP: open_clip file 'missing_clip' not found; put it in ")
+    found, _ = errors_of({"2": {"clip_name": CLIP_FOLDER, "clip_name_2": "missing_second"}})
+    assert found == {"2": ["clip_name_2"]}, found  # ComfyUI's own list check, on the second input
+    found, result = errors_of({"4": {"layers": "most", "preview_seeds": "0-3"}})
+    assert found == {"4": ["layers"]}, found
+    assert "NADA Train: layers must be" in result["node_errors"]["4"]["errors"][0]["details"]
+    found, _ = errors_of({"4": {"layers": "all", "preview_seeds": "a-b"}})
+    assert found == {}, "a bad preview_seeds is reported when the node starts, never on layers"
+
+
+def test_run_time_problems_of_one_input_are_one_clean_line(comfy):
+    from workflows.build_workflows import CLIP_FOLDER
+
+    overrides = tiny_overrides("text_to_domain")
+    overrides["4"].update(preview_seeds="a-b")
+    err = message(run(comfy, load_api_workflow("text_to_domain", overrides)), "execution_error")
+    assert err is not None and err["node_type"] == "NadaTrain"
+    assert err["exception_message"].startswith("NADA Train: cannot read seed")
+    overrides = {**tiny_overrides("text_to_domain"), "2": {"clip_name_2": CLIP_FOLDER}}
+    err = message(run(comfy, load_api_workflow("text_to_domain", overrides)), "execution_error")
+    assert err is not None and err["node_type"] == "NadaLoadCLIP"
+    assert err["exception_message"].startswith(f"NADA Load CLIP: clip_name_2 is the same model as clip_name "
+                                               f"({CLIP_FOLDER}); pick a different second model")
 
 
 # ------------------------------------------------------------------------------------ cancel, cache
@@ -178,6 +265,31 @@ def test_cancel_stops_training_promptly(comfy):
     assert max(steps) == 2, f"no step may run after Cancel, got progress {steps}"
     assert result["interrupt_to_end"] < 5.0
     assert "5" not in result["executing"], "nodes after the cancelled one must not run"
+
+
+def test_cancel_keeps_what_was_trained_as_a_snapshot(comfy):
+    """With snapshot_every on, Cancel still ends the node promptly and leaves the weights trained so
+    far in <first stylegan folder>/nada/snapshots/ (here the extra_model_paths.yaml folder), listed
+    by NADA Load Generator and carrying the run's settings."""
+    from nada_core.formats.checkpoints import read_metadata
+
+    overrides = tiny_overrides("text_to_domain")
+    overrides["4"].update(steps=400, preview_every=0, seed=321, snapshot_every=100)
+    result = run(comfy, load_api_workflow("text_to_domain", overrides), interrupt_at={"node": "4", "value": 2})
+    assert message(result, "execution_interrupted") is not None, result["messages"]
+    assert result["interrupt_to_end"] < 5.0
+    runs = sorted((comfy.user_stylegan / "nada" / "snapshots").glob("pencil_sketch_*"))
+    assert runs, "no snapshot folder in the first stylegan folder"
+    kept = runs[-1] / "step_000002.safetensors"
+    assert kept.is_file(), sorted(p.name for p in runs[-1].iterdir())
+    meta = read_metadata(kept)["provenance"]
+    assert meta["nada"]["settings"]["seed"] == 321 and meta["nada"]["steps_done"] == 2
+    assert meta["snapshot"] == {"step": 2, "of": 400}
+    info = comfy.call("input_types", classes=["NadaLoadGenerator", "NadaTrain", "NadaSaveGenerator"])
+    names = info["NadaLoadGenerator"]["input_types"]["required"]["generator_name"][0]
+    assert f"nada/snapshots/{runs[-1].name}/step_000002.safetensors" in names
+    tip = info["NadaTrain"]["input_types"]["optional"]["snapshot_every"][1]["tooltip"]
+    assert str(comfy.user_stylegan / "nada") in tip
 
 
 def test_same_graph_twice_is_served_from_the_cache(comfy):

@@ -25,6 +25,7 @@ import pytest
 
 from tests.comfy_harness import load_api_workflow, make_model_tree, tiny_overrides, unavailable_reason
 from workflows.build_workflows import BUILTIN_NODES, VIRTUAL_NODES, WORKFLOW_NAMES
+from workflows.canvas_layout import WINDOW, overlaps
 
 CHROMIUM = os.environ.get("NADA_CHROMIUM") or next(
     (p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -114,6 +115,9 @@ def app(tmp_path_factory):
     try:
         browser = Browser(tmp_path_factory.mktemp("browser"))
         server.wait_ready(timeout=180)
+        # The window the shipped layouts are made for (workflows/canvas_layout.py)
+        browser.cdp("Emulation.setDeviceMetricsOverride", width=WINDOW[0], height=WINDOW[1], deviceScaleFactor=1,
+                    mobile=False)
         browser.cdp("Page.navigate", url=server.url)
         deadline = time.monotonic() + 90
         while browser.eval("!!(window.app && window.app.graph && window.app.api)") is not True:
@@ -151,6 +155,60 @@ LOAD_AND_QUEUE = """(async () => {
   try { ok = await app.queuePrompt(0, 1); } finally { app.api.queuePrompt = original; }
   return JSON.stringify({nodes, prompt: converted.output, ok, response, failure});
 })()"""
+
+
+# Where the app draws each node (screen pixels, title bar included) and the parts of its own UI
+# that cover the canvas: the canvas panel (right of the side bar, below the tab bar and the
+# workflow-name / Run bar row), the workflow-name box, the Run bar, the minimap and the zoom buttons.
+LAYOUT = """(async () => {
+  await app.extensionManager.setting.set('Comfy.Minimap.Visible', true);
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const rect = e => { if (!e) return null; const r = e.getBoundingClientRect();
+                      return r.width > 0 && r.height > 0 ? [r.x, r.y, r.width, r.height] : null; };
+  const ds = app.canvas.ds;
+  const nodes = app.graph.nodes.map(n => { const b = n.getBounding();
+    return {id: n.id, type: n.type, title: n.title,
+            box: [(b[0] + ds.offset[0]) * ds.scale, (b[1] + ds.offset[1]) * ds.scale, b[2] * ds.scale, b[3] * ds.scale]}; });
+  const zoom = [...document.querySelectorAll('.p-buttongroup')].find(e => e.getBoundingClientRect().bottom > innerHeight - 8);
+  const texts = [...document.querySelectorAll('textarea')].filter(t => t.value.startsWith('NADA metrics'))
+    .map(t => ({sw: t.scrollWidth, cw: t.clientWidth, sh: t.scrollHeight, ch: t.clientHeight, wrap: getComputedStyle(t).whiteSpace}));
+  return JSON.stringify({window: [innerWidth, innerHeight], nodes, texts,
+    panel: rect(document.querySelector('.graph-canvas-panel')),
+    covers: {workflow_name: rect(document.querySelector('.subgraph-breadcrumb .p-breadcrumb-item')),
+             run_bar: rect(document.querySelector('.actionbar-container')),
+             minimap: rect(document.querySelector('.minimap-main-container')), zoom_buttons: rect(zoom)}});
+})()"""
+
+
+def layout_problems(browser) -> tuple[list[str], dict]:
+    """Nodes (and notes) that overlap, leave the canvas panel, or sit under the app's own boxes."""
+    got = json.loads(browser.eval(LAYOUT))
+    assert got["window"] == list(WINDOW)
+    assert got["panel"] and got["covers"]["minimap"], f"canvas panel or minimap not found: {got}"
+    px, py, pw, ph = got["panel"]
+    problems = []
+    for i, n in enumerate(got["nodes"]):
+        x, y, w, h = n["box"]
+        name = f"#{n['id']} {n['title'] or n['type']}"
+        if x < px - 0.5 or y < py - 0.5 or x + w > px + pw + 0.5 or y + h > py + ph + 0.5:
+            problems.append(f"{name} {[round(v) for v in n['box']]} leaves the canvas panel {[round(v) for v in got['panel']]}")
+        for what, box in got["covers"].items():
+            if box and overlaps(n["box"], box):
+                problems.append(f"{name} is under the {what} box")
+        for m in got["nodes"][i + 1:]:
+            if overlaps(n["box"], m["box"]):
+                problems.append(f"{name} overlaps #{m['id']} {m['title'] or m['type']}")
+    return problems, got
+
+
+@pytest.mark.parametrize("name", WORKFLOW_NAMES)
+def test_canvas_layout_fits_a_1600x1000_window_with_the_minimap(app, name):
+    browser, _ = app
+    canvas = json.loads((WF_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    browser.eval("(async () => { await app.loadGraphData(%s); return 1; })()" % json.dumps(canvas))
+    problems, got = layout_problems(browser)
+    assert problems == [], f"{name}: " + "; ".join(problems)
+    assert len(got["nodes"]) == len(canvas["nodes"])
 
 
 def backend_inputs(class_type: str, object_info: dict) -> set[str]:
@@ -213,3 +271,65 @@ def test_canvas_workflow_runs_from_the_web_app(app, name):
     for node_id in saving:
         images = history["outputs"][node_id]["images"]
         assert images and all((server.output_dir / i["subfolder"] / i["filename"]).is_file() for i in images)
+
+    # After the run, nodes showing previews and results must still fit where they were placed.
+    deadline, last = time.monotonic() + 10, None
+    while True:  # previews arrive over the websocket: wait until the layout stops changing
+        problems, got = layout_problems(browser)
+        if got["nodes"] == last or time.monotonic() > deadline:
+            break
+        last = got["nodes"]
+        time.sleep(0.5)
+    assert problems == [], f"{name} after a run: " + "; ".join(problems)
+    if any(e["class_type"] == "PreviewAny" for e in expected.values()):
+        assert got["texts"], "the metrics text is not shown"
+        for t in got["texts"]:  # wrapped and fully visible, no scrolling needed
+            assert t["wrap"] in ("pre-wrap", "pre-line", "normal", "break-spaces") and t["sw"] <= t["cw"], t
+            assert t["sh"] <= t["ch"] + 1, f"metrics text needs scrolling: {t}"
+
+
+def test_templates_browser_lists_the_canvas_workflows_with_thumbnails(app):
+    """ComfyUI lists every ``workflows/*.json`` of a pack under Templates -> Extensions and asks for
+    ``NAME.jpg`` as the card's thumbnail: only the canvas workflows may be listed, each opens as a
+    graph, and each has a JPEG thumbnail."""
+    browser, server = app
+    pack = REPO.name  # the server links the pack into custom_nodes under its folder name
+    listed = server.get("/workflow_templates")
+    assert sorted(listed.get(pack, [])) == sorted(WORKFLOW_NAMES), listed
+    for name in WORKFLOW_NAMES:
+        base = f"{server.url}/api/workflow_templates/{pack}/{name}"
+        with urllib.request.urlopen(base + ".json", timeout=10) as r:
+            graph = json.loads(r.read())
+        assert graph.get("version") == 0.4 and graph["nodes"], f"{name}.json is not a canvas workflow"
+        with urllib.request.urlopen(base + ".jpg", timeout=10) as r:
+            data = r.read()
+            assert r.headers.get_content_type() == "image/jpeg" and data[:3] == b"\xff\xd8\xff", name
+    # The app itself loads the template the way the browser's card does (fetch, then loadGraphData).
+    ok = browser.eval("""(async () => {
+      const r = await fetch('api/workflow_templates/%s/%s.json');
+      await app.loadGraphData(await r.json());
+      return JSON.stringify(app.graph.nodes.length);
+    })()""" % (pack, WORKFLOW_NAMES[0]))
+    assert json.loads(ok) == len(json.loads((WF_DIR / f"{WORKFLOW_NAMES[0]}.json").read_text())["nodes"])
+
+
+def test_learning_rate_widget_keeps_small_values(app):
+    """The front end rounds FLOAT widgets (to the step's decimals unless the input says "round"):
+    NADA Train's lr must keep 0.00005 as typed, and the server must accept it."""
+    browser, server = app
+    canvas = json.loads((WF_DIR / "text_to_domain.json").read_text(encoding="utf-8"))
+    train_id = next(n["id"] for n in canvas["nodes"] if n["type"] == "NadaTrain")
+    got = json.loads(browser.eval("""(async () => {
+      await app.loadGraphData(%s);
+      const node = app.graph.getNodeById(%d);
+      const w = node.widgets.find(w => w.name === 'lr');
+      const out = {};
+      for (const v of [0.00005, 0.00123, 0.002]) {
+        w.setValue(v, {e: undefined, node, canvas: app.canvas});
+        out[String(v)] = w.value;
+      }
+      const prompt = (await app.graphToPrompt()).output;
+      return JSON.stringify({values: out, sent: prompt['%d'].inputs.lr});
+    })()""" % (json.dumps(canvas), train_id, train_id)))
+    assert got["values"] == {"0.00005": 0.00005, "0.00123": 0.00123, "0.002": 0.002}, got
+    assert got["sent"] == 0.002

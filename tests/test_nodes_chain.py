@@ -289,6 +289,16 @@ def test_load_clip_one_or_two_models(env, clip):
         node("NadaLoadCLIP").load("ViT-L-14.pt", "ViT-L-14", 1.0, "fp32")
 
 
+def test_load_clip_lists_a_folder_once_and_refuses_the_same_model_twice(env):
+    choices = NODES["NadaLoadCLIP"].INPUT_TYPES()["required"]["clip_name"][0]
+    assert env.clip_folder in choices and env.clip_file in choices
+    assert not [c for c in choices if c.startswith(env.clip_folder + "/")], f"folder and its files listed: {choices}"
+    with pytest.raises(NadaNodeError) as info:
+        node("NadaLoadCLIP").load(env.clip_folder, "", 1.0, "fp32", env.clip_folder, "", 1.0)
+    assert str(info.value) == (f"NADA Load CLIP: clip_name_2 is the same model as clip_name ({env.clip_folder}); "
+                               "pick a different second model, or 'none' and a higher weight for one model")
+
+
 def test_text_direction(clip, direction):
     assert direction.kind == "text" and set(direction.vectors) == set(clip.names)
     v = next(iter(direction.vectors.values()))
@@ -349,12 +359,21 @@ def test_trained_generator_saves_with_its_settings(env, trained):
     assert meta["provenance"]["nada"]["direction"]["target_text"] == "pencil sketch"
 
 
-def test_train_validation_messages():
+def test_train_validation_messages(G, clip, direction):
+    """layers is checked before the run (VALIDATE_INPUTS takes only it: ComfyUI attaches the message to
+    every parameter of VALIDATE_INPUTS); preview_seeds as the node starts, before any training."""
+    import inspect
+
     cls = NODES["NadaTrain"]
-    assert cls.VALIDATE_INPUTS(layers="all", preview_seeds="0-3") is True
-    assert cls.VALIDATE_INPUTS(layers="12", preview_seeds="0-3") is True
-    assert cls.VALIDATE_INPUTS(layers="most", preview_seeds="0-3").startswith("NADA Train: layers must be")
-    assert cls.VALIDATE_INPUTS(layers="all", preview_seeds="a-b").startswith("NADA Train: cannot read seed")
+    assert list(inspect.signature(cls.VALIDATE_INPUTS).parameters) == ["layers"]
+    assert cls.VALIDATE_INPUTS(layers="all") is True
+    assert cls.VALIDATE_INPUTS(layers="12") is True
+    assert cls.VALIDATE_INPUTS(layers="most").startswith("NADA Train: layers must be")
+    with pytest.raises(NadaNodeError, match=r"^NADA Train: cannot read seed") as info:
+        node("NadaTrain").train(G, clip, direction, steps=3, batch=2, lr=0.01, layers="all", interval=1, falloff=0,
+                                mixing=0.9, global_weight=0.0, angle_weight=0.0, seed=7, preview_every=1,
+                                preview_seeds="a-b")
+    assert "\n" not in str(info.value)
 
 
 def test_metrics_node(clip, direction, G, trained):
@@ -491,6 +510,37 @@ def test_load_image_folder(env):
     assert NODES["NadaLoadImageFolder"].VALIDATE_INPUTS("examples") is True
 
 
+def test_load_image_folder_skips_an_unreadable_file_and_fails_only_when_none_is_left(env, caplog):
+    import logging
+
+    folder = env.root / "input" / "mixed"
+    folder.mkdir()
+    Image.new("RGB", (30, 30), "white").save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # broken
+    Image.new("RGB", (30, 30), "black").save(folder / "c.png")
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-NADA"):
+        images = node("NadaLoadImageFolder").load("mixed", 16, "crop", 0)[0]
+    assert_comfy_image(images, 2, (16, 16))
+    assert float(images[0].min()) > 0.99 and float(images[1].max()) < 0.01  # a.png, c.png in order
+    assert any("skipped b.png" in r.getMessage() for r in caplog.records)
+    assert node("NadaLoadImageFolder").load("mixed", 16, "crop", 2)[0].shape[0] == 2, "max_images counts readable ones"
+    bad = env.root / "input" / "all_broken"
+    bad.mkdir()
+    (bad / "x.jpg").write_bytes(b"nope")
+    with pytest.raises(NadaNodeError, match=r"^NADA Load Image Folder: none of the 1 image files in 'all_broken' "
+                                            r"could be read, e\.g\. x\.jpg \(cannot read image x\.jpg"):
+        node("NadaLoadImageFolder").load("all_broken", 16, "crop", 0)
+
+
+def test_load_image_folder_does_not_offer_comfyuis_own_folders(env):
+    for system in ("3d", "clipspace", "pasted", "webcam", "threed"):
+        (env.root / "input" / system / "sub").mkdir(parents=True, exist_ok=True)
+    (env.root / "input" / "my_set" / "3d").mkdir(parents=True)  # a user's own folder may be called 3d deeper down
+    choices = NODES["NadaLoadImageFolder"].INPUT_TYPES()["required"]["folder"][0]
+    assert not [c for c in choices if c.split("/")[0] in ("3d", "clipspace", "pasted", "webcam", "threed")], choices
+    assert {"my_set", "my_set/3d"} <= set(choices)
+
+
 def test_generators_of_different_sources_are_refused_clearly(G):
     unrelated = node("NadaLoadGenerator").load("unrelated.safetensors", "EMA")[0]
     with pytest.raises(NadaNodeError, match=r"^NADA Blend Generators: cannot blend generators from different sources"):
@@ -501,3 +551,71 @@ def test_generators_of_different_sources_are_refused_clearly(G):
         node("NadaRender").render(unrelated, latent, "const")
     other = node("NadaLoadGenerator").load("other.safetensors", "EMA")[0]  # adapted from the same source: fine
     assert_comfy_image(node("NadaRender").render(other, latent, "const")[0], 1)
+
+
+def test_change_markers_hold_no_path_and_follow_the_files(env, G):
+    """IS_CHANGED values travel in every image ComfyUI saves (the embedded prompt): no folder may show."""
+    latent = node("NadaLatentFromSeeds").make(G, "0", 0.7)[0]
+    node("NadaSaveLatent").save(latent, "marker")
+    folder = env.root / "input" / "marker_examples"
+    folder.mkdir(exist_ok=True)
+    Image.new("RGB", (20, 20), "white").save(folder / "a.png")
+    calls = {
+        "NadaLoadGenerator": dict(generator_name="tiny.safetensors", weights="EMA"),
+        "NadaLoadCLIP": dict(clip_name=env.clip_folder, clip_name_2=env.clip_file, model_name="ViT-B-32"),
+        "NadaLoadLatent": dict(latent_file="marker_00001.safetensors [output]"),
+        "NadaLoadImageFolder": dict(folder="marker_examples", size=64),
+    }
+    markers = {}
+    for name, inputs in calls.items():
+        marker = NODES[name].IS_CHANGED(**inputs)
+        assert marker and isinstance(marker, str), name
+        assert str(env.root) not in marker and "/" not in marker and env.root.name not in marker, (name, marker)
+        markers[name] = marker
+    assert len(set(markers.values())) == len(markers)
+    Image.new("RGB", (20, 20), "black").save(folder / "b.png")  # one more example image
+    assert NODES["NadaLoadImageFolder"].IS_CHANGED(**calls["NadaLoadImageFolder"]) != markers["NadaLoadImageFolder"]
+    assert NODES["NadaLoadCLIP"].IS_CHANGED(clip_name=env.clip_folder) != markers["NadaLoadCLIP"]
+
+
+def test_train_snapshots_go_to_the_save_folder_with_the_settings(env, G, clip, direction):
+    """snapshot_every=2 over 5 steps: steps 2 and 4 saved (atomic, settings inside) under
+    models/stylegan/nada/snapshots/<target>_<time>/, equal to a 4-step run's result, and listed."""
+    from nada_core.formats.checkpoints import read_metadata
+    from nodes import paths
+
+    args = dict(batch=2, lr=0.01, layers="all", interval=1, falloff=0, mixing=0.9, global_weight=0.0,
+                angle_weight=0.0, seed=11, preview_every=0, preview_seeds="0-1")
+    root = env.root / "models" / "stylegan" / "nada" / "snapshots"
+    with torch.inference_mode():
+        node("NadaTrain").train(G, clip, direction, steps=5, snapshot_every=2, **args)
+        four = node("NadaTrain").train(G, clip, direction, steps=4, **args)[0]
+    runs = [d for d in root.iterdir() if d.name.startswith("pencil_sketch_")]
+    assert len(runs) == 1, "one folder per run; snapshot_every=0 writes none"
+    files = sorted(p.name for p in runs[0].iterdir())
+    assert files == ["step_000002.safetensors", "step_000004.safetensors"], files
+    meta = read_metadata(runs[0] / "step_000004.safetensors")["provenance"]
+    assert meta["snapshot"] == {"step": 4, "of": 5}
+    assert meta["nada"]["settings"]["steps"] == 5 and meta["nada"]["settings"]["snapshot_every"] == 2
+    assert meta["nada"]["steps_done"] == 4 and meta["nada"]["direction"]["target_text"] == "pencil sketch"
+    snap = load_generator(runs[0] / "step_000004.safetensors")
+    assert same_state(state(snap), state(four)), "the step-4 snapshot is the generator after 4 steps"
+    listed = f"nada/snapshots/{runs[0].name}/step_000002.safetensors"
+    assert listed in NODES["NadaLoadGenerator"].INPUT_TYPES()["required"]["generator_name"][0]
+    tip = NODES["NadaTrain"].INPUT_TYPES()["optional"]["snapshot_every"][1]["tooltip"]
+    assert str(paths.generator_save_dir()) in tip and "Cancel" in tip
+    assert not [p for p in runs[0].iterdir() if p.name.startswith(".")], "no temporary files left"
+
+
+def test_snapshot_folder_names_stay_inside_the_save_folder():
+    from nodes.snapshots import run_label
+
+    class D:
+        kind = "text"
+        target_text = "../../etc/passwd \u00e9t\u00e9 / x"
+
+    assert run_label(D()) == "etc_passwd_t_x"
+    D.target_text = "///"
+    assert run_label(D()) == "run"
+    D.kind = "image"
+    assert run_label(D()) == "images"

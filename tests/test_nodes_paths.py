@@ -106,8 +106,8 @@ def test_open_clip_lists_hugging_face_folders(comfy_folders, tmp_path):
     (root / "ViT-B-16.bin").write_bytes(b"x")
     (root / "empty_folder").mkdir()
     names = NadaLoadCLIP.INPUT_TYPES()["required"]["clip_name"][0]
-    assert names == ["ViT-B-16.bin", "vit_base_patch32_clip_224.openai",
-                     "vit_base_patch32_clip_224.openai/open_clip_model.safetensors"]
+    # the folder is one choice; its weights file is not listed again on its own (issue 10)
+    assert names == ["ViT-B-16.bin", "vit_base_patch32_clip_224.openai"]
     assert NadaLoadCLIP.INPUT_TYPES()["optional"]["clip_name_2"][0] == ["none"] + names
     assert paths.resolve_model("vit_base_patch32_clip_224.openai", paths.OPEN_CLIP, allow_dir=True).is_dir()
     with pytest.raises(paths.ModelNotFound):

@@ -1,4 +1,4 @@
-"""The shipped workflows (workflows/*.json, *.api.json), checked without ComfyUI.
+"""The shipped workflows (workflows/*.json, workflows/api/*.api.json, thumbnails), checked without ComfyUI.
 
 Every node type exists, links connect matching types, widget values fit the inputs, the canvas and
 API files describe the same graph, and the files are what workflows/build_workflows.py produces.
@@ -19,8 +19,8 @@ NAMES = bw.WORKFLOW_NAMES
 
 
 def load(name: str) -> tuple[dict, dict]:
-    canvas = json.loads((WF_DIR / f"{name}.json").read_text(encoding="utf-8"))
-    api = json.loads((WF_DIR / f"{name}.api.json").read_text(encoding="utf-8"))
+    canvas = json.loads(bw.canvas_path(name).read_text(encoding="utf-8"))
+    api = json.loads(bw.api_path(name).read_text(encoding="utf-8"))
     return canvas, api
 
 
@@ -75,9 +75,49 @@ def real_nodes(canvas: dict) -> list[dict]:
 
 def test_files_are_up_to_date():
     built = bw.build_all()
-    assert sorted(built) == sorted(p.name for p in WF_DIR.glob("*.json"))
+    on_disk = [p.relative_to(WF_DIR).as_posix() for p in [*WF_DIR.glob("*.json"), *WF_DIR.glob("api/*.json")]]
+    assert sorted(built) == sorted(on_disk)
     for fname, text in built.items():
         assert (WF_DIR / fname).read_text(encoding="utf-8") == text, f"{fname} is stale; run workflows/build_workflows.py"
+    assert bw.main(["--check"]) == 0
+
+
+def test_templates_folder_holds_exactly_the_canvas_files_and_their_thumbnails():
+    """ComfyUI's Templates browser lists every workflows/*.json and shows workflows/NAME.jpg as its
+    thumbnail (checked against the real server in test_frontend.py): API-format files there
+    would open as broken tabs."""
+    from PIL import Image
+
+    listed = sorted(p.name for p in WF_DIR.iterdir() if p.is_file() and p.suffix in (".json", ".jpg", ".jpeg", ".png"))
+    assert listed == sorted([f"{n}.json" for n in NAMES] + [f"{n}.jpg" for n in NAMES])
+    for name in NAMES:
+        assert "version" in json.loads(bw.canvas_path(name).read_text(encoding="utf-8")), "not a canvas workflow"
+        assert bw.api_path(name).parent == WF_DIR / "api" and bw.api_path(name).is_file()
+        with Image.open(bw.thumbnail_path(name)) as im:
+            assert im.format == "JPEG" and 200 <= im.width <= 480 and 100 <= im.height <= 320
+        assert bw.thumbnail_path(name).stat().st_size < 80_000, "thumbnails stay small"
+
+
+def test_check_reports_a_stale_thumbnail_and_a_missing_picture(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    name = NAMES[0]
+    monkeypatch.setattr(bw, "HERE", tmp_path)
+    monkeypatch.setattr(bw, "API_DIR", tmp_path / "api")
+    monkeypatch.setattr(bw, "WORKFLOW_NAMES", (name,))
+    assert bw.main([]) == 0
+    assert bw.main(["--check"]) == 0
+    Image.new("RGB", Image.open(bw.thumbnail_path(name)).size, "black").save(bw.thumbnail_path(name))
+    (tmp_path / f"{name}.api.json").write_text("{}")  # an API file back where Templates would list it
+    assert bw.main(["--check"]) == 1
+    err = capsys.readouterr().err
+    assert f"{name}.jpg" in err and "does not show" in err and f"{name}.api.json" in err
+    monkeypatch.setattr(bw, "PICTURES_DIR", tmp_path / "no_pictures")
+    (tmp_path / f"{name}.api.json").unlink()
+    assert bw.main([]) == 1
+    err = capsys.readouterr().err
+    assert f"no thumbnail for workflow {name!r}" in err and "render_examples.py" in err
+    assert bw.canvas_path(name).is_file() and bw.api_path(name).is_file(), "the JSON files are still written"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -205,3 +245,30 @@ def test_each_workflow_has_a_picture(name):
     path = WF_DIR.parent / "docs" / "workflows" / f"{name}.png"
     with Image.open(path) as im:
         assert im.format == "PNG" and im.width >= 600 and im.height >= 300
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_canvas_layout_leaves_each_node_its_room(name):
+    """From the sizes in the file: no two nodes overlap and all are visible in a 1600x1000 window
+    with the minimap open at the saved zoom (measured in the real app in test_frontend.py)."""
+    wf = bw.WORKFLOWS[name]
+    assert bw.canvas_layout_problems(wf) == []
+    canvas, _ = load(name)
+    assert canvas["extra"]["ds"] == bw.canvas_view(wf) and canvas["extra"]["ds"]["scale"] >= 0.7
+
+
+def test_fit_view_picks_the_largest_zoom_that_shows_everything():
+    from workflows import canvas_layout as cl
+
+    assert cl.fit_view([(0, 0, 100, 100)]) == {"scale": 1.0, "offset": [75.0, 135.0]}
+    # 1300 x 700 at zoom 1 would reach under the minimap (x > 1330 and y > 730); at 0.95 it ends at x = 1310
+    view = cl.fit_view([(0, 0, 1300, 700)])
+    assert view["scale"] == 0.95
+    x, y, w, h = cl.on_screen((0, 0, 1300, 700), view)
+    assert (round(x), round(y), round(x + w), round(y + h)) == (75, 135, 1310, 800)
+    assert cl.fit_view([(0, -50, 100, 100), (200, 0, 50, 50)])["offset"] == [75.0, 185.0]
+    assert cl.fit_view([(0, 0, 5000, 100)])["scale"] == 0.5  # nothing fits: the smallest zoom
+    assert cl.layout_problems({"a": (0, 0, 100, 100), "b": (105, 0, 10, 10)}, {"scale": 1, "offset": [75, 135]}) \
+        == ["a overlaps b"]
+    assert cl.screen_problem((1300, 700, 100, 100)) == "under the minimap"
+    assert cl.screen_problem((10, 200, 100, 100)).startswith("outside the visible area")

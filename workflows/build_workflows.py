@@ -2,12 +2,20 @@
 
 Each workflow is written twice from the same Python description below, so the two can never drift:
 
-- ``NAME.json``: the canvas ("UI") format you drag onto ComfyUI (litegraph nodes with positions,
-  widget values and a links table, version 0.4);
-- ``NAME.api.json``: the API format for ``POST /prompt`` (``{id: {class_type, inputs, _meta}}``).
+- ``workflows/NAME.json``: the canvas ("UI") format you drag onto ComfyUI (litegraph nodes with
+  positions, widget values and a links table, version 0.4);
+- ``workflows/api/NAME.api.json``: the API format for ``POST /prompt`` and ``nada queue``
+  (``{id: {class_type, inputs, _meta}}``).
 
-Run ``python workflows/build_workflows.py`` after changing a node's inputs or a workflow; the tests
-check that the files on disk equal what this script builds. Widget order follows ComfyUI's front
+``workflows/`` is also the folder ComfyUI's Templates browser reads (every ``workflows/*.json`` of a
+pack is listed under Templates -> Extensions, with ``workflows/NAME.jpg`` as its thumbnail), so it
+holds exactly the canvas files and their thumbnails; the API files live in ``api/``, which the
+browser does not scan. The thumbnails are small JPEGs made from ``docs/workflows/NAME.png`` (the
+pictures ``workflows/render_examples.py`` renders).
+
+Run ``python workflows/build_workflows.py`` after changing a node's inputs or a workflow (``--check``
+only reports stale or missing files); the tests check that the files on disk equal what this
+script builds. Widget order follows ComfyUI's front
 end: the node's inputs in definition order (required, then optional), a seed's "control after
 generate" value right after the seed, and front-end-only widgets (the image upload button) where
 the front end puts them.
@@ -24,6 +32,13 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+if str(REPO) not in sys.path:  # run as a script: make this repository's packages importable
+    sys.path.insert(0, str(REPO))
+from workflows.canvas_layout import fit_view, layout_problems, node_box  # noqa: E402
+API_DIR = HERE / "api"  # not scanned by ComfyUI's Templates browser (it reads workflows/*.json only)
+PICTURES_DIR = REPO / "docs" / "workflows"
+THUMBNAIL_MAX = (480, 320)  # px; the Templates browser shows small cards
+THUMBNAIL_QUALITY = 82
 WORKFLOW_NAMES = ("text_to_domain", "images_to_domain", "invert_and_translate", "encode_and_translate",
                   "domain_morph", "sample_saved_domain", "edit_in_domain")
 
@@ -160,6 +175,7 @@ class Workflow:
     note: str  # Markdown shown in a note on the canvas
     nodes: list[Node]
     note_pos: tuple[int, int] = (40, -330)
+    note_size: tuple[int, int] = (560, 300)
 
 
 def _note(text: str) -> str:
@@ -180,21 +196,23 @@ Adapts the FFHQ face generator to **pencil sketches** described in words, then s
 - The preview on **NADA Train** updates while it trains; Cancel stops it within a step.
 - About 300 steps on a GPU take a few minutes; photo -> sketch often looks right after 50-100."""),
         [
-            Node(1, "NadaLoadGenerator", (40, 40), {"generator_name": FFHQ, "weights": "EMA"}),
-            Node(2, "NadaLoadCLIP", (40, 200), {"clip_name": CLIP_FOLDER, "model_name": "ViT-B-32"}),
-            Node(3, "NadaTextDirection", (420, 200), {"source_text": "photo", "target_text": "pencil sketch",
+            Node(1, "NadaLoadGenerator", (0, 300), {"generator_name": FFHQ, "weights": "EMA"}),
+            Node(2, "NadaLoadCLIP", (0, 480), {"clip_name": CLIP_FOLDER, "model_name": "ViT-B-32"}),
+            Node(3, "NadaTextDirection", (350, 480), {"source_text": "photo", "target_text": "pencil sketch",
                                                       "templates": True}, {"clip": (2, 0)}),
-            Node(4, "NadaTrain", (800, 40), {"steps": 300, "batch": 2, "lr": 0.002, "layers": "all", "seed": 0,
+            # tall enough for the live preview it shows while and after training
+            Node(4, "NadaTrain", (700, 30), {"steps": 300, "batch": 2, "lr": 0.002, "layers": "all", "seed": 0,
                                              "preview_every": 20, "preview_seeds": "0-3"},
-                 {"generator": (1, 0), "clip": (2, 0), "direction": (3, 0)}),
-            Node(5, "NadaSaveGenerator", (1200, 40), {"file_name": "ffhq_sketch", "overwrite": False},
+                 {"generator": (1, 0), "clip": (2, 0), "direction": (3, 0)}, size=(340, 700)),
+            Node(5, "NadaSaveGenerator", (1080, 30), {"file_name": "ffhq_sketch", "overwrite": False},
                  {"generator": (4, 0)}),
-            Node(6, "SaveImage", (1200, 220), {"filename_prefix": "nada/ffhq_sketch_comparison"}, {"images": (4, 1)},
-                 title="Source (top) vs adapted (bottom)", size=(520, 330)),
-            Node(7, "SaveImage", (1740, 220), {"filename_prefix": "nada/ffhq_sketch_loss"}, {"images": (4, 2)},
-                 title="Training loss", size=(420, 330)),
-            Node(8, "PreviewAny", (1200, 590), {}, {"source": (4, 3)}, title="Metrics", size=(520, 220)),
+            Node(6, "SaveImage", (1080, 210), {"filename_prefix": "nada/ffhq_sketch_comparison"}, {"images": (4, 1)},
+                 title="Source (top) vs adapted (bottom)", size=(460, 300)),
+            Node(7, "SaveImage", (1580, 210), {"filename_prefix": "nada/ffhq_sketch_loss"}, {"images": (4, 2)},
+                 title="Training loss", size=(400, 300)),
+            Node(8, "PreviewAny", (1080, 580), {}, {"source": (4, 3)}, title="Metrics", size=(460, 280)),
         ],
+        note_pos=(0, 30), note_size=(660, 230),
     ),
     "images_to_domain": Workflow(
         "images_to_domain",
@@ -207,22 +225,23 @@ Adapts the FFHQ face generator towards the style of **a few example images** ins
 - Needs `models/stylegan/{FFHQ}` and the CLIP folder `models/open_clip/{CLIP_FOLDER}`.
 - The adapted generator is saved as `models/stylegan/nada/ffhq_examples.safetensors`."""),
         [
-            Node(1, "NadaLoadGenerator", (40, 40), {"generator_name": FFHQ, "weights": "EMA"}),
-            Node(2, "NadaLoadCLIP", (40, 200), {"clip_name": CLIP_FOLDER, "model_name": "ViT-B-32"}),
-            Node(3, "NadaLoadImageFolder", (40, 480), {"folder": EXAMPLES_FOLDER, "size": 256, "fit": "crop",
-                                                       "max_images": 0}),
-            Node(4, "NadaImageDirection", (420, 200), {"num_samples": 16, "seed": 0, "truncation": 1.0},
+            Node(1, "NadaLoadGenerator", (0, 300), {"generator_name": FFHQ, "weights": "EMA"}),
+            Node(2, "NadaLoadCLIP", (0, 480), {"clip_name": CLIP_FOLDER, "model_name": "ViT-B-32"}),
+            Node(3, "NadaLoadImageFolder", (0, 790), {"folder": EXAMPLES_FOLDER, "size": 256, "fit": "crop",
+                                                      "max_images": 0}),
+            Node(4, "NadaImageDirection", (350, 300), {"num_samples": 16, "seed": 0, "truncation": 1.0},
                  {"clip": (2, 0), "generator": (1, 0), "images": (3, 0)}),
-            Node(5, "NadaTrain", (800, 40), {"steps": 300, "batch": 2, "lr": 0.002, "layers": "all", "seed": 0,
+            Node(5, "NadaTrain", (700, 30), {"steps": 300, "batch": 2, "lr": 0.002, "layers": "all", "seed": 0,
                                              "preview_every": 20, "preview_seeds": "0-3"},
-                 {"generator": (1, 0), "clip": (2, 0), "direction": (4, 0)}),
-            Node(6, "NadaSaveGenerator", (1200, 40), {"file_name": "ffhq_examples", "overwrite": False},
+                 {"generator": (1, 0), "clip": (2, 0), "direction": (4, 0)}, size=(340, 700)),
+            Node(6, "NadaSaveGenerator", (1080, 30), {"file_name": "ffhq_examples", "overwrite": False},
                  {"generator": (5, 0)}),
-            Node(7, "SaveImage", (1200, 220), {"filename_prefix": "nada/ffhq_examples_comparison"},
-                 {"images": (5, 1)}, title="Source (top) vs adapted (bottom)", size=(520, 330)),
-            Node(8, "PreviewImage", (420, 480), {}, {"images": (3, 0)}, title="Examples", size=(340, 300)),
-            Node(9, "PreviewAny", (1200, 590), {}, {"source": (5, 3)}, title="Metrics", size=(520, 220)),
+            Node(7, "SaveImage", (1080, 210), {"filename_prefix": "nada/ffhq_examples_comparison"},
+                 {"images": (5, 1)}, title="Source (top) vs adapted (bottom)", size=(460, 300)),
+            Node(8, "PreviewImage", (350, 570), {}, {"images": (3, 0)}, title="Examples", size=(320, 300)),
+            Node(9, "PreviewAny", (1080, 580), {}, {"source": (5, 3)}, title="Metrics", size=(460, 280)),
         ],
+        note_pos=(0, 30), note_size=(660, 230),
     ),
     "invert_and_translate": Workflow(
         "invert_and_translate",
@@ -236,19 +255,21 @@ generator: the same person, as a pencil sketch.
 - Needs `models/stylegan/{FFHQ}` and the adapted `models/stylegan/{ADAPTED}` (from *text_to_domain*).
 - The code is also saved to `output/nada/portrait_00001.safetensors`, for NADA Load Latent."""),
         [
-            Node(1, "NadaLoadGenerator", (40, 40), {"generator_name": FFHQ, "weights": "EMA"}, title="Source generator"),
-            Node(2, "NadaLoadGenerator", (40, 200), {"generator_name": ADAPTED, "weights": "EMA"},
+            Node(1, "NadaLoadGenerator", (0, 290), {"generator_name": FFHQ, "weights": "EMA"}, title="Source generator"),
+            Node(2, "NadaLoadGenerator", (0, 470), {"generator_name": ADAPTED, "weights": "EMA"},
                  title="Adapted generator"),
-            Node(3, "LoadImage", (40, 360), {"image": PORTRAIT}, size=(320, 360)),
-            Node(4, "NadaInvertImage", (420, 40), {"space": "w+", "steps": 300, "fit": "crop", "seed": 0},
-                 {"generator": (1, 0), "image": (3, 0)}),
-            Node(5, "NadaRender", (800, 40), {"noise_mode": "const"}, {"generator": (2, 0), "latent": (4, 0)}),
-            Node(6, "SaveImage", (1180, 40), {"filename_prefix": "nada/portrait_sketch"}, {"images": (5, 0)},
-                 title="Photo in the adapted domain", size=(340, 380)),
-            Node(7, "SaveImage", (800, 300), {"filename_prefix": "nada/portrait_reconstruction"}, {"images": (4, 1)},
+            Node(3, "LoadImage", (0, 650), {"image": PORTRAIT}, size=(320, 340)),
+            # tall enough for the live preview it shows while and after inverting
+            Node(4, "NadaInvertImage", (350, 290), {"space": "w+", "steps": 300, "fit": "crop", "seed": 0},
+                 {"generator": (1, 0), "image": (3, 0)}, size=(320, 480)),
+            Node(8, "NadaSaveLatent", (350, 830), {"filename_prefix": "nada/portrait"}, {"latent": (4, 0)}),
+            Node(5, "NadaRender", (700, 30), {"noise_mode": "const"}, {"generator": (2, 0), "latent": (4, 0)}),
+            Node(7, "SaveImage", (700, 210), {"filename_prefix": "nada/portrait_reconstruction"}, {"images": (4, 1)},
                  title="Reconstruction (source)", size=(340, 380)),
-            Node(8, "NadaSaveLatent", (420, 360), {"filename_prefix": "nada/portrait"}, {"latent": (4, 0)}),
+            Node(6, "SaveImage", (1070, 30), {"filename_prefix": "nada/portrait_sketch"}, {"images": (5, 0)},
+                 title="Photo in the adapted domain", size=(340, 380)),
         ],
+        note_pos=(0, 30), note_size=(660, 220),
     ),
     "encode_and_translate": Workflow(
         "encode_and_translate",
@@ -289,16 +310,17 @@ through the morph, saved as an animated WebP (paper appendix F).
 - Needs `models/stylegan/{FFHQ}` and `models/stylegan/{ADAPTED}` (two generators of the same source).
 - *layers* on **NADA Blend Frames** morphs only some layers (e.g. `fine` for colour and texture only)."""),
         [
-            Node(1, "NadaLoadGenerator", (40, 40), {"generator_name": FFHQ, "weights": "EMA"}, title="Generator A"),
-            Node(2, "NadaLoadGenerator", (40, 200), {"generator_name": ADAPTED, "weights": "EMA"}, title="Generator B"),
-            Node(3, "NadaLatentFromSeeds", (40, 360), {"seeds": "0-3", "truncation": 0.7}, {"generator": (1, 0)}),
-            Node(4, "NadaBlendFrames", (420, 40), {"frames": 24, "easing": "ease-in-out", "loop": True, "layers": "",
-                                                   "noise_mode": "const"},
+            Node(1, "NadaLoadGenerator", (0, 280), {"generator_name": FFHQ, "weights": "EMA"}, title="Generator A"),
+            Node(2, "NadaLoadGenerator", (0, 460), {"generator_name": ADAPTED, "weights": "EMA"}, title="Generator B"),
+            Node(3, "NadaLatentFromSeeds", (0, 640), {"seeds": "0-3", "truncation": 0.7}, {"generator": (1, 0)}),
+            Node(4, "NadaBlendFrames", (350, 280), {"frames": 24, "easing": "ease-in-out", "loop": True, "layers": "",
+                                                    "noise_mode": "const"},
                  {"generator_a": (1, 0), "generator_b": (2, 0), "latent": (3, 0)}),
-            Node(5, "SaveAnimatedWEBP", (800, 40), {"filename_prefix": "nada/ffhq_to_sketch", "fps": 12.0,
+            Node(5, "SaveAnimatedWEBP", (700, 30), {"filename_prefix": "nada/ffhq_to_sketch", "fps": 12.0,
                                                     "lossless": False, "quality": 90, "method": "default"},
                  {"images": (4, 0)}, size=(420, 460)),
         ],
+        note_pos=(0, 30), note_size=(660, 210),
     ),
     "edit_in_domain": Workflow(
         "edit_in_domain",
@@ -351,12 +373,13 @@ Loads an adapted generator someone saved (or shared) and draws a grid of seeds.
 - Needs `models/stylegan/{ADAPTED}` (any file in `models/stylegan/nada/` works).
 - The same seed shows the same person in every domain adapted from the same source."""),
         [
-            Node(1, "NadaLoadGenerator", (40, 40), {"generator_name": ADAPTED, "weights": "EMA"}),
-            Node(2, "NadaLatentFromSeeds", (420, 40), {"seeds": "0-15", "truncation": 0.7}, {"generator": (1, 0)}),
-            Node(3, "NadaRender", (800, 40), {"noise_mode": "const"}, {"generator": (1, 0), "latent": (2, 0)}),
-            Node(4, "SaveImage", (1180, 40), {"filename_prefix": "nada/ffhq_sketch_samples"}, {"images": (3, 0)},
+            Node(1, "NadaLoadGenerator", (0, 270), {"generator_name": ADAPTED, "weights": "EMA"}),
+            Node(2, "NadaLatentFromSeeds", (350, 270), {"seeds": "0-15", "truncation": 0.7}, {"generator": (1, 0)}),
+            Node(3, "NadaRender", (700, 270), {"noise_mode": "const"}, {"generator": (1, 0), "latent": (2, 0)}),
+            Node(4, "SaveImage", (1050, 30), {"filename_prefix": "nada/ffhq_sketch_samples"}, {"images": (3, 0)},
                  size=(480, 520)),
         ],
+        note_pos=(0, 30), note_size=(660, 200),
     ),
 }
 
@@ -406,6 +429,27 @@ def _estimated_size(schema: Schema) -> list[int]:
     return [320, 46 + 22 * rows + 26 * len(schema.widgets)]
 
 
+def node_size(n: Node, schema: Schema) -> list[int]:
+    return list(n.size) if n.size else _estimated_size(schema)
+
+
+def canvas_boxes(wf: Workflow) -> dict[str, tuple]:
+    """``{"#id type": box}`` of every node and the note, as the canvas file places them (see canvas_layout)."""
+    boxes = {f"#{n.id} {n.type}": node_box(n.pos, node_size(n, node_schema(n.type))) for n in wf.nodes}
+    boxes["note"] = node_box(wf.note_pos, wf.note_size)
+    return boxes
+
+
+def canvas_view(wf: Workflow) -> dict:
+    """The saved view (``extra.ds``): the largest zoom showing every node in a 1600x1000 window."""
+    return fit_view(list(canvas_boxes(wf).values()))
+
+
+def canvas_layout_problems(wf: Workflow) -> list[str]:
+    """Overlapping or hidden nodes of ``wf`` at its saved view, from the sizes in the file."""
+    return layout_problems(canvas_boxes(wf), canvas_view(wf))
+
+
 def build_canvas(wf: Workflow) -> dict:
     """The canvas (UI) JSON of ``wf``."""
     schemas = {n.id: node_schema(n.type) for n in wf.nodes}
@@ -432,7 +476,7 @@ def build_canvas(wf: Workflow) -> dict:
             "id": n.id,
             "type": n.type,
             "pos": list(n.pos),
-            "size": list(n.size) if n.size else _estimated_size(s),
+            "size": node_size(n, s),
             "flags": {},
             "order": order[n.id] + 1,
             "mode": 0,
@@ -447,7 +491,7 @@ def build_canvas(wf: Workflow) -> dict:
         nodes_json.append(entry)
     note_id = max(n.id for n in wf.nodes) + 1
     nodes_json.append({
-        "id": note_id, "type": "MarkdownNote", "pos": list(wf.note_pos), "size": [560, 300], "flags": {},
+        "id": note_id, "type": "MarkdownNote", "pos": list(wf.note_pos), "size": list(wf.note_size), "flags": {},
         "order": 0, "mode": 0, "inputs": [], "outputs": [], "title": wf.title, "properties": {},
         "widgets_values": [wf.note],
     })
@@ -460,7 +504,7 @@ def build_canvas(wf: Workflow) -> dict:
         "links": links,
         "groups": [],
         "config": {},
-        "extra": {"ds": {"scale": 0.8, "offset": [80, 380]}, "nada_workflow": wf.name},
+        "extra": {"ds": canvas_view(wf), "nada_workflow": wf.name},
         "version": 0.4,
     }
 
@@ -486,32 +530,137 @@ def dumps(data: dict) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
+# ------------------------------------------------------------------------------------------- files
+
+
+def canvas_path(name: str) -> Path:
+    """``workflows/NAME.json``: the canvas file (listed by ComfyUI's Templates browser)."""
+    return HERE / f"{name}.json"
+
+
+def api_path(name: str) -> Path:
+    """``workflows/api/NAME.api.json``: the API-format file for ``POST /prompt`` and ``nada queue``."""
+    return API_DIR / f"{name}.api.json"
+
+
+def thumbnail_path(name: str) -> Path:
+    """``workflows/NAME.jpg``: the Templates browser asks for ``<template name>.jpg`` next to the JSON."""
+    return HERE / f"{name}.jpg"
+
+
+def picture_path(name: str) -> Path:
+    """``docs/workflows/NAME.png``: the README's picture of the workflow's outputs (render_examples.py)."""
+    return PICTURES_DIR / f"{name}.png"
+
+
 def build_all() -> dict[str, str]:
-    """``{file name: text}`` for every workflow file."""
+    """``{path relative to workflows/: text}`` for every workflow JSON file (canvas and API)."""
     files = {}
     for name in WORKFLOW_NAMES:
         wf = WORKFLOWS[name]
-        files[f"{name}.json"] = dumps(build_canvas(wf))
-        files[f"{name}.api.json"] = dumps(build_api(wf))
+        files[canvas_path(name).relative_to(HERE).as_posix()] = dumps(build_canvas(wf))
+        files[api_path(name).relative_to(HERE).as_posix()] = dumps(build_api(wf))
     return files
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (for messages)."""
+    try:
+        return path.relative_to(REPO).as_posix()
+    except ValueError:
+        return str(path)
+
+
+class MissingPicture(Exception):
+    """docs/workflows/NAME.png does not exist, so no thumbnail can be made."""
+
+
+def make_thumbnail(name: str):
+    """The Templates thumbnail of ``name`` as a Pillow RGB image, at most :data:`THUMBNAIL_MAX`."""
+    from PIL import Image
+
+    src = picture_path(name)
+    if not src.is_file():
+        raise MissingPicture(
+            f"no thumbnail for workflow {name!r}: {_shown(src)} is missing; add {name!r} to the pictures "
+            "in workflows/render_examples.py and run it (needs ComfyUI), then run this script again")
+    with Image.open(src) as im:
+        im = im.convert("RGB")
+        im.thumbnail(THUMBNAIL_MAX, Image.LANCZOS)
+        return im.copy()
+
+
+def write_thumbnail(name: str) -> Path:
+    """Write ``workflows/NAME.jpg`` from ``docs/workflows/NAME.png``; returns its path."""
+    path = thumbnail_path(name)
+    make_thumbnail(name).save(path, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
+    return path
+
+
+def thumbnail_problem(name: str) -> str | None:
+    """Why ``workflows/NAME.jpg`` is not the thumbnail this script would write, or ``None``.
+
+    JPEG bytes differ between Pillow versions, so the check compares pictures: same size, and on
+    average within 10 grey levels of a freshly made thumbnail (JPEG noise on the pictures' pixel
+    grids is up to ~7; two different pictures differ by 30 and more).
+    """
+    from PIL import Image, ImageChops, ImageStat
+
+    want = make_thumbnail(name)
+    path = thumbnail_path(name)
+    if not path.is_file():
+        return f"{_shown(path)} is missing"
+    with Image.open(path) as im:
+        if im.format != "JPEG":
+            return f"{_shown(path)} is not a JPEG"
+        got = im.convert("RGB")
+    if got.size != want.size:
+        return f"{_shown(path)} is {got.size[0]}x{got.size[1]}, expected {want.size[0]}x{want.size[1]}"
+    if max(ImageStat.Stat(ImageChops.difference(got, want)).mean) > 10.0:
+        return f"{_shown(path)} does not show {_shown(picture_path(name))}"
+    return None
+
+
+def stray_files() -> list[str]:
+    """Files in ``workflows/`` or ``workflows/api/`` this script does not make (Templates would list a JSON)."""
+    expected = {canvas_path(n) for n in WORKFLOW_NAMES} | {thumbnail_path(n) for n in WORKFLOW_NAMES}
+    expected |= {api_path(n) for n in WORKFLOW_NAMES}
+    found = [p for p in HERE.glob("*.json")] + [p for p in HERE.glob("*.jpg")]
+    found += [p for p in API_DIR.glob("*.json")] if API_DIR.is_dir() else []
+    return sorted(_shown(p) for p in found if p not in expected)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     check = "--check" in argv
-    stale = []
+    stale, problems = [], []
     for fname, text in build_all().items():
         path = HERE / fname
         if check:
             if not path.is_file() or path.read_text(encoding="utf-8") != text:
                 stale.append(fname)
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(REPO)}")
+            print(f"wrote {_shown(path)}")
+    for name in WORKFLOW_NAMES:
+        try:
+            if check:
+                why = thumbnail_problem(name)
+                if why:
+                    stale.append(f"{name}.jpg ({why})")
+            else:
+                print(f"wrote {_shown(write_thumbnail(name))}")
+        except MissingPicture as err:
+            problems.append(str(err))
+    strays = stray_files()
+    if strays:  # e.g. an old NAME.api.json left in workflows/: the Templates browser would list it
+        problems.append("not made by this script (delete or move them): " + ", ".join(strays))
+    for line in problems:
+        print(line, file=sys.stderr)
     if stale:
         print("out of date: " + ", ".join(stale) + "; run python workflows/build_workflows.py", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if stale or problems else 0
 
 
 if __name__ == "__main__":

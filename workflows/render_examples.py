@@ -5,8 +5,12 @@ TINY RANDOM MODELS (a 32 px StyleGAN2 and an untrained 32 px CLIP, built on the 
 pictures show the layout of each workflow's outputs, never the quality of real models; every
 picture says so in its caption. Needs ComfyUI (COMFYUI_ROOT, default ~/ComfyUI) and its requirements.
 
-    python workflows/render_examples.py            # writes docs/workflows/*.png
+    python workflows/render_examples.py            # writes docs/workflows/*.png and workflows/*.jpg
     python workflows/render_examples.py NAME ...   # only these workflows' pictures
+
+It also writes each workflow's Templates thumbnail (``workflows/NAME.jpg``, via build_workflows.py).
+A workflow added to build_workflows.py needs an entry in ``makers`` below (which outputs to show);
+until then this script names it and exits with 1.
 """
 
 from __future__ import annotations
@@ -190,11 +194,19 @@ def _write_pictures(base: Path, results: dict) -> int:
              ("sweep -3..3 (adapted), one row per face", grid(images("edit_in_domain", 11), 5))],
             CAPTION.format(name="edit_in_domain"), text=text("edit_in_domain", 12)[:150].rsplit(",", 1)[0] + ", ..."),
     }
+    from workflows.build_workflows import WORKFLOW_NAMES, picture_path, write_thumbnail
+
     for name in results:
         pic = makers[name]()
-        path = OUT / f"{name}.png"
+        path = picture_path(name)
         pic.save(path, optimize=True)
         print(f"wrote {path.relative_to(REPO)} ({pic.width}x{pic.height})")
+        print(f"wrote {write_thumbnail(name).relative_to(REPO)}")
+    missing = [n for n in WORKFLOW_NAMES if n not in makers]
+    if missing:
+        print("no picture for workflow(s) " + ", ".join(missing) + ": add an entry to `makers` in "
+              "workflows/render_examples.py (which output nodes to show), then run it again", file=sys.stderr)
+        return 1
     return 0
 
 

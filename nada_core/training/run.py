@@ -63,14 +63,15 @@ def comparison_image(pair: torch.Tensor) -> torch.Tensor:
 
 def loss_series(history: list[dict]) -> dict[str, list[float]]:
     """Per-step loss dicts -> ``{name: [value per step]}`` for the plot (NaN where a step lacks a
-    name). With one weighted term at weight 1 the total is the same curve and is left out."""
+    name). With one weighted term at weight 1 the total is the same curve: it is drawn once, as
+    ``"total (= <term>)"``, rather than two curves on top of each other (the second hiding the first)."""
     names: list[str] = []
     for h in history:
         names.extend(k for k in h if k not in names)
     series = {n: [h.get(n, float("nan")) for h in history] for n in names}
     others = [k for k in series if k != "total"]
     if len(others) == 1 and series[others[0]] == series.get("total"):
-        del series["total"]
+        series = {f"total (= {others[0]})": series["total"]}
     return series
 
 
