@@ -64,6 +64,12 @@ class ComfyServer:
     def command(self) -> list[str]:
         for name in ("output", "input", "temp", "user", "custom_nodes"):
             (self.workdir / name).mkdir(parents=True, exist_ok=True)
+        # A returning user: without this the front end opens its Templates dialog over the canvas on
+        # first load (whenever it gets round to it), which covers and shifts what the browser tests measure.
+        settings = self.workdir / "user" / "default" / "comfy.settings.json"
+        if not settings.exists():
+            settings.parent.mkdir(parents=True, exist_ok=True)
+            settings.write_text(json.dumps({"Comfy.TutorialCompleted": True}), encoding="utf-8")
         cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
                "--disable-auto-launch", "--base-directory", str(self.workdir),
                "--output-directory", str(self.output_dir), "--input-directory", str(self.workdir / "input"),
