@@ -135,6 +135,8 @@ def _check_info(p: Path, info: dict) -> None:
             raise _bad(p, f"'extra.{key}' is not text")
     if "templates" in extra and not isinstance(extra["templates"], bool):
         raise _bad(p, "'extra.templates' is not true/false")
+    if extra.get("template_set") is not None and extra["template_set"] not in ("imagenet", "short"):
+        raise _bad(p, "'extra.template_set' is not 'imagenet' or 'short'")
     clip = extra.get("clip", [])
     if not (isinstance(clip, list) and all(
             isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and isinstance(c[1], (int, float))
