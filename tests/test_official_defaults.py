@@ -101,7 +101,8 @@ def test_train_const_takes_the_booleans_saved_by_earlier_versions():
     assert TRAIN.check("train_const", True) == "on" and TRAIN.check("train_const", False) == "off"
     assert TrainConfig.from_dict({"train_const": False}).train_const == "off"
     # A config saved before adam_ratio existed ran plain Adam: it resumes that way.
-    assert TrainConfig.from_dict({"lr": 0.002}).adam_ratio == 1.0
+    assert TrainConfig.from_dict({"lr": 0.002}, saved=True).adam_ratio == 1.0
+    assert TrainConfig.from_dict({"lr": 0.002}).adam_ratio == 0.8  # a partial dict from a caller: defaults
 
 
 def test_template_lists():

@@ -74,7 +74,7 @@ def _config_from_args(args, saved: dict | None):
     """Saved settings (on --resume) overridden by every flag given; checked once, by TrainConfig."""
     from ..training.config import TrainConfig
 
-    base = TrainConfig.from_dict(saved).to_dict() if saved else {}
+    base = TrainConfig.from_dict(saved, saved=True).to_dict() if saved else {}
     for name in _TRAINING_FLAGS + _OUTPUT_FLAGS:
         val = getattr(args, name)
         if val is not None:

@@ -124,12 +124,16 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """Settings from a JSON object (saved state, metadata); checked like any other."""
+    def from_dict(cls, d: dict, saved: bool = False) -> "TrainConfig":
+        """Settings from a JSON object (saved state, metadata); checked like any other.
+
+        ``saved``: ``d`` is a complete config written by :meth:`to_dict` (a run's state), so a
+        setting it lacks is one that did not exist yet and takes the value that version ran with.
+        """
         d = dict(d)
         if "layers" in d and "num_layers" not in d:  # saved before the rename
             d["num_layers"] = d.pop("layers")
-        if "adam_ratio" not in d:  # saved before the setting existed: plain Adam(lr, betas) then
+        if saved and "adam_ratio" not in d:  # saved before the setting existed: plain Adam(lr, betas) then
             d["adam_ratio"] = 1.0
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
