@@ -292,8 +292,8 @@ TRAIN = Table([
             "same for the frozen and trained image of a pair (official code: random); const = each layer's stored "
             "noise", choices=("const", "random")),
     Setting("select_chunk", "int", 0, "codes per chunk of the layer-selection pass (0 = the batch size, so the pass "
-            "needs no more memory than a training step; with const noise the result does not depend on it beyond float rounding)", lo=0, hi=1024,
-            metavar="N"),
+            "needs no more memory than a training step; with const noise the result does not depend on it beyond "
+            "float rounding)", lo=0, hi=1024, metavar="N"),
     Setting("checkpointing", "bool", False, "recompute the trained generator's activations in the backward pass "
             "instead of storing them: less memory, about one more forward pass of time"),
 ])
