@@ -25,8 +25,8 @@ Usage::
     python benchmarks/bench_train.py --device cpu --resolutions 256 --steps 1 --warmup 0 --flops --skip-research
     bash benchmarks/gpu_sweep.sh      # the GPU sweep: bf16, channels-last, torch.compile on and off
 
-``--flops`` counts the FLOPs of one extra step per variant with ``torch.utils.flop_counter``
-(generators and CLIP, forward and backward), so a time can be set against the machine's peak.
+``--flops`` counts the FLOPs of one extra step per variant with ``torch.utils.flop_counter``'s
+formulas (generator forward, CLIP forward, backward), so a time can be set against the machine's peak.
 
 Peak memory: ``torch.cuda.max_memory_allocated`` per variant on CUDA; on CPU the process's peak
 resident set size (``resource.ru_maxrss``), which only grows, so later rows include earlier ones.
@@ -114,18 +114,63 @@ def _time_steps(step, steps: int, warmup: int, device: torch.device) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
-def count_step_flops(step) -> dict[str, float]:
-    """FLOPs of one call of ``step`` (``torch.utils.flop_counter``: matmuls and convolutions, forward
-    and backward), split into the generators (synthesis + mapping networks) and the rest (CLIP)."""
-    from torch.utils.flop_counter import FlopCounterMode
+class _FlopCount:
+    """Counts matmul/convolution FLOPs with ``torch.utils.flop_counter``'s formulas, split into
+    generator forward, CLIP forward and backward. (``FlopCounterMode`` itself tracks modules with
+    backward hooks, which ``torch.autograd.grad`` in the selection pass does not support.)"""
 
-    with FlopCounterMode(display=False) as counter:
+    def __init__(self, clip_module: torch.nn.Module) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils.flop_counter import flop_registry
+
+        counter = self
+        self.counts = {"generator": 0.0, "clip": 0.0, "backward": 0.0}
+        self._in_clip = 0
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                formula = flop_registry.get(func._overloadpacket)
+                if formula is not None:
+                    n = float(formula(*args, **kwargs, out_val=out))
+                    if torch._C._current_autograd_node() is not None:
+                        counter.counts["backward"] += n
+                    else:
+                        counter.counts["clip" if counter._in_clip else "generator"] += n
+                return out
+
+        self.mode = Mode()
+        self.clip_module = clip_module
+
+    def __enter__(self):
+        def enter(*_):
+            self._in_clip += 1
+
+        def leave(*_):
+            self._in_clip -= 1
+
+        self._hooks = [self.clip_module.register_forward_pre_hook(enter),
+                       self.clip_module.register_forward_hook(leave)]
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.mode.__exit__(*exc)
+        for h in self._hooks:
+            h.remove()
+        return False
+
+
+def count_step_flops(step, clip_module: torch.nn.Module) -> dict[str, float]:
+    """FLOPs of one call of ``step`` (matmuls and convolutions): ``generator`` (forward passes of the
+    generators; the mapping network is shared), ``clip`` (CLIP forward passes), ``backward`` (all
+    backward passes, selection included) and ``total``."""
+    with _FlopCount(clip_module) as fc:
         step()
-    counts = counter.get_flop_counts()
-    total = float(sum(counts.get("Global", {}).values()))
-    gen = float(sum(sum(v.values()) for k, v in counts.items()
-                    if k in ("SynthesisNetwork", "MappingNetwork", "Generator")))
-    return {"total": total, "generator": gen, "clip": total - gen}
+    out = dict(fc.counts)
+    out["total"] = sum(out.values())
+    return out
 
 
 def _apply_switches(trainer, channels_last: bool, compile_synthesis: bool) -> None:
@@ -148,7 +193,7 @@ def bench_ours(G, clip, direction, device, steps, warmup, layers, interval, mixe
     _apply_switches(trainer, channels_last, compile_synthesis)
     sec = _time_steps(trainer.step, steps, warmup, device)
     peak = _peak_mib(device)
-    counted = count_step_flops(trainer.step) if flops else None
+    counted = count_step_flops(trainer.step, getattr(clip.model, "visual", clip.model)) if flops else None
     del trainer
     return sec, peak, counted
 
@@ -299,7 +344,8 @@ def main(argv=None) -> int:
           f"{args.steps} timed steps after {args.warmup} warm-up; bf16 {'on' if amp else 'off'}, channels-last "
           f"{'on' if args.channels_last else 'off'}, compile {'on' if args.compile else 'off'}, checkpointing "
           f"{'on' if args.checkpointing else 'off'}\n")
-    print(f"| resolution | variant | s/step | {mem_label} | GFLOP/step (generators + CLIP) | speed-up vs research-style |")
+    print(f"| resolution | variant | s/step | {mem_label} | GFLOP/step: total (G fwd / CLIP fwd / bwd) "
+          f"| speed-up vs research-style |")
     print("|---:|---|---:|---:|---:|---:|")
     results = []
     for res in args.resolutions:
@@ -319,7 +365,8 @@ def main(argv=None) -> int:
                                           args.mixed_precision, **switches)))
         for name, (sec, peak, fl) in rows:
             ratio = f"{research[0] / sec:.2f}x" if research is not None else "-"
-            ftxt = f"{fl['total'] / 1e9:,.0f} ({fl['generator'] / 1e9:,.0f} + {fl['clip'] / 1e9:,.0f})" if fl else "-"
+            ftxt = (f"{fl['total'] / 1e9:,.0f} ({fl['generator'] / 1e9:,.0f} / {fl['clip'] / 1e9:,.0f} / "
+                    f"{fl['backward'] / 1e9:,.0f})") if fl else "-"
             print(f"| {res} | {name} | {sec:.3f} | {peak:,.0f} | {ftxt} | {ratio} |", flush=True)
             results.append({"resolution": res, "variant": name, "seconds_per_step": sec, "peak_mib": peak,
                             "flops": fl, "bf16": amp, **{k: v for k, v in switches.items() if k != "flops"}})
