@@ -22,6 +22,11 @@ Usage::
 
     python benchmarks/bench_train.py --device cuda --resolutions 256 1024 --steps 20
     python benchmarks/bench_train.py --device cpu --resolutions 64 --steps 2     # smoke test
+    python benchmarks/bench_train.py --device cpu --resolutions 256 --steps 1 --warmup 0 --flops --skip-research
+    bash benchmarks/gpu_sweep.sh      # the GPU sweep: bf16, channels-last, torch.compile on and off
+
+``--flops`` counts the FLOPs of one extra step per variant with ``torch.utils.flop_counter``'s
+formulas (generator forward, CLIP forward, backward), so a time can be set against the machine's peak.
 
 Peak memory: ``torch.cuda.max_memory_allocated`` per variant on CUDA; on CPU the process's peak
 resident set size (``resource.ru_maxrss``), which only grows, so later rows include earlier ones.
@@ -109,15 +114,88 @@ def _time_steps(step, steps: int, warmup: int, device: torch.device) -> float:
 # ----------------------------------------------------------------------------------------------
 
 
-def bench_ours(G, clip, direction, device, steps, warmup, layers, interval, mixed_precision) -> tuple[float, float]:
-    cfg = TrainConfig(steps=steps + warmup, batch=2, layers=layers, interval=interval, preview_every=0,
-                      mixed_precision=mixed_precision)
+class _FlopCount:
+    """Counts matmul/convolution FLOPs with ``torch.utils.flop_counter``'s formulas, split into
+    generator forward, CLIP forward and backward. (``FlopCounterMode`` itself tracks modules with
+    backward hooks, which ``torch.autograd.grad`` in the selection pass does not support.)"""
+
+    def __init__(self, clip_module: torch.nn.Module) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils.flop_counter import flop_registry
+
+        counter = self
+        self.counts = {"generator": 0.0, "clip": 0.0, "backward": 0.0}
+        self._in_clip = 0
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                formula = flop_registry.get(func._overloadpacket)
+                if formula is not None:
+                    n = float(formula(*args, **kwargs, out_val=out))
+                    if torch._C._current_autograd_node() is not None:
+                        counter.counts["backward"] += n
+                    else:
+                        counter.counts["clip" if counter._in_clip else "generator"] += n
+                return out
+
+        self.mode = Mode()
+        self.clip_module = clip_module
+
+    def __enter__(self):
+        def enter(*_):
+            self._in_clip += 1
+
+        def leave(*_):
+            self._in_clip -= 1
+
+        self._hooks = [self.clip_module.register_forward_pre_hook(enter),
+                       self.clip_module.register_forward_hook(leave)]
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.mode.__exit__(*exc)
+        for h in self._hooks:
+            h.remove()
+        return False
+
+
+def count_step_flops(step, clip_module: torch.nn.Module) -> dict[str, float]:
+    """FLOPs of one call of ``step`` (matmuls and convolutions): ``generator`` (forward passes of the
+    generators; the mapping network is shared), ``clip`` (CLIP forward passes), ``backward`` (all
+    backward passes, selection included) and ``total``."""
+    with _FlopCount(clip_module) as fc:
+        step()
+    out = dict(fc.counts)
+    out["total"] = sum(out.values())
+    return out
+
+
+def _apply_switches(trainer, channels_last: bool, compile_synthesis: bool) -> None:
+    """Optional speed switches of the GPU sweep, applied to a built trainer."""
+    if channels_last:
+        for G in (trainer.G_frozen, trainer.G_train):
+            G.synthesis.to(memory_format=torch.channels_last)
+    if compile_synthesis:
+        for G in (trainer.G_frozen, trainer.G_train):
+            G.synthesis.compile()
+
+
+def bench_ours(G, clip, direction, device, steps, warmup, layers, interval, mixed_precision, *, channels_last=False,
+               compile_synthesis=False, flops=False, **settings) -> tuple[float, float, dict | None]:
+    """Seconds per step, peak memory and (``flops``) the FLOPs of one extra, untimed step."""
+    cfg = TrainConfig(steps=steps + warmup + int(flops), batch=2, num_layers=layers, interval=interval,
+                      preview_every=0, mixed_precision=mixed_precision, **settings)
     _reset_peak(device)
     trainer = NadaTrainer(G, clip, direction, cfg, device=device)
+    _apply_switches(trainer, channels_last, compile_synthesis)
     sec = _time_steps(trainer.step, steps, warmup, device)
     peak = _peak_mib(device)
+    counted = count_step_flops(trainer.step, getattr(clip.model, "visual", clip.model)) if flops else None
     del trainer
-    return sec, peak
+    return sec, peak, counted
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,6 +293,7 @@ class ResearchStyleStep:
 
 
 def bench_research(G, clip, direction, device, steps, warmup, layers) -> tuple[float, float]:
+    """Seconds per step and peak memory of :class:`ResearchStyleStep`."""
     _reset_peak(device)
     with ResearchStyleStep(G, clip, direction, device, k=layers) as rs:
         sec = _time_steps(rs.step, steps, warmup, device)
@@ -236,8 +315,17 @@ def main(argv=None) -> int:
     p.add_argument("--interval", type=int, default=10, help="interval of the scheduled variant (default 10)")
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast for our trainer on CUDA, as `nada train` does by default")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format for the synthesis networks")
+    p.add_argument("--compile", action="store_true", help="torch.compile the synthesis networks")
+    p.add_argument("--checkpointing", action="store_true", help="activation checkpointing of the trained synthesis")
+    p.add_argument("--select-chunk", type=int, default=0, help="codes per selection chunk (0 = the batch)")
+    p.add_argument("--noise-mode", choices=("random", "const"), default="random")
+    p.add_argument("--flops", action="store_true", help="count the FLOPs of one step per variant (untimed)")
+    p.add_argument("--variants", nargs="+", default=["select", "interval", "all"],
+                   choices=["select", "interval", "all"], help="which of our variants to run")
     p.add_argument("--skip-research", action="store_true", help="do not time the research-style step")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     args = p.parse_args(argv)
 
     from nada_core.devices import resolve_device
@@ -249,10 +337,17 @@ def main(argv=None) -> int:
     direction = text_direction(clip, "photo", "pencil sketch", templates=True)
     mem_label = "peak CUDA MiB" if device.type == "cuda" else "peak RSS MiB (cumulative)"
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    switches = dict(channels_last=args.channels_last, compile_synthesis=args.compile, flops=args.flops,
+                    checkpointing=args.checkpointing, select_chunk=args.select_chunk, noise_mode=args.noise_mode)
+    amp = args.mixed_precision and device.type == "cuda"
     print(f"\nStyleGAN-NADA training step, batch 2, ViT-B/32 guide (random weights), {gpu}, torch {torch.__version__}, "
-          f"{args.steps} timed steps after {args.warmup} warm-up{', ours with bf16 autocast' if args.mixed_precision and device.type == 'cuda' else ''}\n")
-    print(f"| resolution | variant | s/step | {mem_label} | speed-up vs research-style |")
-    print("|---:|---|---:|---:|---:|")
+          f"{args.steps} timed steps after {args.warmup} warm-up; bf16 {'on' if amp else 'off'}, channels-last "
+          f"{'on' if args.channels_last else 'off'}, compile {'on' if args.compile else 'off'}, checkpointing "
+          f"{'on' if args.checkpointing else 'off'}\n")
+    print(f"| resolution | variant | s/step | {mem_label} | GFLOP/step: total (G fwd / CLIP fwd / bwd) "
+          f"| speed-up vs research-style |")
+    print("|---:|---|---:|---:|---:|---:|")
+    results = []
     for res in args.resolutions:
         G = config_f_generator(res, device)
         k = min(args.layers, G.num_ws - 1)
@@ -260,20 +355,25 @@ def main(argv=None) -> int:
         research = None
         if not args.skip_research:
             research = bench_research(G, clip, direction, device, args.steps, args.warmup, k)
-        rows.append((f"ours, select k={k} every step",
-                     bench_ours(G, clip, direction, device, args.steps, args.warmup, k, 1, args.mixed_precision)))
-        rows.append((f"ours, k={k}, --interval {args.interval}",
-                     bench_ours(G, clip, direction, device, args.steps, args.warmup, k, args.interval,
-                                args.mixed_precision)))
-        rows.append(("ours, all layers (no selection)",
-                     bench_ours(G, clip, direction, device, args.steps, args.warmup, "all", 1, args.mixed_precision)))
-        if research is not None:
-            rows.insert(0, (f"research-style, select k={k} every step", research))
-        for name, (sec, peak) in rows:
+            rows.append((f"research-style, select k={k} every step", (*research, None)))
+        plan = {"select": (f"ours, select k={k} every step", k, 1),
+                "interval": (f"ours, k={k}, --interval {args.interval}", k, args.interval),
+                "all": ("ours, all layers (no selection)", "all", 1)}
+        for key in args.variants:
+            name, layers, interval = plan[key]
+            rows.append((name, bench_ours(G, clip, direction, device, args.steps, args.warmup, layers, interval,
+                                          args.mixed_precision, **switches)))
+        for name, (sec, peak, fl) in rows:
             ratio = f"{research[0] / sec:.2f}x" if research is not None else "-"
-            print(f"| {res} | {name} | {sec:.3f} | {peak:,.0f} | {ratio} |", flush=True)
+            ftxt = (f"{fl['total'] / 1e9:,.0f} ({fl['generator'] / 1e9:,.0f} / {fl['clip'] / 1e9:,.0f} / "
+                    f"{fl['backward'] / 1e9:,.0f})") if fl else "-"
+            print(f"| {res} | {name} | {sec:.3f} | {peak:,.0f} | {ftxt} | {ratio} |", flush=True)
+            results.append({"resolution": res, "variant": name, "seconds_per_step": sec, "peak_mib": peak,
+                            "flops": fl, "bf16": amp, **{k: v for k, v in switches.items() if k != "flops"}})
         del G
         _reset_peak(device)
+    if args.json:
+        Path(args.json).write_text(__import__("json").dumps(results, indent=2))
     return 0
 
 

@@ -35,7 +35,8 @@ def _class_setting() -> "Setting":
                    "every sample (-1 = none: unconditional generators take no class)", lo=-1,
                    hi=MAX_CLASS_INDEX, flag="--class", label="class", metavar="N")
 
-# Kinds: "int", "float", "bool", "choice", "text", plus parsed ones: "layers" (count or 'all'),
+# Kinds: "int", "float", "bool", "choice", "text", "tristate" (a choice of 'auto', 'on', 'off' that also
+# takes true/false, as saved by versions where the setting was a bool), plus parsed ones: "layers" (count or 'all'),
 # "seeds" (a seed list such as '0-3'), "betas" (two Adam betas in [0, 1)).
 
 
@@ -81,7 +82,7 @@ class Setting:
             hi = "inf" if self.hi is None else f"{self.hi:g}"
             what = "a whole number" if self.kind == "int" else "a finite number"
             return f"{what} in {'(' if self.lo_open else '['}{lo}, {hi}]"
-        if self.kind == "choice":
+        if self.kind in ("choice", "tristate"):
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind == "layers":
             return f"a whole number in [1, {self.hi:g}] or 'all'" if self.hi is not None else "a count or 'all'"
@@ -118,7 +119,9 @@ def check(s: Setting, value) -> Any:
         if not isinstance(value, bool):
             raise _fail(s, value)
         return value
-    if s.kind == "choice":
+    if s.kind == "tristate" and isinstance(value, bool):
+        return "on" if value else "off"  # saved by versions where this setting was a bool
+    if s.kind in ("choice", "tristate"):
         if value not in s.choices:
             raise _fail(s, value)
         return value
@@ -190,7 +193,7 @@ class Table:
             if s.kind == "bool":
                 group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None,
                                    help=help_txt)
-            elif s.kind == "choice":
+            elif s.kind in ("choice", "tristate"):
                 group.add_argument(*flags, dest=name, choices=s.choices, default=None, help=help_txt)
             else:
                 conv = {"int": _cli_number(s, int), "float": _cli_number(s, float)}.get(s.kind, str)
@@ -213,7 +216,7 @@ class Table:
             return ("INT" if s.kind == "int" else "FLOAT", opts)
         if s.kind == "bool":
             return ("BOOLEAN", {"default": default, "tooltip": s.help})
-        if s.kind == "choice":
+        if s.kind in ("choice", "tristate"):
             return (list(s.choices), {"default": default, "tooltip": s.help})
         text = default if isinstance(default, str) else (
             "-".join(map(str, (default[0], default[-1]))) if s.kind == "seeds" else str(default))
@@ -240,9 +243,17 @@ TRAIN = Table([
             "sketch, ~2000 for animal shape changes)", lo=1, hi=100000, metavar="N"),
     Setting("batch", "int", 2, "codes per step (paper: 2); more is smoother but slower and uses more memory",
             lo=1, hi=256, metavar="B"),
-    Setting("lr", "float", 0.002, "Adam learning rate (paper: 0.002); lower it if the images fall apart or the "
-            "loss becomes NaN", lo=0.0, hi=10.0, lo_open=True, metavar="LR", step=0.00001, widget_min=0.00001),
-    Setting("betas", "betas", (0.0, 0.99), "Adam betas", flag=None),
+    Setting("lr", "float", 0.002, "Adam learning rate as the paper and the official code's --lr give it (0.002); "
+            "Adam runs at lr * adam_ratio (0.0016 by default, as the official code does); lower it if the images fall "
+            "apart or the loss becomes NaN", lo=0.0, hi=10.0, lo_open=True, metavar="LR", step=0.00001,
+            widget_min=0.00001),
+    Setting("betas", "betas", (0.0, 0.99), "Adam betas before adam_ratio (effective: betas ** adam_ratio)", flag=None),
+    # The official StyleGAN-NADA code builds its Adam like rosinality's StyleGAN2 trainer, with the lazy
+    # regularisation ratio g_reg_every / (g_reg_every + 1) = 4/5 (it runs no regularisation): lr * 0.8 and
+    # betas ** 0.8, i.e. lr 0.0016, betas (0, 0.99 ** 0.8 = 0.99199...). 1 = plain Adam(lr, betas).
+    Setting("adam_ratio", "float", 0.8, "Adam runs at lr * r and betas ** r; 0.8 = the official StyleGAN-NADA code "
+            "(rosinality's 4/5 ratio: lr 0.0016, beta2 0.99199); 1 = plain Adam at lr and betas", lo=0.0, hi=1.0,
+            lo_open=True, metavar="R", step=0.05, widget_min=0.05),
     # num_layers: a COUNT of W+ layers (not indices); users know it as --layers / the "layers" input.
     Setting("num_layers", "layers", "all", "how many W+ layers to train each step, chosen adaptively: 'all' "
             "(texture, style), about 12 for small shape changes, 3 for animals, or a number",
@@ -256,8 +267,11 @@ TRAIN = Table([
     Setting("select_steps", "int", 1, "SGD steps per layer selection", lo=1, hi=1000, metavar="N"),
     Setting("select_lr", "float", 0.01, "SGD rate of layer selection", lo=0.0, hi=1000.0, lo_open=True,
             metavar="LR"),
-    Setting("mixing", "float", 0.9, "style-mixing probability of the training codes (paper: 0.9, or 0 for "
-            "some domains)", lo=0.0, hi=1.0, metavar="P", step=0.05),
+    # Official code: --mixing defaults to 0 (README command and notebook too; the notebook uses 0.9 only with
+    # its "improve shape" option, together with adaptive layers).
+    Setting("mixing", "float", 0.0, "style-mixing probability of the training codes (official code: 0; paper Table 3 "
+            "and the official notebook use 0.9 for shape changes); the frozen and trained image of a pair always get "
+            "the same crossover", lo=0.0, hi=1.0, metavar="P", step=0.05),
     Setting("truncation", "float", 1.0, "truncation psi of the training codes", lo=0.0, hi=2.0, lo_open=True,
             metavar="PSI"),
     Setting("directional_weight", "float", 1.0, "weight of the directional CLIP loss (the NADA loss)",
@@ -266,9 +280,12 @@ TRAIN = Table([
             "collapses, a little (e.g. 0.25) can strengthen the change", lo=0.0, hi=100.0, metavar="W", step=0.05),
     Setting("angle_weight", "float", 0.0, "weight of the angle-consistency loss that keeps samples as different "
             "from each other as before (fights collapse)", lo=0.0, hi=100.0, metavar="W", step=0.05),
-    Setting("train_torgb", "bool", False, "also train the toRGB layers of selected entries"),
-    Setting("train_affine", "bool", False, "also train the style affines of selected layers"),
-    Setting("train_const", "bool", False, "also train the 4x4 constant (with entry 0)"),
+    Setting("train_torgb", "bool", False, "also train the toRGB layers of selected entries (official code: no)"),
+    # The official code unfreezes a chosen rosinality StyledConv whole, its style affine ("modulation") included.
+    Setting("train_affine", "bool", True, "also train the style affines of selected layers (official code: yes)"),
+    # Official code: with all layers (no adaptive selection) it trains the constant; with selection it never does.
+    Setting("train_const", "tristate", "auto", "train the 4x4 constant: auto = only when every layer trains (as the "
+            "official code), on = whenever entry 0 trains, off = never", choices=("auto", "on", "off")),
     Setting("seed", "int", 0, "seed of the training run: the same seed and settings give the same result",
             lo=0, hi=MAX_SEED, metavar="S"),
     # On the node the preview is live on the node itself, so it is shown more often.
@@ -281,7 +298,16 @@ TRAIN = Table([
     Setting("snapshot_every", "int", 0, "save the generator every N steps under snapshots/ (0 = off)",
             lo=0, hi=100000, metavar="N"),
     Setting("mixed_precision", "bool", True, "bf16 autocast on CUDA: faster, less memory (no effect on CPU/MPS)"),
-    Setting("noise_mode", "choice", "const", "per-pixel noise while training", choices=("const", "random")),
+    # Official code: fresh noise every forward pass (rosinality randomize_noise=True); here the frozen and the
+    # trained image of a pair get the same noise, drawn from the run's seed.
+    Setting("noise_mode", "choice", "random", "per-pixel noise while training: random = fresh noise each step, the "
+            "same for the frozen and trained image of a pair (official code: random); const = each layer's stored "
+            "noise", choices=("const", "random")),
+    Setting("select_chunk", "int", 0, "codes per chunk of the layer-selection pass (0 = the batch size, so the pass "
+            "needs no more memory than a training step; with const noise the result does not depend on it beyond "
+            "float rounding)", lo=0, hi=1024, metavar="N"),
+    Setting("checkpointing", "bool", False, "recompute the trained generator's activations in the backward pass "
+            "instead of storing them: less memory, about one more forward pass of time"),
     _class_setting(),
 ])
 

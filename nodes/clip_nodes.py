@@ -124,8 +124,9 @@ class NadaTextDirection:
                                             "'human', 'dog')."),
                 "target_text": string_input("pencil sketch", "What it should make (e.g. 'pencil sketch', 'Pixar "
                                             "character', 'werewolf'). Keep it parallel to the source text."),
-                "templates": bool_input(True, "Average each prompt over 24 phrasings ('a photo of a {}', ...) for a "
-                                        "steadier direction (paper), or use the prompts exactly as written.",
+                "templates": bool_input(True, "Average each prompt over CLIP's 79 ImageNet phrasings ('a photo of a "
+                                        "{}', ...) for a steadier direction, as the official StyleGAN-NADA code "
+                                        "does, or use the prompts exactly as written.",
                                         on="averaged phrasings", off="as written"),
             }
         }

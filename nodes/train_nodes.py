@@ -56,7 +56,7 @@ def _pil_to_comfy(pil):
 class NadaTrain:
     DESCRIPTION = ("Adapts a copy of the generator to a new domain under CLIP guidance (StyleGAN-NADA). Shows a live "
                    "source-vs-adapted preview on the node; Cancel stops within a step. The input generator is not changed. "
-                   "Defaults are the paper's recipe for style changes (300 steps; about 50 can be enough for sketches).")
+                   "Defaults are those of the official StyleGAN-NADA code (300 steps; about 50 can be enough for sketches).")
     CATEGORY = CATEGORY_TRAIN
     RETURN_TYPES = (T.GENERATOR, T.IMAGE, T.IMAGE, T.STRING)
     RETURN_NAMES = ("generator", "comparison", "loss_plot", "metrics")

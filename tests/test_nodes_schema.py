@@ -115,7 +115,7 @@ def test_paper_defaults():
     assert train["lr"][1]["default"] == 0.002
     assert train["batch"][1]["default"] == 2
     assert train["steps"][1]["default"] == 300
-    assert train["mixing"][1]["default"] == 0.9
+    assert train["mixing"][1]["default"] == 0.0  # the official code's default (0.9 only for shape changes)
     assert train["layers"][1]["default"] == "all"
     assert train["seed"][1]["control_after_generate"] is False, "a training seed must not randomise itself"
     for node in ("NadaLatentFromSeeds", "NadaSample"):

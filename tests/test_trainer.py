@@ -84,7 +84,9 @@ def test_step_changes_exactly_the_selected_layers(clip, direction):
     before = _state(tr.G_train)
     res = tr.step()
     assert len(res.layer_indices) == 2 and res.selected
-    expected = {f"p.{n}" for n in trainable_parameter_names(tr.G_train, res.layer_indices)}
+    expected = {f"p.{n}" for n in trainable_parameter_names(tr.G_train, res.layer_indices, tr.freeze_options)}
+    # Default (official code): a chosen layer's style affine trains with its conv.
+    assert {f"p.synthesis.convs.{i}.conv.affine.weight" for i in res.layer_indices} <= expected
     assert _changed(before, _state(tr.G_train)) == expected
     trainable = {n for n, p in tr.G_train.named_parameters() if p.requires_grad}
     assert {f"p.{n}" for n in trainable} == expected
@@ -92,7 +94,7 @@ def test_step_changes_exactly_the_selected_layers(clip, direction):
 
 def test_torgb_option_trains_the_torgb_of_selected_odd_index(clip, direction):
     G = tiny_generator(16)
-    tr = NadaTrainer(G, clip, direction, _cfg(num_layers="all", train_torgb=True), "cpu")
+    tr = NadaTrainer(G, clip, direction, _cfg(num_layers="all", train_torgb=True, train_affine=False), "cpu")
     before = _state(tr.G_train)
     tr.step()
     changed = _changed(before, _state(tr.G_train))
@@ -113,7 +115,9 @@ def test_trainer_trains_the_conv_that_the_selected_index_drives(clip, direction)
     res = tr.step()
     assert res.layer_indices == [index]
     changed = _changed(before, _state(tr.G_train))
-    assert changed == {f"p.synthesis.convs.{index}.{s}" for s in ("conv.weight", "bias", "noise_strength")}
+    # The conv's weight, bias and noise strength, and (default, as the official code) its style affine.
+    assert changed == {f"p.synthesis.convs.{index}.{s}" for s in ("conv.weight", "bias", "noise_strength",
+                                                                 "conv.affine.weight", "conv.affine.bias")}
 
 
 @pytest.mark.parametrize("noise_mode", ["const", "random"])
@@ -145,7 +149,8 @@ def test_style_mixing_crossover(clip, direction):
 
 def test_clip_calls_per_step_and_no_text_encoding_during_training(clip, direction):
     G = tiny_generator(16)
-    tr = NadaTrainer(G, clip, direction, _cfg(steps=6, num_layers=2, interval=3), "cpu")
+    # select_chunk=8: the 8 selection codes in one chunk, one CLIP call per pass.
+    tr = NadaTrainer(G, clip, direction, _cfg(steps=6, num_layers=2, interval=3, select_chunk=8), "cpu")
     img_calls, txt_calls = clip.image_encoder_calls, clip.text_encoder_calls
     result = tr.run()
     selections = sum(1 for s in range(6) if s % 3 == 0)
@@ -224,13 +229,14 @@ def test_resume_rejects_changed_settings_and_allows_more_steps(clip, direction, 
 @pytest.mark.parametrize("failing_call", [5, 6], ids=["in-selection", "in-training-encode"])
 def test_ctrl_c_inside_a_step_rolls_back_and_continuing_matches(clip, direction, monkeypatch, failing_call):
     G = tiny_generator(16)
-    reference = NadaTrainer(G, clip, direction, _cfg(steps=4, num_layers=2), "cpu")
+    one_chunk = dict(steps=4, num_layers=2, select_chunk=8)  # one CLIP call per selection pass
+    reference = NadaTrainer(G, clip, direction, _cfg(**one_chunk), "cpu")
     reference.run()
-    after_two = NadaTrainer(G, clip, direction, _cfg(steps=4, num_layers=2), "cpu")
+    after_two = NadaTrainer(G, clip, direction, _cfg(**one_chunk), "cpu")
     after_two.step()
     after_two.step()
 
-    tr = NadaTrainer(G, clip, direction, _cfg(steps=4, num_layers=2), "cpu")
+    tr = NadaTrainer(G, clip, direction, _cfg(**one_chunk), "cpu")
     original = clip.encode_image
     calls = {"n": 0}
 

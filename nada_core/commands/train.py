@@ -23,10 +23,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 # Settings from the table (nada_core.settings.TRAIN) offered as flags; a resumed run takes the
 # saved value of each one not given again.
-_TRAINING_FLAGS = ("steps", "batch", "num_layers", "interval", "falloff", "lr", "mixing", "truncation",
+_TRAINING_FLAGS = ("steps", "batch", "num_layers", "interval", "falloff", "lr", "adam_ratio", "mixing", "truncation",
                    "directional_weight", "global_weight", "angle_weight", "n_select_codes", "select_steps",
-                   "select_lr", "noise_mode", "train_torgb", "train_affine", "train_const", "mixed_precision", "seed",
-                   "class_index")
+                   "select_lr", "select_chunk", "noise_mode", "train_torgb", "train_affine", "train_const",
+                   "checkpointing", "mixed_precision", "seed", "class_index")
 _OUTPUT_FLAGS = ("preview_every", "preview_seeds", "snapshot_every")
 
 
@@ -47,7 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--source-samples", metavar="N", type=int, default=16,
                    help="generator samples that stand for the source with --target-images (default 16)")
     g.add_argument("--templates", action=argparse.BooleanOptionalAction, default=None,
-                   help="average the prompts over photo templates ('a photo of a {}.', ...) (default on)")
+                   help="average the prompts over prompt templates ('a photo of a {}.', ...) (default on)")
+    g.add_argument("--template-set", choices=("imagenet", "short"), default=None,
+                   help="which templates: imagenet = CLIP's 79 ImageNet templates, as the official StyleGAN-NADA "
+                        "code (default); short = the 24 phrasings of earlier versions")
 
     from ..settings import TRAIN
 
@@ -71,7 +74,7 @@ def _config_from_args(args, saved: dict | None):
     """Saved settings (on --resume) overridden by every flag given; checked once, by TrainConfig."""
     from ..training.config import TrainConfig
 
-    base = TrainConfig.from_dict(saved).to_dict() if saved else {}
+    base = TrainConfig.from_dict(saved, saved=True).to_dict() if saved else {}
     for name in _TRAINING_FLAGS + _OUTPUT_FLAGS:
         val = getattr(args, name)
         if val is not None:
@@ -138,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
     clip_specs = _clip_specs(args, saved_extra)
     guide = load_clip_ensemble(clip_specs, device=device)
     templates = args.templates if args.templates is not None else saved_extra.get("templates", True)
+    # A run saved before --template-set existed averaged the 24 short templates: keep them on resume.
+    template_set = args.template_set or saved_extra.get("template_set") or (
+        "short" if "templates" in saved_extra else "imagenet")
     target_images = args.target_images or (saved_extra.get("target_images") if not args.target else None)
     if target_images:
         files = _target_images(target_images)
@@ -149,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         target = args.target if args.target is not None else saved_extra.get("target")
         if source is None or target is None:
             raise InputError("describe the change: pass --source TEXT and --target TEXT (or --target-images DIR)")
-        direction = text_direction(guide, source, target, templates=templates)
+        direction = text_direction(guide, source, target, templates=template_set if templates else False)
 
     trainer = NadaTrainer(G, guide, direction, cfg, device=device)
     trainer.extra_info = {
@@ -159,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         "target": getattr(direction, "target_text", None),
         "target_images": str(Path(target_images).expanduser().resolve()) if target_images else None,
         "templates": bool(templates),
+        "template_set": template_set,
     }
     if args.resume:
         trainer.load_state(args.resume)

@@ -24,45 +24,37 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import InputError, Interrupted
+from .templates import IMAGENET, TEMPLATE_SETS
 
-#: Prompt templates averaged for text directions. Content-neutral phrasings of "a picture of X",
-#: so that averaging cancels wording noise and keeps what distinguishes source from target.
-DEFAULT_TEMPLATES: tuple[str, ...] = (
-    "a photo of a {}.",
-    "a picture of a {}.",
-    "an image of a {}.",
-    "a close-up photo of a {}.",
-    "a good photo of a {}.",
-    "a bright photo of a {}.",
-    "a dark photo of a {}.",
-    "a blurry photo of a {}.",
-    "a sharp photo of the {}.",
-    "a cropped photo of the {}.",
-    "a low resolution photo of a {}.",
-    "a high resolution image of the {}.",
-    "a large {}.",
-    "a small {}.",
-    "the {}.",
-    "a {}.",
-    "one {}.",
-    "this is a {}.",
-    "there is a {} in the scene.",
-    "a nice picture of the {}.",
-    "a portrait of a {}.",
-    "an example of a {}.",
-    "a rendition of the {}.",
-    "a depiction of a {}.",
-)
+#: Prompt templates averaged for text directions by default: CLIP's 79 ImageNet templates, as the
+#: official code uses (:mod:`nada_core.guidance.templates`; ``templates="short"`` for the earlier 24).
+DEFAULT_TEMPLATES: tuple[str, ...] = IMAGENET
 
 #: A direction shorter than this (embeddings are unit vectors) carries no usable signal.
 MIN_DIRECTION_NORM = 1e-5
 
 
-def apply_templates(prompt: str, templates: bool | Sequence[str] = True) -> list[str]:
-    """``prompt`` inserted into each template (``True``: :data:`DEFAULT_TEMPLATES`), or ``[prompt]``."""
+def template_list(templates: bool | str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """The templates ``templates`` names: True -> :data:`DEFAULT_TEMPLATES`, a set name (``"imagenet"``,
+    ``"short"``) -> that list, a sequence -> itself, False/None -> None (bare prompts)."""
     if templates is False or templates is None:
+        return None
+    if templates is True:
+        return DEFAULT_TEMPLATES
+    if isinstance(templates, str):
+        try:
+            return TEMPLATE_SETS[templates.strip().lower()]
+        except KeyError:
+            raise InputError(f"unknown template set {templates!r}; use one of {', '.join(TEMPLATE_SETS)}") from None
+    return tuple(templates)
+
+
+def apply_templates(prompt: str, templates: bool | str | Sequence[str] = True) -> list[str]:
+    """``prompt`` inserted into each template (``True``: :data:`DEFAULT_TEMPLATES`; a set name of
+    :data:`~nada_core.guidance.templates.TEMPLATE_SETS`), or ``[prompt]``."""
+    tpl = template_list(templates)
+    if tpl is None:
         return [prompt]
-    tpl = DEFAULT_TEMPLATES if templates is True else tuple(templates)
     if not tpl:
         raise InputError("the template list is empty; pass templates=True for the defaults or False for none")
     out = []
@@ -210,11 +202,12 @@ def mean_text_embedding(model, prompt: str, templates: bool | Sequence[str] = Tr
     return _unit(emb.float().mean(dim=0), f"text embedding of {prompt!r}", model.name)
 
 
-def text_direction(clip, source: str, target: str, templates: bool | Sequence[str] = True) -> Direction:
+def text_direction(clip, source: str, target: str, templates: bool | str | Sequence[str] = True) -> Direction:
     """Direction from the ``source`` prompt to the ``target`` prompt for every model of ``clip``.
 
     ``clip``: a :class:`~nada_core.guidance.clip.ClipModel` or :class:`~nada_core.guidance.clip.ClipEnsemble`.
-    ``templates``: True (default list), False (bare prompts) or a list of ``"...{}..."`` strings.
+    ``templates``: True (default list: the 79 ImageNet templates), a set name (``"imagenet"``,
+    ``"short"``: the earlier 24), False (bare prompts) or a list of ``"...{}..."`` strings.
     """
     src, tgt = _clean_prompt(source, "source"), _clean_prompt(target, "target")
     if src.casefold() == tgt.casefold():
@@ -229,7 +222,9 @@ def text_direction(clip, source: str, target: str, templates: bool | Sequence[st
         targets[model.name] = _unit(t_mean, f"text embedding of {tgt!r}", model.name)
         sources[model.name] = _unit(s_mean, f"text embedding of {src!r}", model.name)
     used = templates is not False and templates is not None
-    kind = "default" if templates is True else ("custom" if used else "none")
+    tpl = template_list(templates)
+    named = next((name for name, lst in TEMPLATE_SETS.items() if tpl == lst), None)
+    kind = ("default" if tpl == DEFAULT_TEMPLATES else named or "custom") if used else "none"
     return Direction(vectors, targets, sources, "text", src, tgt, used, len(apply_templates(src, templates)),
                      {"template_list": kind})
 
@@ -337,4 +332,4 @@ def image_direction(clip, target_images, G_frozen=None, *, source_images: torch.
 
 
 __all__ = ["DEFAULT_TEMPLATES", "Direction", "Guide", "apply_templates", "mean_text_embedding", "text_direction",
-           "image_direction", "sample_source_images", "MIN_DIRECTION_NORM"]
+           "image_direction", "sample_source_images", "template_list", "MIN_DIRECTION_NORM"]

@@ -431,15 +431,83 @@ class SynthesisNetwork(nn.Module):
         assert len(self.convs) == cfg.num_convs
 
     def forward(self, ws: torch.Tensor, noise_mode: NoiseMode = "const") -> torch.Tensor:
+        return self.forward_from(ws, None, 0, noise_mode)
+
+    # Blocks: the network as a chain, so a run can start or stop part-way ----------------------
+    # Block 0 is the constant, convs[0] and to_rgbs[0]; block j >= 1 is convs[2j-1] (upsampling),
+    # convs[2j] and to_rgbs[j] at 4 * 2**j px, plus the upsampling of the running image. The state
+    # between blocks is ``(x, img)``: features [N, C, r, r] and the image so far [N, 3, r, r].
+    @property
+    def num_blocks(self) -> int:
+        return len(self.to_rgbs)
+
+    def block_modules(self, block: int) -> list[nn.Module]:
+        """The modules holding block ``block``'s parameters (block 0 owns the constant via ``self``'s
+        ``const``, which is not a module: see :meth:`block_parameter_names`)."""
+        if not 0 <= block < self.num_blocks:
+            raise IndexError(f"block {block} out of range 0..{self.num_blocks - 1}")
+        convs = [self.convs[0]] if block == 0 else [self.convs[2 * block - 1], self.convs[2 * block]]
+        return [*convs, self.to_rgbs[block]]
+
+    def block_parameter_names(self, block: int) -> list[str]:
+        """Parameter names (relative to this network, e.g. ``convs.1.bias``) of block ``block``."""
+        ids = {id(p) for m in self.block_modules(block) for p in m.parameters()}
+        names = [n for n, p in self.named_parameters() if id(p) in ids]
+        return (["const"] if block == 0 else []) + names
+
+    def _check_ws(self, ws: torch.Tensor) -> None:
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
-        x = self.const.to(ws.dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
-        x = self.convs[0](x, ws[:, 0], noise_mode)
-        img = self.to_rgbs[0](x, ws[:, 1])
-        for j in range(1, len(self.to_rgbs)):
-            x = self.convs[2 * j - 1](x, ws[:, 2 * j - 1], noise_mode)
-            x = self.convs[2 * j](x, ws[:, 2 * j], noise_mode)
-            img = upsample_2x(img, self.resample_kernel) + self.to_rgbs[j](x, ws[:, 2 * j + 1])
+
+    def _block(self, block: int, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
+               noise_mode: NoiseMode) -> tuple[torch.Tensor, torch.Tensor]:
+        if block == 0:
+            x = self.const.to(ws.dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+            x = self.convs[0](x, ws[:, 0], noise_mode)
+            return x, self.to_rgbs[0](x, ws[:, 1])
+        j = block
+        x = self.convs[2 * j - 1](x, ws[:, 2 * j - 1], noise_mode)
+        x = self.convs[2 * j](x, ws[:, 2 * j], noise_mode)
+        return x, upsample_2x(img, self.resample_kernel) + self.to_rgbs[j](x, ws[:, 2 * j + 1])
+
+    def forward_prefix(self, ws: torch.Tensor, stop: int, noise_mode: NoiseMode = "const"
+                       ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Run blocks ``0 .. stop - 1``; returns the state ``(x, img)`` after them (None for ``stop=0``).
+
+        ``forward_from(ws, forward_prefix(ws, b), b) == forward(ws)``: a caller can compute a
+        prefix shared by two generators whose first ``b`` blocks are equal once (random noise
+        draws in the same order as :meth:`forward`).
+        """
+        self._check_ws(ws)
+        if not 0 <= stop <= self.num_blocks:
+            raise IndexError(f"stop block {stop} out of range 0..{self.num_blocks}")
+        state = None
+        for b in range(stop):
+            state = self._block(b, *(state or (None, None)), ws, noise_mode)
+        return state
+
+    def forward_from(self, ws: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None, start: int,
+                     noise_mode: NoiseMode = "const", checkpoint: bool = False) -> torch.Tensor:
+        """Run blocks ``start ..`` from ``state`` (as :meth:`forward_prefix` returns; None with
+        ``start=0``) and return the image ``[N, img_channels, R, R]``.
+
+        ``checkpoint``: under autograd, store only each block's input and recompute the block in
+        the backward pass (``torch.utils.checkpoint``; random noise is replayed), trading about one
+        more forward pass for the activation memory of the network.
+        """
+        self._check_ws(ws)
+        if not 0 <= start <= self.num_blocks or (start > 0) != (state is not None):
+            raise ValueError(f"start block {start} needs the state after block {start - 1}" if start
+                             else "start block 0 takes no state")
+        x, img = state if state is not None else (None, None)
+        use_ckpt = checkpoint and torch.is_grad_enabled()
+        for b in range(start, self.num_blocks):
+            if use_ckpt:
+                from torch.utils.checkpoint import checkpoint as ckpt
+
+                x, img = ckpt(self._block, b, x, img, ws, noise_mode, use_reentrant=False)
+            else:
+                x, img = self._block(b, x, img, ws, noise_mode)
         return img
 
     # Which modules each W+ entry drives (layer freezing relies on this) ------------------------

@@ -1,6 +1,8 @@
 """Every training setting in one dataclass, :class:`TrainConfig` (see ``docs/method.md``).
 
-Defaults follow the paper's recipe for style changes. The settings are validated once, here, when
+Defaults reproduce the official StyleGAN-NADA code's default run (the one behind the paper's images;
+``docs/method.md`` section 2 says where each comes from), keeping our fixes of its W+ -> layer map and of
+its style-mixing crossover; :meth:`TrainConfig.previous_defaults` gives the earlier defaults. The settings are validated once, here, when
 the config is built (CLI, node, demo or a saved run all come through this boundary).
 """
 
@@ -18,7 +20,7 @@ _D = TRAIN.defaults()
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Every training setting. Defaults follow the paper's recipe (Appendix I) for style changes.
+    """Every training setting. Defaults follow the official code's default run (see the module docstring).
 
     ``num_layers``: how many W+ indices to train each step (adaptive selection), or ``"all"``
     (every styled conv, no selection pass). ``interval``/``falloff``: re-select every
@@ -29,6 +31,10 @@ class TrainConfig:
     target), ``angle_weight`` (in-domain angle consistency between the samples of a batch).
     ``preview_every`` (0 = off) renders ``preview_seeds`` at ``preview_truncation``.
     ``snapshot_every`` (0 = off) saves the generator under ``snapshots/`` every N steps.
+    ``adam_ratio``: Adam runs at ``lr * adam_ratio`` with ``betas ** adam_ratio`` (0.8: the official
+    code's rosinality-derived optimiser). ``train_const``: ``"auto"`` (constant trains when every
+    layer does), ``"on"``, ``"off"``. ``select_chunk``: codes per chunk of a selection pass (0 = batch).
+    ``checkpointing``: recompute the trained synthesis activations in the backward pass.
     ``mixed_precision``: bf16 autocast on CUDA, on by default (ignored on other devices and on GPUs
     without bf16; weights and optimiser state stay float32; fp16 is not offered as
     StyleGAN2's modulated convs overflow it without loss scaling). ``noise_mode``: "const"
@@ -41,6 +47,7 @@ class TrainConfig:
     batch: int = _D["batch"]
     lr: float = _D["lr"]
     betas: tuple[float, float] = _D["betas"]
+    adam_ratio: float = _D["adam_ratio"]
     num_layers: int | str = _D["num_layers"]
     interval: int = _D["interval"]
     falloff: int = _D["falloff"]
@@ -54,7 +61,7 @@ class TrainConfig:
     angle_weight: float = _D["angle_weight"]
     train_torgb: bool = _D["train_torgb"]
     train_affine: bool = _D["train_affine"]
-    train_const: bool = _D["train_const"]
+    train_const: str = _D["train_const"]
     seed: int = _D["seed"]
     preview_every: int = _D["preview_every"]
     preview_seeds: tuple[int, ...] = _D["preview_seeds"]
@@ -63,6 +70,8 @@ class TrainConfig:
     mixed_precision: bool = _D["mixed_precision"]
     noise_mode: str = _D["noise_mode"]
     class_index: int = _D["class_index"]  # class of a conditional generator (-1 = none)
+    select_chunk: int = _D["select_chunk"]
+    checkpointing: bool = _D["checkpointing"]
 
     def __post_init__(self) -> None:
         self.validate()
@@ -83,6 +92,25 @@ class TrainConfig:
         return None if self.num_layers == "all" else int(self.num_layers)
 
     @property
+    def adam_lr(self) -> float:
+        """The rate Adam runs at: ``lr * adam_ratio`` (0.0016 with the defaults, as the official code)."""
+        return self.lr * self.adam_ratio
+
+    @property
+    def adam_betas(self) -> tuple[float, float]:
+        """The betas Adam runs with: ``betas ** adam_ratio`` ((0, 0.99 ** 0.8) with the defaults)."""
+        return (self.betas[0] ** self.adam_ratio, self.betas[1] ** self.adam_ratio)
+
+    @classmethod
+    def previous_defaults(cls, **overrides) -> "TrainConfig":
+        """The defaults of the versions before the official-code defaults: plain Adam (lr 0.002, betas
+        (0, 0.99)), convs only (no affine, no constant), style mixing 0.9, const noise, 24 templates
+        (the template list is the direction's: ``templates="short"``)."""
+        base = dict(adam_ratio=1.0, train_affine=False, train_const="off", mixing=0.9, noise_mode="const")
+        base.update(overrides)
+        return cls(**base)
+
+    @property
     def freeze_options(self) -> FreezeOptions:
         return FreezeOptions(self.train_torgb, self.train_affine, self.train_const)
 
@@ -97,11 +125,17 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        """Settings from a JSON object (saved state, metadata); checked like any other."""
+    def from_dict(cls, d: dict, saved: bool = False) -> "TrainConfig":
+        """Settings from a JSON object (saved state, metadata); checked like any other.
+
+        ``saved``: ``d`` is a complete config written by :meth:`to_dict` (a run's state), so a
+        setting it lacks is one that did not exist yet and takes the value that version ran with.
+        """
         d = dict(d)
         if "layers" in d and "num_layers" not in d:  # saved before the rename
             d["num_layers"] = d.pop("layers")
+        if saved and "adam_ratio" not in d:  # saved before the setting existed: plain Adam(lr, betas) then
+            d["adam_ratio"] = 1.0
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -24,7 +24,8 @@ What "a layer" contains
 For W+ index ``i``: the styled conv's weight, bias and noise strength (role ``conv``). With
 ``train_affine`` also that conv's style affine; with ``train_torgb`` the toRGB driven by ``i``
 (odd indices and the last one); with ``train_const`` the learned 4x4 constant, which belongs to
-index 0 (it feeds ``convs[0]``). The mapping network is never trained here: it is shared by the
+index 0 (it feeds ``convs[0]``); ``train_const="auto"`` trains it only when every candidate index
+trains, as the official code does. The mapping network is never trained here: it is shared by the
 frozen and the trained generator and keeps their latent spaces aligned.
 
 Schedule (follow-up work, ``docs/method.md``)
@@ -53,11 +54,23 @@ GlobalLoss = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclasses.dataclass(frozen=True)
 class FreezeOptions:
-    """Which parameter groups beyond the styled convs may train (all off, as in the paper)."""
+    """Which parameter groups beyond the styled convs may train.
+
+    The defaults here are the plain ones (convs only); the training defaults (``TrainConfig``)
+    follow the official code: affines on, constant ``"auto"``. ``train_const``: True/``"on"``
+    (with index 0), False/``"off"``, or ``"auto"``: only when every candidate index trains (the
+    official code trains the constant in its all-layers run and never under adaptive selection).
+    """
 
     train_torgb: bool = False
     train_affine: bool = False
-    train_const: bool = False
+    train_const: bool | str = False
+
+    @property
+    def const_mode(self) -> str:
+        """``train_const`` as ``"on"``, ``"off"`` or ``"auto"``."""
+        v = self.train_const
+        return ("on" if v else "off") if isinstance(v, bool) else str(v)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -98,16 +111,22 @@ def parameter_names_for_w_index(G, index: int, options: FreezeOptions = FreezeOp
             # An affine inside a toRGB is trainable only when both toRGB and affine training are on.
             if roles[name] in allowed:
                 names.append(name)
-    if options.train_const and index == 0:
+    if options.const_mode == "on" and index == 0:
         names.append("synthesis.const")
     return names
 
 
 def trainable_parameter_names(G, indices: Iterable[int], options: FreezeOptions = FreezeOptions()) -> list[str]:
-    """Union of :func:`parameter_names_for_w_index` over ``indices``, in ``named_parameters`` order."""
+    """Union of :func:`parameter_names_for_w_index` over ``indices``, in ``named_parameters`` order.
+
+    With ``train_const="auto"`` the constant is added when ``indices`` covers every candidate.
+    """
+    indices = [int(i) for i in indices]
     wanted: set[str] = set()
     for i in indices:
-        wanted.update(parameter_names_for_w_index(G, int(i), options))
+        wanted.update(parameter_names_for_w_index(G, i, options))
+    if options.const_mode == "auto" and indices and set(candidate_w_indices(G, options)) <= set(indices):
+        wanted.add("synthesis.const")
     return [name for name, _ in G.named_parameters() if name in wanted]
 
 
@@ -150,28 +169,39 @@ def _initial_codes(G, n_codes: int, rng: torch.Generator, device: torch.device,
 def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
                   candidates: Sequence[int] | None = None, n_codes: int = 8, steps: int = 1,
                   lr: float = 0.01, noise_mode: str = "const",
-                  autocast: Callable[[], object] | None = None, c: torch.Tensor | None = None) -> LayerSelection:
+                  autocast: Callable[[], object] | None = None, chunk: int | None = None,
+                  c: torch.Tensor | None = None) -> LayerSelection:
     """Rank W+ indices by how far the global CLIP loss pushes them; return the top ``k``.
 
     ``G`` is the generator being trained (its current weights are used, as in the paper).
     Gradients are computed for the W+ codes only: every generator parameter has
     ``requires_grad`` turned off for the pass (and restored after), so no weight gradient is
-    ever built. ``rng`` (a CPU ``torch.Generator``) draws the ``n_codes`` latent codes.
-    ``k`` is clipped to the number of candidates. ``autocast`` optionally returns a context
-    manager for mixed precision around the forward passes. ``c``: one-hot class ``[1, c_dim]`` of a
-    conditional generator (the class being trained), None otherwise.
+    ever built. ``rng`` (a CPU ``torch.Generator``) draws the ``n_codes`` latent codes (and, with
+    ``noise_mode="random"``, the seed of the noise, so a pass is reproducible). ``k`` is clipped
+    to the number of candidates. ``autocast`` optionally returns a context manager for mixed
+    precision around the forward passes.
+
+    ``chunk`` (None/0 = all codes at once): codes per forward/backward. The loss is a mean over
+    the codes, so its W+ gradient is the sum over chunks of the gradient of ``loss_chunk * n_chunk
+    / n_codes``: the same step (up to float rounding), with the activations of only ``chunk``
+    images alive at a time, which keeps the pass's memory peak at or below a training step's.
+    ``c``: one-hot class ``[1, c_dim]`` of a conditional generator (the class being trained), None otherwise.
     """
     from ..settings import TRAIN
+    from .runtime import forked_noise
 
     if k < 1:
         raise InputError(f"layer count k must be at least 1, got {k}")
     TRAIN.check("n_select_codes", n_codes)
     TRAIN.check("select_steps", steps)
     TRAIN.check("select_lr", lr)
+    if chunk is not None:
+        TRAIN.check("select_chunk", chunk)
     cands = list(candidate_w_indices(G) if candidates is None else candidates)
     if not cands:
         raise InputError("no W+ index has trainable layers; enable conv or toRGB training")
     device = G.synthesis.const.device
+    size = n_codes if not chunk else min(int(chunk), n_codes)
     params = list(G.parameters())
     saved_flags = [p.requires_grad for p in params]
     try:
@@ -179,15 +209,23 @@ def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
             p.requires_grad_(False)
         with torch.inference_mode(False), torch.enable_grad():
             w0 = _initial_codes(G, n_codes, rng, device, c)
-            w = w0.clone().requires_grad_(True)
-            for _ in range(steps):
-                ctx = autocast() if autocast is not None else contextlib.nullcontext()
-                with ctx:
-                    img = G.synthesis(w, noise_mode=noise_mode)
-                    loss = global_loss(img)
-                (grad,) = torch.autograd.grad(loss.float(), w)
+            noise_seed = int(torch.randint(0, 2**62, (1,), generator=rng)) if noise_mode == "random" else None
+            w = w0.clone()
+            for step in range(steps):
+                grad = torch.empty_like(w)
+                with forked_noise(device, None if noise_seed is None else noise_seed + step):
+                    for start in range(0, n_codes, size):
+                        wc = w[start:start + size].detach().requires_grad_(True)
+                        ctx = autocast() if autocast is not None else contextlib.nullcontext()
+                        with ctx:
+                            img = G.synthesis(wc, noise_mode=noise_mode)
+                            loss = global_loss(img)
+                        # Mean over all codes = sum over chunks of (chunk mean * chunk share).
+                        (g,) = torch.autograd.grad(loss.float() * (wc.shape[0] / n_codes), wc)
+                        grad[start:start + size] = g
+                        del img, loss, g  # free this chunk's graph before the next one
                 with torch.no_grad():
-                    w = (w - lr * grad).requires_grad_(True)  # plain SGD step, as in the paper
+                    w = w - lr * grad  # plain SGD step, as in the paper
             scores = (w.detach() - w0).abs().mean(dim=-1).mean(dim=0).float().cpu()  # [num_ws]
     finally:
         for p, flag in zip(params, saved_flags):
@@ -242,11 +280,12 @@ class LayerSelector:
     """
 
     def __init__(self, schedule: LayerSchedule, options: FreezeOptions = FreezeOptions(),
-                 n_codes: int = 8, steps: int = 1, lr: float = 0.01, c: torch.Tensor | None = None) -> None:
+                 n_codes: int = 8, steps: int = 1, lr: float = 0.01, chunk: int | None = None,
+                 c: torch.Tensor | None = None) -> None:
         self.schedule = schedule
         self.c = c  # class of a conditional generator ([1, c_dim] one-hot), None otherwise
         self.options = options
-        self.n_codes, self.steps, self.lr = n_codes, steps, lr
+        self.n_codes, self.steps, self.lr, self.chunk = n_codes, steps, lr, chunk
         self.current: list[int] | None = None
         self.last_scores: torch.Tensor | None = None
         self.ran_selection = False  # whether the last indices_for_step call ran a selection pass
@@ -267,7 +306,7 @@ class LayerSelector:
                 raise InputError("layer selection needs a global loss")
             sel = select_layers(G, global_loss, k, rng=rng, candidates=cands, n_codes=self.n_codes,
                                 steps=self.steps, lr=self.lr, noise_mode=noise_mode, autocast=autocast,
-                                c=None if self.c is None else self.c.to(G.w_avg.device))
+                                chunk=self.chunk, c=None if self.c is None else self.c.to(G.w_avg.device))
             self.last_scores = sel.scores
             self.ran_selection = True
             new = sel.indices

@@ -94,3 +94,27 @@ def grad_norm(params, device: torch.device) -> torch.Tensor:
     except (AttributeError, RuntimeError):  # pragma: no cover - older/unusual backends
         norms = [g.norm() for g in grads]
     return torch.stack([n.float() for n in norms]).norm()
+
+
+def seed_device_rng(device: torch.device, seed: int) -> None:
+    """Seed the generator that ``torch.randn(device=device)`` draws from (only that one)."""
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+    elif device.type == "mps":  # pragma: no cover - no MPS in CI
+        torch.mps.manual_seed(seed)
+    else:
+        torch.default_generator.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def forked_noise(device: torch.device, seed: int | None) -> Iterator[None]:
+    """Run the block with ``device``'s random generator seeded with ``seed`` and restore the caller's
+    generator state afterwards (``seed=None``: the block draws from the caller's state)."""
+    if seed is None:
+        yield
+        return
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        seed_device_rng(device, seed)
+        yield

@@ -29,7 +29,10 @@ STATE_FILE = "train_state.safetensors"
 GENERATOR_FILE = "generator.safetensors"
 
 #: Settings that may change between a saved run and its resumption without changing the maths.
-RESUMABLE_CHANGES = {"steps", "preview_every", "preview_seeds", "preview_truncation", "snapshot_every"}
+# Memory settings may change too (a run that ran out of memory can resume with them): they change
+# how a step is computed, not what it computes (up to float rounding).
+RESUMABLE_CHANGES = {"steps", "preview_every", "preview_seeds", "preview_truncation", "snapshot_every",
+                     "select_chunk", "checkpointing"}
 
 _FIX = "resume from an intact --out folder, or start a new run without --resume"
 _ADAM_KEYS = ("step", "exp_avg", "exp_avg_sq")
@@ -135,6 +138,8 @@ def _check_info(p: Path, info: dict) -> None:
             raise _bad(p, f"'extra.{key}' is not text")
     if "templates" in extra and not isinstance(extra["templates"], bool):
         raise _bad(p, "'extra.templates' is not true/false")
+    if extra.get("template_set") is not None and extra["template_set"] not in ("imagenet", "short"):
+        raise _bad(p, "'extra.template_set' is not 'imagenet' or 'short'")
     clip = extra.get("clip", [])
     if not (isinstance(clip, list) and all(
             isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) and isinstance(c[1], (int, float))
@@ -170,7 +175,7 @@ def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     info = parse_json(meta["nada_train_state"], f"training state {p}", _FIX, expect=dict, error=CheckpointError)
     _check_info(p, info)
     try:
-        TrainConfig.from_dict(info["config"])
+        TrainConfig.from_dict(info["config"], saved=True)
     except NadaError as err:
         raise _bad(p, f"its stored settings are invalid ({err})") from None
     return tensors, info
@@ -180,7 +185,7 @@ def read_config(path: str | Path):
     """The settings stored in a training-state file (for resuming with the same settings)."""
     from .config import TrainConfig
 
-    return TrainConfig.from_dict(read_state(path)[1]["config"])
+    return TrainConfig.from_dict(read_state(path)[1]["config"], saved=True)
 
 
 def load_state(trainer: "NadaTrainer", path: str | Path, check_source: bool = True) -> None:
@@ -198,12 +203,12 @@ def load_state(trainer: "NadaTrainer", path: str | Path, check_source: bool = Tr
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / STATE_FILE
-    cfg_saved = TrainConfig.from_dict(info["config"])
+    cfg_saved = TrainConfig.from_dict(info["config"], saved=True)
     now = trainer.config.to_dict()
     diffs = [k for k, v in cfg_saved.to_dict().items() if k not in RESUMABLE_CHANGES and now[k] != v]
     if diffs:
         raise InputError(f"cannot resume: settings {diffs} differ from the saved run; "
-                         "use the saved settings (only steps, previews and snapshots may change)")
+                         "use the saved settings (only steps, previews, snapshots, select_chunk and checkpointing may change)")
     if info.get("generator_config") != trainer.G_frozen.config.to_dict():
         raise InputError("cannot resume: the saved run used a different generator architecture")
     if check_source and info.get("source_sha256") and trainer.source_sha256 \

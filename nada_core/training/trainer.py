@@ -35,7 +35,8 @@ from .freezing import LayerSelector, apply_selection, candidate_w_indices, \
     trainable_parameter_names
 from ..models.conditioning import class_one_hot
 from ..models.stylegan2 import Generator, ModulatedConv2d
-from .runtime import copy_generator, defer_sigint, grad_mode, grad_norm, make_autograd_safe
+from .runtime import copy_generator, defer_sigint, grad_mode, grad_norm, forked_noise, make_autograd_safe, \
+    seed_device_rng
 
 from .config import TrainConfig, parse_layers  # noqa: F401  (re-exported: the old home of both)
 from .state import GENERATOR_FILE, STATE_FILE, describe_direction, read_config, read_state  # noqa: F401
@@ -147,18 +148,27 @@ class NadaTrainer:
         # A conditional generator adapts one class: every code (training, selection, previews) uses it.
         with torch.inference_mode(False):  # a normal tensor even when ComfyUI builds the trainer
             self.c = class_one_hot(self.G_frozen.c_dim, cfg.class_index, 1, self.device)
+        # Selection chunks of one training batch keep the pass's memory peak at or below a step's.
         self.selector = LayerSelector(cfg.schedule, self.freeze_options, n_codes=cfg.n_select_codes,
-                                      steps=cfg.select_steps, lr=cfg.select_lr, c=self.c)
+                                      steps=cfg.select_steps, lr=cfg.select_lr,
+                                      chunk=cfg.select_chunk or cfg.batch, c=self.c)
         # The optimiser sees every parameter that may ever train; Adam skips those without grad.
         self._opt_names = trainable_parameter_names(self.G_train, self.candidates, self.freeze_options)
         params = dict(self.G_train.named_parameters())
-        self.optimizer = torch.optim.Adam([params[n] for n in self._opt_names], lr=cfg.lr, betas=cfg.betas)
+        # lr * adam_ratio and betas ** adam_ratio: with the default 0.8 the official code's optimiser.
+        self.optimizer = torch.optim.Adam([params[n] for n in self._opt_names], lr=cfg.adam_lr,
+                                          betas=cfg.adam_betas)
         apply_selection(self.G_train, [], self.freeze_options)
         self.rng = torch.Generator().manual_seed(cfg.seed)
         self.step_index = 0
         self.history: list[dict[str, float]] = []
         self.layer_history: list[list[int]] = []
         self._frozen_preview: torch.Tensor | None = None
+        # Parameters ever updated (they make their block differ from G_frozen's); None = recompute.
+        self._touched: set[str] | None = set()
+        syn = self.G_train.synthesis
+        self._block_names = [[f"synthesis.{n}" for n in syn.block_parameter_names(b)]
+                             for b in range(syn.num_blocks)] if hasattr(syn, "block_parameter_names") else []
         self.extra_info: dict = {}  # caller's JSON-able notes kept in the training state (CLI: inputs)
         self._amp = (cfg.mixed_precision and self.device.type == "cuda"
                      and torch.cuda.is_bf16_supported())
@@ -248,33 +258,56 @@ class NadaTrainer:
         With ``noise_mode="random"`` the noise seed is drawn from ``self.rng`` and both passes run
         with it in a forked RNG, so the noise is identical for the pair, reproducible from the
         training seed and the caller's global RNG is left alone.
+
+        The first :meth:`shared_prefix_blocks` synthesis blocks are equal in both generators, so
+        their output is computed once (no grad) and both generators continue from it; the images
+        are the same as two full passes (``tests/test_trainer.py`` checks it).
         """
         mode = self.config.noise_mode
-        if mode != "random":
-            with self._autocast():
-                with torch.no_grad():
-                    frozen = self.G_frozen.synthesis(ws, noise_mode=mode)
-                trained = self.G_train.synthesis(ws, noise_mode=mode)
-            return frozen, trained
-        noise_seed = int(torch.randint(0, 2**62, (1,), generator=self.rng))
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), self._autocast():
-            self._seed_device_rng(noise_seed)
+        noise_seed = int(torch.randint(0, 2**62, (1,), generator=self.rng)) if mode == "random" else None
+        start = self.shared_prefix_blocks()
+        syn_f, syn_t = self.G_frozen.synthesis, self.G_train.synthesis
+        with forked_noise(self.device, noise_seed), self._autocast():
             with torch.no_grad():
-                frozen = self.G_frozen.synthesis(ws, noise_mode=mode)
-            self._seed_device_rng(noise_seed)  # replay the same noise for the trained image
-            trained = self.G_train.synthesis(ws, noise_mode=mode)
+                state = syn_f.forward_prefix(ws, start, noise_mode=mode) if start else None
+                after_prefix = self._rng_state() if noise_seed is not None else None
+                frozen = syn_f.forward_from(ws, state, start, noise_mode=mode) if start else syn_f(ws, noise_mode=mode)
+            if after_prefix is not None:
+                self._set_rng_state(after_prefix)  # replay the same noise for the trained image
+            if start or (self.config.checkpointing and hasattr(syn_t, "forward_from")):
+                trained = syn_t.forward_from(ws, state, start, noise_mode=mode, checkpoint=self.config.checkpointing)
+            else:
+                trained = syn_t(ws, noise_mode=mode)
         return frozen, trained
+
+    def shared_prefix_blocks(self) -> int:
+        """How many leading synthesis blocks the trained generator shares with the frozen one this
+        step: blocks none of whose parameters trains now or has ever been updated."""
+        if not self._block_names:  # a synthesis network without blocks (no shared-prefix support)
+            return 0
+        if self._touched is None:  # after a resume: what differs from the source has been trained
+            frozen = dict(self.G_frozen.named_parameters())
+            self._touched = {n for n, p in self.G_train.named_parameters() if not torch.equal(p, frozen[n])}
+        dirty = self._touched | {n for n, p in self.G_train.named_parameters() if p.requires_grad}
+        for b, names in enumerate(self._block_names):
+            if dirty.intersection(names):
+                return b
+        return len(self._block_names) - 1  # nothing trains: keep one block so the image has a graph
+
+    def _rng_state(self) -> torch.Tensor:
+        if self.device.type == "cuda":
+            return torch.cuda.get_rng_state(self.device)
+        return torch.get_rng_state()
+
+    def _set_rng_state(self, state: torch.Tensor) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(state, self.device)
+        else:
+            torch.set_rng_state(state)
 
     def _seed_device_rng(self, seed: int) -> None:
         """Seed the generator that ``torch.randn(device=self.device)`` draws from (only that one)."""
-        if self.device.type == "cuda":
-            with torch.cuda.device(self.device):
-                torch.cuda.manual_seed(seed)
-        elif self.device.type == "mps":  # pragma: no cover - no MPS in CI
-            torch.mps.manual_seed(seed)
-        else:
-            torch.default_generator.manual_seed(seed)
+        seed_device_rng(self.device, seed)
 
     def _losses(self, frozen: torch.Tensor, trained: torch.Tensor) -> dict[str, torch.Tensor]:
         """The step's loss report (``total`` with grad, then the detached terms)."""
@@ -321,6 +354,8 @@ class NadaTrainer:
                     f"{self.config.lr / 4:g}")
             with defer_sigint():
                 self.optimizer.step()
+                if self._touched is not None:
+                    self._touched.update(n for n, p in self.G_train.named_parameters() if p.grad is not None)
         except BaseException:
             self.rng.set_state(rng_state)
             self.selector.load_state_dict(sel_state)
@@ -436,4 +471,5 @@ class NadaTrainer:
         from .state import load_state
 
         load_state(self, path, check_source=check_source)
+        self._touched = None  # the loaded weights decide which blocks still equal the source's
         return self
