@@ -277,8 +277,9 @@ def _load_foreign(p: Path, fmt: str, ema: bool) -> AnyGenerator:
         origin = f"estimated (mean of {W_AVG_ESTIMATE_SAMPLES} mapped z, seed {W_AVG_ESTIMATE_SEED})"
     sha = sha256_file(p)
     G.source_sha256 = sha
+    fmt = conv.notes.get("format", fmt)  # an NVIDIA pickle may hold StyleGAN2 or StyleGAN3
     G.metadata = {
-        "format": conv.notes.get("format", fmt),
+        "format": fmt,
         "ema": ema,
         "w_avg_origin": origin,
         "source_sha256": sha,
