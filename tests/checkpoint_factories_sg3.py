@@ -184,3 +184,8 @@ def write_nvidia3_pkl(path: str | Path, tensors: dict, kwargs: dict, layers: lis
             snap[key] = FakeEasyDict(class_name="training.dataset.ImageFolderDataset", path="~/datasets/afhq.zip",
                                      use_labels=False, resolution=kwargs["img_resolution"])
     return write_pickle(path, snap, protocol=protocol)
+
+
+def write_pickle_obj(path: str | Path, obj: Any, protocol: int = 4) -> Path:
+    """Any object tree (stubs, hostile placeholders) pickled with the test writer."""
+    return write_pickle(path, obj, protocol=protocol)

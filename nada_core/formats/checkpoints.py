@@ -37,6 +37,7 @@ import torch
 
 from ..errors import CheckpointError, InputError, NadaError, short_reason
 from ..json_text import parse_json
+from ..models.stylegan2 import Generator, GeneratorConfig  # noqa: F401 - re-exported for callers
 from ..models.registry import GENERATOR_CLASSES, AnyConfig, AnyGenerator, architecture_of, build_generator, \
     config_from_dict, is_stylegan3
 from .limits import check_generator_config, check_stylegan3_fields

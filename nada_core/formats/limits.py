@@ -94,7 +94,7 @@ def _int_in(value: Any, lo: int, hi: int, what: str, source: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise CheckpointError(f"{source}: the generator's {what} is {value!r}, not an integer; the file is corrupt")
     if not lo <= value <= hi:
-        raise CheckpointError(f"{source}: the generator's {what} is {value}, outside {lo}..{hi}; no real StyleGAN2 "
+        raise CheckpointError(f"{source}: the generator's {what} is {value}, outside {lo}..{hi}; no real StyleGAN "
                               f"has that, so the file was not loaded")
     return value
 
