@@ -234,7 +234,12 @@ def synthesize(G: Any, ws: torch.Tensor, noise: Sequence[torch.Tensor] | None = 
     """
     if noise is None or noise_mode != "const":
         return G.synthesis(ws, noise_mode=noise_mode)
-    convs = G.synthesis.convs
+    convs = getattr(G.synthesis, "convs", None)
+    if convs is None:  # StyleGAN3 has no noise inputs
+        if len(noise):
+            raise InputError(f"these latents carry {len(noise)} noise maps, but this StyleGAN3 generator has no "
+                             f"noise inputs; use latents made for it (or without noise maps)")
+        return G.synthesis(ws, noise_mode=noise_mode)
     if len(noise) != len(convs):
         raise InputError(f"got {len(noise)} noise maps but the generator has {len(convs)} convolutions")
     overrides = {f"convs.{i}.noise_const": n for i, n in enumerate(noise)}
@@ -258,7 +263,7 @@ def render(G: Any, latents: Latents, noise_mode: str = "const", batch_size: int 
                          "recompute or reload them")
     latents = latents.broadcast(G.num_ws)
     device = G.w_avg.device
-    dtype = G.synthesis.const.dtype
+    dtype = next(G.synthesis.parameters()).dtype
     out = []
     n = len(latents)
     with torch.no_grad():

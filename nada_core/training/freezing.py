@@ -24,7 +24,9 @@ What "a layer" contains
 For W+ index ``i``: the styled conv's weight, bias and noise strength (role ``conv``). With
 ``train_affine`` also that conv's style affine; with ``train_torgb`` the toRGB driven by ``i``
 (odd indices and the last one); with ``train_const`` the learned 4x4 constant, which belongs to
-index 0 (it feeds ``convs[0]``). The mapping network is never trained here: it is shared by the
+index 0 (it feeds ``convs[0]``). StyleGAN3 (:mod:`nada_core.models.stylegan3`): index 0 drives the
+Fourier-feature input (no styled conv: a candidate only through ``train_const``, which trains its
+channel mixing), ``i + 1`` drives layer ``L{i}``, the last one the toRGB layer. The mapping network is never trained here: it is shared by the
 frozen and the trained generator and keeps their latent spaces aligned.
 
 Schedule (follow-up work, ``docs/method.md``)
@@ -99,7 +101,8 @@ def parameter_names_for_w_index(G, index: int, options: FreezeOptions = FreezeOp
             if roles[name] in allowed:
                 names.append(name)
     if options.train_const and index == 0:
-        names.append("synthesis.const")
+        # StyleGAN2's learned 4x4 constant; StyleGAN3's input-layer channel mixing (role "const").
+        names.extend(n for n, _ in G.named_parameters() if roles[n] == "const")
     return names
 
 
@@ -169,7 +172,7 @@ def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
     cands = list(candidate_w_indices(G) if candidates is None else candidates)
     if not cands:
         raise InputError("no W+ index has trainable layers; enable conv or toRGB training")
-    device = G.synthesis.const.device
+    device = G.w_avg.device
     params = list(G.parameters())
     saved_flags = [p.requires_grad for p in params]
     try:
