@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = detect_format(args.path)
     G = load_generator(args.path, device="cpu", ema=not args.no_ema)
     info = summarize_generator(G)
+    fmt = info["format"] or fmt  # an NVIDIA pickle may hold StyleGAN2 or StyleGAN3
     info["path"] = str(args.path)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
@@ -31,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     lines = [
         ("file", info["path"]),
         ("format", f"{fmt} ({FORMAT_DESCRIPTIONS.get(fmt, '?')})"),
+        ("architecture", _architecture_line(info)),
         ("weights", _weights_line(meta)),
         ("sha256", info["source_sha256"]),
         ("resolution", f"{info['resolution']} x {info['resolution']} px"),
@@ -55,6 +57,14 @@ def run(args: argparse.Namespace) -> int:
     for key, value in lines:
         print(f"{key + ':':<{width + 2}}{value}")
     return 0
+
+
+def _architecture_line(info: dict) -> str:
+    sg3 = info.get("stylegan3")
+    if not sg3:
+        return "StyleGAN2"
+    return (f"StyleGAN3-{sg3['config']}: {sg3['num_layers']} layers ({sg3['num_critical']} critically sampled), "
+            f"{sg3['conv_kernel']}x{sg3['conv_kernel']} convs, margin {sg3['margin_size']} px")
 
 
 def _weights_line(meta: dict) -> str:

@@ -441,11 +441,12 @@ def blend_sequence(generators: Sequence[Any], frames: int, easing: str = "linear
 def render_blend_sequence(generators: Sequence[Any], latents: Latents, frames: int, easing: str = "linear",
                           loop: bool = False, layers: str | Iterable[int] | None = None,
                           noise_mode: str = "const", batch_size: int = 8,
-                          should_stop: Callable[[], bool] | None = None) -> Iterator[torch.Tensor]:
+                          should_stop: Callable[[], bool] | None = None,
+                          input_transform: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
     """Render ``latents`` through a generator morph: yields ``frames`` tensors ``[N, 3, R, R]`` (CPU, about [-1, 1])."""
     from .latents import check_compatible, render
 
     for G in generators:
         check_compatible(latents, G)
     for G in blend_sequence(generators, frames, easing, loop, layers, should_stop=should_stop):
-        yield render(G, latents, noise_mode=noise_mode, batch_size=batch_size)
+        yield render(G, latents, noise_mode=noise_mode, batch_size=batch_size, input_transform=input_transform)
