@@ -117,3 +117,27 @@ def test_metrics_on_stylegan3(clip, direction):
     G = tiny_sg3_generator("r")
     out = evaluate(G, G, clip, direction)
     assert out["directional_similarity"] == 0.0 and out["source_correspondence"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_render_node_translates_and_rotates_stylegan3_and_refuses_it_on_stylegan2():
+    from nada_core.editing.latents import latents_from_seeds
+    from nada_core.editing.transforms import input_transform
+    from nada_core.media.images import to_unit
+    from nodes import NODE_CLASS_MAPPINGS as NODES
+    from nodes.common import NadaNodeError
+    from tests.factories import tiny_generator
+
+    spec = NODES["NadaRender"].INPUT_TYPES()["optional"]
+    assert set(spec) == {"translate_x", "translate_y", "rotate"}
+    assert all("StyleGAN" in opts["tooltip"] for _, opts in spec.values())
+    G = tiny_sg3_generator("r")
+    lat = latents_from_seeds(G, [2, 3], truncation_psi=0.7)
+    images = NODES["NadaRender"]().render(G, lat, "const", translate_x=0.1, translate_y=0.0, rotate=45.0)[0]
+    with torch.no_grad():
+        expected = to_unit(G.synthesis(lat.ws, input_transform=input_transform((0.1, 0.0), 45.0)))
+    torch.testing.assert_close(images, expected.permute(0, 2, 3, 1), atol=1e-5, rtol=0)
+    G2 = tiny_generator(16)
+    lat2 = latents_from_seeds(G2, [1])
+    assert NODES["NadaRender"]().render(G2, lat2, "const")[0].shape == (1, 16, 16, 3)  # defaults: fine on SG2
+    with pytest.raises(NadaNodeError, match="StyleGAN3"):
+        NODES["NadaRender"]().render(G2, lat2, "const", rotate=10.0)
