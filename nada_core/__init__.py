@@ -58,6 +58,8 @@ _MOVED = {
 _PUBLIC = {
     "Generator": "nada_core.models.stylegan2",
     "GeneratorConfig": "nada_core.models.stylegan2",
+    "StyleGAN3Generator": "nada_core.models.stylegan3",
+    "StyleGAN3Config": "nada_core.models.stylegan3",
     "load_generator": "nada_core.formats.checkpoints",
     "save_generator": "nada_core.formats.checkpoints",
     "load_clip": "nada_core.guidance.clip",

@@ -371,6 +371,14 @@ SAMPLE = Table([
     Setting("truncation_cutoff", "int", None, "truncate only the first N W+ entries (none = all)", lo=0,
             hi=64, label="truncation cutoff", metavar="N"),
     _class_setting(),
+    # StyleGAN3's input transform (NVIDIA gen_images.py --translate/--rotate); the CLI takes the two
+    # translations as one ``--translate X,Y`` flag.
+    Setting("translate_x", "float", 0.0, "StyleGAN3 only: shift the image horizontally (input-grid units, "
+            "the image spans about 1)", lo=-100.0, hi=100.0, flag=None, label="translate x", step=0.01),
+    Setting("translate_y", "float", 0.0, "StyleGAN3 only: shift the image vertically (input-grid units)",
+            lo=-100.0, hi=100.0, flag=None, label="translate y", step=0.01),
+    Setting("rotate", "float", 0.0, "StyleGAN3 only: rotate the image by this many degrees", lo=-3600.0,
+            hi=3600.0, flag="--rotate", label="rotate", metavar="DEG", step=0.5),
 ])
 
 # ------------------------------------------------------------------------------------------------

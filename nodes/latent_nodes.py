@@ -31,15 +31,22 @@ OUTPUT_SUFFIX = " [output]"  # ComfyUI's way of naming a file in the output fold
 RENDER_BATCH = 8
 
 
-def render_to_comfy(G, latents, noise_mode: str = "const"):
+def render_to_comfy(G, latents, noise_mode: str = "const", input_transform=None):
     """Render ``latents`` with ``G`` -> ComfyUI ``IMAGE`` ``[N, R, R, 3]`` in [0, 1], with a progress bar."""
     from nada_core.media.images import to_comfy
     from nada_core.editing.latents import render
 
     bar = comfy_bridge.Progress(len(latents))
     imgs = render(G, latents, noise_mode=noise_mode, batch_size=RENDER_BATCH,
-                  on_progress=lambda done, total: bar.update(done))
+                  on_progress=lambda done, total: bar.update(done), input_transform=input_transform)
     return to_comfy(imgs)
+
+
+def _transform_input(name: str) -> tuple:
+    from nada_core.settings import SAMPLE
+
+    kind, opts = SAMPLE.node_input(name)
+    return kind, {**opts, "tooltip": opts["tooltip"] + " (StyleGAN2 generators: leave at 0, they have no input transform)."}
 
 
 @register("NADA Latent From Seeds")
@@ -85,11 +92,22 @@ class NadaRender:
                 "generator": socket(T.GENERATOR, "The generator to draw with (source or adapted)."),
                 "latent": socket(T.LATENT, "Codes from NADA Latent From Seeds, Sample, Invert Image, Load Latent..."),
                 "noise_mode": combo(NOISE_MODES, NOISE_TOOLTIP, default="const"),
-            }
+            },
+            "optional": {
+                "translate_x": _transform_input("translate_x"),
+                "translate_y": _transform_input("translate_y"),
+                "rotate": _transform_input("rotate"),
+            },
         }
 
-    def render(self, generator, latent, noise_mode: str):
-        return (render_to_comfy(generator, latent, noise_mode),)
+    def render(self, generator, latent, noise_mode: str, translate_x: float = 0.0, translate_y: float = 0.0,
+               rotate: float = 0.0):
+        from nada_core.editing.transforms import transform_for
+        from nada_core.settings import SAMPLE, check
+
+        tx, ty = check(SAMPLE["translate_x"], translate_x), check(SAMPLE["translate_y"], translate_y)
+        transform = transform_for(generator, (tx, ty), check(SAMPLE["rotate"], rotate))
+        return (render_to_comfy(generator, latent, noise_mode, transform),)
 
 
 @register("NADA Sample")

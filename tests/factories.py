@@ -34,3 +34,21 @@ def tiny_generator(img_resolution: int = 32, seed: int = 0, randomize_all: bool 
                                 leave_inference_mode=False)
     return random_generator(tiny_config(img_resolution, **kw), seed, bias_std=bias_std, w_avg_std=w_avg_std,
                             isolate_rng=False, leave_inference_mode=False)
+
+
+def tiny_sg3_config(kind: str = "t", img_resolution: int = 16, z_dim: int = 16, w_dim: int = 16, **kw):
+    """A small StyleGAN3-T (``kind="t"``) or -R (``"r"``: 1x1 convs, radial filters) config."""
+    from nada_core.models.stylegan3 import StyleGAN3Config
+
+    base = dict(channel_base=256, channel_max=16, num_layers=4, num_critical=2, margin_size=2, mapping_layers=2)
+    if kind == "r":
+        base.update(conv_kernel=1, use_radial_filters=True)
+    base.update(kw)
+    return StyleGAN3Config(img_resolution=img_resolution, z_dim=z_dim, w_dim=w_dim, **base)
+
+
+def tiny_sg3_generator(kind: str = "t", img_resolution: int = 16, seed: int = 0, bias_std: float = 0.2,
+                       w_avg_std: float = 0.3, **kw):
+    """A small random StyleGAN3 in eval mode (random biases and ``w_avg`` as for :func:`tiny_generator`)."""
+    return random_generator(tiny_sg3_config(kind, img_resolution, **kw), seed, bias_std=bias_std,
+                            w_avg_std=w_avg_std, isolate_rng=False, leave_inference_mode=False)

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     lines = [
         ("file", info["path"]),
         ("format", f"{fmt} ({FORMAT_DESCRIPTIONS.get(fmt, '?')})"),
+        ("architecture", _architecture_line(info)),
         ("weights", _weights_line(meta)),
         ("sha256", info["source_sha256"]),
         ("resolution", f"{info['resolution']} x {info['resolution']} px"),
@@ -67,6 +68,14 @@ def _classes_line(info: dict) -> str:
     how = {"normalized": "normalised embedding, NVIDIA", "joint": "label concat, TF StyleGAN2"}
     return (f"{n} (class-conditional, {how.get(info.get('class_embedding'), '?')}); pick one with --class 0..{n - 1}, "
             f"w_avg is the all-class mean")
+
+
+def _architecture_line(info: dict) -> str:
+    sg3 = info.get("stylegan3")
+    if not sg3:
+        return "StyleGAN2"
+    return (f"StyleGAN3-{sg3['config']}: {sg3['num_layers']} layers ({sg3['num_critical']} critically sampled), "
+            f"{sg3['conv_kernel']}x{sg3['conv_kernel']} convs, margin {sg3['margin_size']} px")
 
 
 def _weights_line(meta: dict) -> str:

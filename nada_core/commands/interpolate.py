@@ -18,7 +18,7 @@ import argparse
 import math
 import sys
 
-from .common import add_device_argument
+from .common import add_device_argument, add_transform_arguments, transform_from_args
 
 NAME = "interpolate"
 HELP = "Animate latent interpolations or cross-domain generator morphs (MP4, GIF, WebP, APNG or PNG frames)."
@@ -56,6 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=8, help="images rendered at once (default 8)")
     p.add_argument("--out", required=True, help="output .mp4, .gif, .webp, .apng, or a folder for PNG frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_transform_arguments(p)
     add_device_argument(p)
 
 
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     G0 = generators[0]
     for other in generators[1:]:
         check_same_family(G0, other, "morph")
+    transform = transform_from_args(args, G0)
 
     # Codes ---------------------------------------------------------------------------------------
     if args.latents:
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             path = interpolate_latents(lat, args.frames, mode=mode, easing=args.easing, loop=args.loop, G=G0)
             for start in range(0, len(path), args.batch):
                 imgs = render(G0, path.select(range(start, min(len(path), start + args.batch))),
-                              noise_mode=args.noise_mode, batch_size=args.batch)
+                              noise_mode=args.noise_mode, batch_size=args.batch, input_transform=transform)
                 frames.extend(frame_to_pil(im) for im in imgs)
                 bar.update(imgs.shape[0])
             what = f"latent walk through {len(lat)} keyframes ({mode}, {args.easing})"
@@ -133,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             cols = args.columns or max(1, math.ceil(math.sqrt(len(lat))))
             for imgs in render_blend_sequence(generators, lat, args.frames, easing=args.easing, loop=args.loop,
                                               layers=args.layers, noise_mode=args.noise_mode,
-                                              batch_size=args.batch):
+                                              batch_size=args.batch, input_transform=transform):
                 grid = imgs if len(lat) == 1 else make_grid(imgs, ncols=cols, pad=2, pad_value=1.0)
                 frames.append(frame_to_pil(grid[0]))
                 bar.update(1)

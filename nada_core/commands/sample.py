@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from .common import add_device_argument
+from .common import add_device_argument, add_transform_arguments, transform_from_args
 
 NAME = "sample"
 HELP = "Render seeds (or saved latents) from a generator into a PNG grid."
@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the non-EMA weights when the file has both")
     p.add_argument("--out", default="grid.png", help="output PNG (default grid.png)")
     p.add_argument("--individual", action="store_true", help="also save each image as OUT_STEM_seedN.png")
+    add_transform_arguments(p)
     add_device_argument(p)
 
 
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--batch must be at least 1")
     seeds = None if args.latents else parse_seeds(args.seeds)  # a bad list fails before the generator loads
     G = load_generator(args.generator, device=device, ema=not args.no_ema)
+    transform = transform_from_args(args, G)
     if args.latents:
         lat = load_latents(args.latents)  # render() checks it belongs to this generator's lineage
         labels = [f"latent{i}" for i in range(len(lat))]
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     n = len(lat)
     with tqdm(total=n, desc="render", unit="img", disable=n <= args.batch) as bar:
         imgs = render(G, lat, noise_mode=args.noise_mode, batch_size=args.batch,
-                      on_progress=lambda done, total: bar.update(done - bar.n))
+                      on_progress=lambda done, total: bar.update(done - bar.n), input_transform=transform)
     cols = args.columns or max(1, math.ceil(math.sqrt(n)))
     save_png(make_grid(imgs, ncols=cols, pad=2, pad_value=1.0), out)
     if args.individual:

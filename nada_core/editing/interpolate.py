@@ -298,10 +298,14 @@ def w_index_of_tensor(name: str) -> int | None:
     """The W+ entry whose layer owns parameter/buffer ``name`` (None for the mapping network).
 
     ``synthesis.convs.{i}.*`` -> ``i``; ``synthesis.to_rgbs.{j}.*`` -> ``2j + 1``; ``synthesis.const``
-    and other synthesis-level tensors -> 0.
+    and other synthesis-level tensors -> 0. StyleGAN3: ``synthesis.L{i}_*`` -> ``i + 1``,
+    ``synthesis.input.*`` -> 0.
     """
     if name.startswith("mapping."):
         return None
+    m = re.match(r"synthesis\.L(\d+)_", name)  # StyleGAN3: layer L{i} is driven by entry i + 1
+    if m:
+        return int(m.group(1)) + 1
     m = re.match(r"synthesis\.convs\.(\d+)\.", name)
     if m:
         return int(m.group(1))
@@ -316,7 +320,8 @@ def check_same_family(G_a: Any, G_b: Any, what: str = "blend") -> None:
     if G_a.config != G_b.config:
         ca, cb = G_a.config, G_b.config
         diffs = [f"{f}: {getattr(ca, f)!r} vs {getattr(cb, f)!r}" for f in ("img_resolution", "z_dim", "w_dim",
-                 "mapping_layers", "channels", "conv_clamp") if getattr(ca, f) != getattr(cb, f)]
+                 "mapping_layers", "channels", "conv_clamp")
+                 if getattr(ca, f, None) != getattr(cb, f, None)]
         raise InputError(f"cannot {what} generators of different architectures ({'; '.join(diffs) or 'config differs'}); "
                          "use generators adapted from the same source model")
     la, lb = generator_lineage(G_a), generator_lineage(G_b)
@@ -440,11 +445,12 @@ def blend_sequence(generators: Sequence[Any], frames: int, easing: str = "linear
 def render_blend_sequence(generators: Sequence[Any], latents: Latents, frames: int, easing: str = "linear",
                           loop: bool = False, layers: str | Iterable[int] | None = None,
                           noise_mode: str = "const", batch_size: int = 8,
-                          should_stop: Callable[[], bool] | None = None) -> Iterator[torch.Tensor]:
+                          should_stop: Callable[[], bool] | None = None,
+                          input_transform: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
     """Render ``latents`` through a generator morph: yields ``frames`` tensors ``[N, 3, R, R]`` (CPU, about [-1, 1])."""
     from .latents import check_compatible, render
 
     for G in generators:
         check_compatible(latents, G)
     for G in blend_sequence(generators, frames, easing, loop, layers, should_stop=should_stop):
-        yield render(G, latents, noise_mode=noise_mode, batch_size=batch_size)
+        yield render(G, latents, noise_mode=noise_mode, batch_size=batch_size, input_transform=input_transform)

@@ -332,7 +332,7 @@ def _optimise(G: Any, prepared: PreparedImages, cfg: InvertConfig, clip_terms: l
               on_progress: ProgressFn | None, should_stop: Callable[[], bool] | None,
               lineage: str | None) -> InversionResult:
     device = G.w_avg.device
-    dtype = G.synthesis.const.dtype
+    dtype = next(G.synthesis.parameters()).dtype
     n = len(prepared)
     target = prepared.images.to(device=device, dtype=torch.float32).clone()  # clone: never an inference tensor
     num_ws, w_dim = G.num_ws, G.w_dim
@@ -362,7 +362,7 @@ def _optimise(G: Any, prepared: PreparedImages, cfg: InvertConfig, clip_terms: l
         return shared if per_layer is None else shared + per_layer
 
     noise: list[torch.Tensor] | None = None
-    if cfg.optimize_noise:
+    if cfg.optimize_noise and hasattr(G.synthesis, "convs"):  # StyleGAN3 has no noise inputs
         noise = [conv.noise_const.detach().float().reshape(1, 1, *conv.noise_const.shape[-2:]).repeat(n, 1, 1, 1)
                  for conv in G.synthesis.convs]
         if init is not None and init.noise is not None and len(init.noise) == len(noise):

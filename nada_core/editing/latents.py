@@ -234,15 +234,28 @@ def latents_from_seeds(G: Any, seeds: str | int | Iterable[int], truncation_psi:
 
 
 def synthesize(G: Any, ws: torch.Tensor, noise: Sequence[torch.Tensor] | None = None,
-               noise_mode: str = "const") -> torch.Tensor:
+               noise_mode: str = "const", input_transform: torch.Tensor | None = None) -> torch.Tensor:
     """``G.synthesis(ws)``, with optional per-image noise maps (``noise[i]``: ``[N, 1, r, r]`` for conv ``i``).
 
     The generator itself is not modified: the maps replace the convs' ``noise_const`` buffers for
     this call only (``torch.func.functional_call``). Differentiable in ``ws`` and ``noise``.
+    ``input_transform``: StyleGAN3's ``[3, 3]`` input transform for this call (see
+    :mod:`nada_core.editing.transforms`); StyleGAN2 generators have none and refuse one.
     """
+    if input_transform is not None:
+        if not hasattr(G.synthesis, "input"):
+            raise InputError("translate/rotate need a StyleGAN3 generator; this StyleGAN2 one has no input transform")
+        if noise:
+            raise InputError("StyleGAN3 generators have no noise inputs; use latents without noise maps")
+        return G.synthesis(ws, noise_mode=noise_mode, input_transform=input_transform)
     if noise is None or noise_mode != "const":
         return G.synthesis(ws, noise_mode=noise_mode)
-    convs = G.synthesis.convs
+    convs = getattr(G.synthesis, "convs", None)
+    if convs is None:  # StyleGAN3 has no noise inputs
+        if len(noise):
+            raise InputError(f"these latents carry {len(noise)} noise maps, but this StyleGAN3 generator has no "
+                             f"noise inputs; use latents made for it (or without noise maps)")
+        return G.synthesis(ws, noise_mode=noise_mode)
     if len(noise) != len(convs):
         raise InputError(f"got {len(noise)} noise maps but the generator has {len(convs)} convolutions")
     overrides = {f"convs.{i}.noise_const": n for i, n in enumerate(noise)}
@@ -251,12 +264,14 @@ def synthesize(G: Any, ws: torch.Tensor, noise: Sequence[torch.Tensor] | None = 
 
 def render(G: Any, latents: Latents, noise_mode: str = "const", batch_size: int = 8,
            out_device: str | torch.device = "cpu",
-           on_progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+           on_progress: Callable[[int, int], None] | None = None,
+           input_transform: torch.Tensor | None = None) -> torch.Tensor:
     """Render every code: ``[N, 3, R, R]`` float32 about [-1, 1] on ``out_device``.
 
     Checks :func:`check_compatible` first; runs in batches of ``batch_size`` without gradients;
     uses the latents' own noise maps when they have some and ``noise_mode == "const"``.
-    ``on_progress(done, total)`` is called after each batch.
+    ``on_progress(done, total)`` is called after each batch. ``input_transform``: StyleGAN3's
+    ``[3, 3]`` input transform (translation/rotation, see :mod:`nada_core.editing.transforms`).
     """
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
@@ -266,7 +281,7 @@ def render(G: Any, latents: Latents, noise_mode: str = "const", batch_size: int 
                          "recompute or reload them")
     latents = latents.broadcast(G.num_ws)
     device = G.w_avg.device
-    dtype = G.synthesis.const.dtype
+    dtype = next(G.synthesis.parameters()).dtype
     out = []
     n = len(latents)
     with torch.no_grad():
@@ -276,7 +291,7 @@ def render(G: Any, latents: Latents, noise_mode: str = "const", batch_size: int 
             noise = None
             if latents.noise is not None:
                 noise = [m[start:stop].to(device=device, dtype=dtype) for m in latents.noise]
-            out.append(synthesize(G, ws, noise, noise_mode).float().to(out_device))
+            out.append(synthesize(G, ws, noise, noise_mode, input_transform).float().to(out_device))
             if on_progress is not None:
                 on_progress(stop, n)
     return torch.cat(out)

@@ -11,11 +11,16 @@ Supported formats, recognised from the file's content (never its extension):
   (:mod:`nada_core.formats.safe_unpickle`); class-conditional ones (``c_dim > 0``) included.
 - ``stylegan2-tf-pkl``: NVIDIA's TensorFlow-era StyleGAN2 pickles (``stylegan2-ffhq-config-f.pkl``),
   the same unpickler with inert ``dnnlib.tflib`` stand-ins (:mod:`nada_core.formats.tensorflow`).
-- ``nada-safetensors``: our own ``.safetensors`` (state dict + JSON metadata header).
+- ``stylegan3-pkl``: NVIDIA stylegan3 snapshots (StyleGAN3-T and -R ``G_ema``; same pickle layout,
+  same restricted unpickler; :mod:`nada_core.formats.nvidia3`). ``detect_format`` reports
+  ``stylegan2-ada-pkl`` for every NVIDIA pickle; ``G.metadata["format"]`` says which it was.
+- ``nada-safetensors``: our own ``.safetensors`` (state dict + JSON metadata header; the
+  ``architecture`` metadata says StyleGAN2 or StyleGAN3, so the right class is rebuilt).
 - ``dfl-safetensors``: dfl/ComfyUI-StyleGan's ``.safetensors`` cache of an NVIDIA pickle
   (:mod:`nada_core.formats.dfl`), told apart from ours by its header metadata.
 
-:func:`load_generator` returns a :class:`~nada_core.models.stylegan2.Generator` in eval mode with two
+:func:`load_generator` returns a :class:`~nada_core.models.stylegan2.Generator` or
+:class:`~nada_core.models.stylegan3.StyleGAN3Generator` in eval mode with two
 extra attributes: ``G.source_sha256`` (sha256 of the file just loaded) and ``G.metadata``
 (``format``, ``ema``, ``network``, ``w_avg_origin``, ``source_sha256`` of the original foreign
 file, ``source_format``, ``provenance``); :func:`lineage_sha256` reads the lineage back.
@@ -37,8 +42,11 @@ import torch
 
 from ..errors import CheckpointError, InputError, NadaError, short_reason
 from ..json_text import parse_json
-from ..models.stylegan2 import Generator, GeneratorConfig
-from .limits import check_generator_config
+from ..models.stylegan2 import Generator, GeneratorConfig  # noqa: F401 - re-exported for callers
+from ..models.registry import GENERATOR_CLASSES, AnyConfig, AnyGenerator, architecture_of, build_generator, \
+    config_from_dict, is_stylegan3
+from .limits import check_generator_config, check_stylegan3_fields
+from .nvidia3 import FORMAT_STYLEGAN3, config_fields_for_limits
 
 FORMAT_ROSINALITY = "rosinality-pt"
 FORMAT_NVIDIA = "stylegan2-ada-pkl"
@@ -49,10 +57,11 @@ FORMAT_DESCRIPTIONS = {
     FORMAT_ROSINALITY: "rosinality stylegan2-pytorch checkpoint (.pt)",
     FORMAT_NVIDIA: "NVIDIA stylegan2-ada-pytorch pickle (.pkl)",
     FORMAT_TF: "NVIDIA StyleGAN2 TensorFlow pickle (.pkl, e.g. stylegan2-ffhq-config-f.pkl)",
+    FORMAT_STYLEGAN3: "NVIDIA stylegan3 pickle (.pkl, StyleGAN3-T or -R)",
     FORMAT_NADA: "ComfyUI-NADA generator (.safetensors)",
     FORMAT_DFL: "dfl/ComfyUI-StyleGan cache of an NVIDIA pickle (.safetensors)",
 }
-SUPPORTED_FORMATS = ("a rosinality stylegan2-pytorch .pt, an NVIDIA stylegan2-ada-pytorch or StyleGAN2 "
+SUPPORTED_FORMATS = ("a rosinality stylegan2-pytorch .pt, an NVIDIA stylegan2-ada-pytorch, stylegan3 or StyleGAN2 "
                      "TensorFlow .pkl or a ComfyUI-NADA (or dfl/ComfyUI-StyleGan) .safetensors generator")
 
 NADA_FORMAT_TAG = "generator"
@@ -102,8 +111,8 @@ def detect_format(path: str | os.PathLike) -> str:
                           f"{SUPPORTED_FORMATS}")
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True) -> Generator:
-    """Load a StyleGAN2 generator from any supported file, in eval mode with frozen weights, on ``device``.
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True) -> AnyGenerator:
+    """Load a StyleGAN2 or StyleGAN3 generator from any supported file, in eval mode with frozen weights, on ``device``.
 
     ``ema=True`` reads the EMA weights (``g_ema`` / ``G_ema``), ``ema=False`` the training
     weights (``g`` / ``G``); our ``.safetensors`` files hold one set of weights and ignore it.
@@ -128,7 +137,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
         return G.to(_device(device)).eval().requires_grad_(False)
 
 
-def save_generator(G: Generator, path: str | os.PathLike, metadata: dict | None = None) -> Path:
+def save_generator(G: AnyGenerator, path: str | os.PathLike, metadata: dict | None = None) -> Path:
     """Write ``G`` atomically as a ComfyUI-NADA ``.safetensors`` file; returns the path.
 
     ``metadata`` (JSON-serialisable dict) is stored as the file's ``provenance``; when None, the
@@ -143,7 +152,7 @@ def save_generator(G: Generator, path: str | os.PathLike, metadata: dict | None 
     target = Path(path)
     if target.suffix.lower() != ".safetensors":
         raise InputError(f"{target}: generators are saved as .safetensors files; use a name ending in .safetensors")
-    if not isinstance(G, Generator):
+    if not isinstance(G, GENERATOR_CLASSES):
         raise InputError(f"save_generator needs a nada_core Generator, got {type(G).__name__}")
     old = dict(getattr(G, "metadata", None) or {})
     provenance = metadata if metadata is not None else old.get("provenance", {})
@@ -197,21 +206,30 @@ def lineage_sha256(G: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def summarize_generator(G: Generator) -> dict:
-    """Plain-data description of a (loaded) generator, for ``nada info`` and UIs."""
+def summarize_generator(G: AnyGenerator) -> dict:
+    """Plain-data description of a (loaded) generator, for ``nada info`` and UIs.
+
+    ``channels``: width per resolution for StyleGAN2, per synthesis layer name for StyleGAN3
+    (which also gets ``stylegan3`` with its alias-free settings).
+    """
     cfg = G.config
     meta = dict(getattr(G, "metadata", None) or {})
-    return {
+    if is_stylegan3(G):
+        channels = {layer.spec.name: layer.out_channels for layer in G.synthesis.layers}
+    else:
+        channels = {str(r): c for r, c in cfg.channels}
+    out = {
         "format": meta.get("format", ""),
         "format_description": FORMAT_DESCRIPTIONS.get(meta.get("format", ""), ""),
+        "architecture": architecture_of(G),
         "resolution": cfg.img_resolution,
         "num_ws": cfg.num_ws,
         "z_dim": cfg.z_dim,
         "w_dim": cfg.w_dim,
         "mapping_layers": cfg.mapping_layers,
-        "classes": cfg.c_dim,  # 0 = unconditional
-        "class_embedding": (cfg.c_embed if cfg.c_dim else None),
-        "channels": {str(r): c for r, c in cfg.channels},
+        "classes": getattr(cfg, "c_dim", 0),  # 0 = unconditional
+        "class_embedding": (getattr(cfg, "c_embed", None) if getattr(cfg, "c_dim", 0) else None),
+        "channels": channels,
         "conv_clamp": cfg.conv_clamp,
         "num_fp16_res": cfg.num_fp16_res,
         "parameters": G.num_parameters(),
@@ -219,6 +237,12 @@ def summarize_generator(G: Generator) -> dict:
         "source_sha256": getattr(G, "source_sha256", ""),
         "metadata": meta,
     }
+    if is_stylegan3(G):
+        out["stylegan3"] = {
+            "config": "R (rotation equivariant)" if cfg.use_radial_filters else "T (translation equivariant)",
+            **{k: getattr(cfg, k) for k in ("num_layers", "num_critical", "channel_base", "channel_max",
+                                            "margin_size", "conv_kernel", "first_cutoff", "output_scale")}}
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,7 +267,7 @@ def _device(device: str | torch.device | None) -> torch.device:
     return resolve_device(device)
 
 
-def _load_foreign(p: Path, fmt: str, ema: bool) -> Generator:
+def _load_foreign(p: Path, fmt: str, ema: bool) -> AnyGenerator:
     src = str(p)
     if fmt == FORMAT_DFL:
         from .dfl import convert_dfl_safetensors
@@ -287,6 +311,7 @@ def _finish(conv: Any, p: Path, fmt: str, ema: bool, stored_w_avg: str) -> Gener
         origin = f"estimated (mean of {W_AVG_ESTIMATE_SAMPLES} mapped z, seed {W_AVG_ESTIMATE_SEED})"
     sha = sha256_file(p)
     G.source_sha256 = sha
+    fmt = conv.notes.get("format", fmt)  # an NVIDIA pickle may hold StyleGAN2 or StyleGAN3
     G.metadata = {
         "format": fmt,
         "ema": ema,
@@ -300,12 +325,12 @@ def _finish(conv: Any, p: Path, fmt: str, ema: bool, stored_w_avg: str) -> Gener
     return G
 
 
-def _build(config: GeneratorConfig, state_dict: dict, w_avg: torch.Tensor | None, src: str) -> Generator:
+def _build(config: AnyConfig, state_dict: dict, w_avg: torch.Tensor | None, src: str) -> AnyGenerator:
     shapes = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     shapes["mapping.w_avg"] = (config.w_dim,)
     _check_shapes(src, config, shapes)
     with torch.random.fork_rng(devices=[]):  # building must not disturb the caller's random stream
-        G = Generator(config)
+        G = build_generator(config)
     sd = dict(state_dict)
     sd["mapping.w_avg"] = w_avg if w_avg is not None else torch.zeros(config.w_dim)
     try:
@@ -364,14 +389,14 @@ def _header_shapes(p: Path, header: dict) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _expected_shapes(config: GeneratorConfig) -> dict[str, tuple[int, ...]]:
-    """State-dict shapes of ``Generator(config)``, computed on the meta device (nothing allocated)."""
+def _expected_shapes(config: AnyConfig) -> dict[str, tuple[int, ...]]:
+    """State-dict shapes of the generator ``config`` describes, computed on the meta device (nothing allocated)."""
     with torch.random.fork_rng(devices=[]), torch.device("meta"):
-        G = Generator(config)
+        G = build_generator(config)
     return {k: tuple(v.shape) for k, v in G.state_dict().items()}
 
 
-def _check_shapes(src: str, config: GeneratorConfig, shapes: dict[str, tuple[int, ...]]) -> None:
+def _check_shapes(src: str, config: AnyConfig, shapes: dict[str, tuple[int, ...]]) -> None:
     """The stored tensors must be exactly those ``config`` describes, before anything is built."""
     check_generator_config(config, src)
     expected = _expected_shapes(config)
@@ -389,7 +414,7 @@ def _check_shapes(src: str, config: GeneratorConfig, shapes: dict[str, tuple[int
                               f"the file is corrupt or from another program")
 
 
-def _load_nada(p: Path) -> Generator:
+def _load_nada(p: Path) -> AnyGenerator:
     from safetensors import safe_open
 
     meta = read_metadata(p)
@@ -397,7 +422,11 @@ def _load_nada(p: Path) -> Generator:
         raise CheckpointError(f"{p}: generator format version {meta.get('format_version')!r} is not supported "
                               f"by this version of ComfyUI-NADA (expected {NADA_FORMAT_VERSION}); please update")
     try:
-        config = GeneratorConfig.from_dict(meta["architecture"])
+        arch = meta["architecture"]
+        if isinstance(arch, dict) and arch.get("architecture") == "stylegan3":
+            # Bounds first: the config's own checks derive every layer, which must stay small.
+            check_stylegan3_fields(config_fields_for_limits(arch), str(p))
+        config = config_from_dict(arch)
     except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as err:
         raise CheckpointError(f"{p}: the stored architecture is invalid ({short_reason(err, 160)}); the file is corrupt") from None
     # Sizes are checked against the header before any tensor is read or any module is built.

@@ -7,7 +7,8 @@ Three kinds of checks, each raising a one-line error naming the file and the fix
 - :func:`check_tensor_extent`: a tensor rebuilt from a pickle must fit inside its storage
   (``offset + sum((size - 1) * stride) + 1 <= storage elements``), with positive strides.
 - :func:`check_generator_config`: architecture numbers (from metadata or constructor kwargs) are
-  integers within bounds no real StyleGAN2 reaches, so building the module stays small.
+  integers within bounds no real StyleGAN2 reaches, so building the module stays small;
+  :func:`check_stylegan3_fields` does the same for StyleGAN3 constructor arguments.
 """
 
 from __future__ import annotations
@@ -94,13 +95,19 @@ def _int_in(value: Any, lo: int, hi: int, what: str, source: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise CheckpointError(f"{source}: the generator's {what} is {value!r}, not an integer; the file is corrupt")
     if not lo <= value <= hi:
-        raise CheckpointError(f"{source}: the generator's {what} is {value}, outside {lo}..{hi}; no real StyleGAN2 "
+        raise CheckpointError(f"{source}: the generator's {what} is {value}, outside {lo}..{hi}; no real StyleGAN "
                               f"has that, so the file was not loaded")
     return value
 
 
 def check_generator_config(config: Any, source: str) -> None:
-    """Bounds and types of a :class:`~nada_core.models.stylegan2.GeneratorConfig`, before building it."""
+    """Bounds and types of a :class:`~nada_core.models.stylegan2.GeneratorConfig` (or a StyleGAN3
+    config, see :func:`check_stylegan3_fields`), before building it."""
+    if getattr(config, "architecture", "stylegan2") == "stylegan3":
+        import dataclasses
+
+        check_stylegan3_fields(dataclasses.asdict(config), source)
+        return
     r = config.img_resolution
     _int_in(r, 4, 4096, "img_resolution", source)
     if r & (r - 1):
@@ -151,3 +158,48 @@ def check_encoder_layout(source: str, *, input_nc: Any, widths: Sequence[Any], u
     bounded(units, 1, MAX_ENCODER_UNITS, "number of backbone units")
     bounded(heads, 0, MAX_ENCODER_HEADS, "number of style heads")
     bounded(head_convs, 0, MAX_ENCODER_HEAD_CONVS, "number of convs in a style head")
+
+
+# StyleGAN3 bounds: NVIDIA's configs use 14 layers, margin 10, 1x1 or 3x3 kernels, filter size 6.
+MAX_SG3_LAYERS = 64
+MAX_SG3_MARGIN = 256
+MAX_SG3_KERNEL = 7
+MAX_SG3_FILTER_SIZE = 16
+MAX_SG3_LRELU_UPSAMPLING = 8
+MAX_SG3_CHANNEL_BASE = 1 << 22
+
+
+def _positive_number(value: Any, what: str, source: str, hi: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+            or not 0 < value <= hi:
+        raise CheckpointError(f"{source}: the generator's {what} is {value!r}, not a number in (0, {hi:g}]; "
+                              f"the file is corrupt")
+
+
+def check_stylegan3_fields(fields: dict, source: str) -> None:
+    """Bounds and types of StyleGAN3 constructor arguments (a plain dict), before any config or
+    module is built: a hostile file cannot make us design huge filters or allocate huge layers."""
+    _int_in(fields["img_resolution"], 8, 4096, "img_resolution", source)
+    _int_in(fields["z_dim"], 1, MAX_LATENT_DIM, "z_dim", source)
+    _int_in(fields["w_dim"], 1, MAX_LATENT_DIM, "w_dim", source)
+    _int_in(fields["img_channels"], 1, MAX_IMG_CHANNELS, "img_channels", source)
+    _int_in(fields["mapping_layers"], 1, MAX_MAPPING_LAYERS, "mapping_layers", source)
+    _int_in(fields["channel_base"], 1, MAX_SG3_CHANNEL_BASE, "channel_base", source)
+    _int_in(fields["channel_max"], 1, MAX_CHANNELS, "channel_max", source)
+    _int_in(fields["num_layers"], 1, MAX_SG3_LAYERS, "num_layers", source)
+    _int_in(fields["num_critical"], 0, fields["num_layers"] - 1, "num_critical", source)
+    _int_in(fields["margin_size"], 0, MAX_SG3_MARGIN, "margin_size", source)
+    _int_in(fields["num_fp16_res"], 0, 16, "num_fp16_res", source)
+    _int_in(fields["conv_kernel"], 1, MAX_SG3_KERNEL, "conv_kernel", source)
+    _int_in(fields["filter_size"], 1, MAX_SG3_FILTER_SIZE, "filter_size", source)
+    _int_in(fields["lrelu_upsampling"], 1, MAX_SG3_LRELU_UPSAMPLING, "lrelu_upsampling", source)
+    for name in ("first_cutoff", "first_stopband"):
+        _positive_number(fields[name], name, source, 4096.0)
+    _positive_number(fields["last_stopband_rel"], "last_stopband_rel", source, 16.0)
+    _positive_number(fields["output_scale"], "output_scale", source, 1e6)
+    _positive_number(fields["mapping_lr_mul"], "mapping_lr_mul", source, 1e6)
+    if fields["conv_clamp"] is not None:
+        _positive_number(fields["conv_clamp"], "conv_clamp", source, 1e12)
+    if not isinstance(fields["use_radial_filters"], bool):
+        raise CheckpointError(f"{source}: the generator's use_radial_filters is {fields['use_radial_filters']!r}, "
+                              f"not true/false; the file is corrupt")

@@ -49,6 +49,10 @@ _MAPPING_DEFAULTS = dict(num_layers=8, embed_features=None, layer_features=None,
 def convert_nvidia_pickle(obj: Any, *, ema: bool, source: str) -> Converted:
     """Pick ``G_ema`` (or ``G`` when ``ema=False``) from an unpickled snapshot and convert it."""
     net, key = _select_network(obj, ema=ema, source=source)
+    from .nvidia3 import convert_stylegan3_generator, is_stylegan3
+
+    if is_stylegan3(net):  # the same snapshot layout; NVIDIA's stylegan3 repository wrote it
+        return convert_stylegan3_generator(net, source=source, key=key)
     return convert_nvidia_generator(net, source=source, key=key)
 
 
@@ -80,12 +84,6 @@ def _select_network(obj: Any, *, ema: bool, source: str) -> tuple[PersistentStub
                           f"(keys: {keys or 'none'})")
 
 
-def _is_stylegan3(net: PersistentStub) -> bool:
-    if "filtered_lrelu" in (net.module_src or ""):
-        return True
-    return any(stub.class_name == "SynthesisInput" for _, stub in net.walk())
-
-
 def _generator_kwargs(net: PersistentStub, source: str) -> dict:
     kwargs = dict(zip(_GENERATOR_ARG_ORDER, net.init_args))
     kwargs.update(net.init_kwargs)
@@ -98,9 +96,10 @@ def _generator_kwargs(net: PersistentStub, source: str) -> dict:
 
 def convert_nvidia_generator(net: PersistentStub, *, source: str, key: str = "G_ema") -> Converted:
     """Convert one pickled NVIDIA ``Generator`` stub (see module docstring for the name mapping)."""
-    if _is_stylegan3(net):
-        raise CheckpointError(f"{source}: '{key}' is a StyleGAN3 generator (alias-free layers, filtered_lrelu); "
-                              f"only StyleGAN2 / StyleGAN2-ADA generators are supported")
+    from .nvidia3 import is_stylegan3
+
+    if is_stylegan3(net):
+        raise CheckpointError(f"{source}: '{key}' is a StyleGAN3 generator; read it with convert_nvidia_pickle")
     if net.class_name != "Generator":
         raise CheckpointError(f"{source}: '{key}' is a pickled {net.class_name!r}, not a StyleGAN2 'Generator'")
     synthesis, mapping = net.child("synthesis"), net.child("mapping")

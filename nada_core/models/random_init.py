@@ -6,13 +6,13 @@ import contextlib
 
 import torch
 
-from .stylegan2 import Generator, GeneratorConfig
+from .registry import AnyConfig, AnyGenerator, build_generator
 
 
-def random_generator(config: GeneratorConfig, seed: int = 0, *, bias_std: float | None = None,
+def random_generator(config: AnyConfig, seed: int = 0, *, bias_std: float | None = None,
                      noise_strength: float | None = None, w_avg_std: float | None = None,
                      w_avg_samples: int = 0, isolate_rng: bool = True,
-                     leave_inference_mode: bool = True) -> Generator:
+                     leave_inference_mode: bool = True) -> AnyGenerator:
     """A :class:`Generator` for ``config`` with seeded random weights, in eval mode.
 
     A fresh StyleGAN2 has zero biases and noise strengths, so some paths contribute nothing:
@@ -28,7 +28,7 @@ def random_generator(config: GeneratorConfig, seed: int = 0, *, bias_std: float 
     mode = torch.inference_mode(False) if leave_inference_mode else contextlib.nullcontext()
     with rng, mode:
         torch.manual_seed(seed)
-        G = Generator(config)
+        G = build_generator(config)
         with torch.no_grad():
             for name, p in G.named_parameters():
                 if bias_std is not None and (name.endswith("bias") or name.endswith("noise_strength")):

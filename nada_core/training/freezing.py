@@ -25,7 +25,9 @@ For W+ index ``i``: the styled conv's weight, bias and noise strength (role ``co
 ``train_affine`` also that conv's style affine; with ``train_torgb`` the toRGB driven by ``i``
 (odd indices and the last one); with ``train_const`` the learned 4x4 constant, which belongs to
 index 0 (it feeds ``convs[0]``); ``train_const="auto"`` trains it only when every candidate index
-trains, as the official code does. The mapping network is never trained here: it is shared by the
+trains, as the official code does. StyleGAN3 (:mod:`nada_core.models.stylegan3`): index 0 drives the
+Fourier-feature input (no styled conv: a candidate only through ``train_const``, which trains its
+channel mixing), ``i + 1`` drives layer ``L{i}``, the last one the toRGB layer. The mapping network is never trained here: it is shared by the
 frozen and the trained generator and keeps their latent spaces aligned.
 
 Schedule (follow-up work, ``docs/method.md``)
@@ -112,7 +114,8 @@ def parameter_names_for_w_index(G, index: int, options: FreezeOptions = FreezeOp
             if roles[name] in allowed:
                 names.append(name)
     if options.const_mode == "on" and index == 0:
-        names.append("synthesis.const")
+        # StyleGAN2's learned 4x4 constant; StyleGAN3's input-layer channel mixing (role "const").
+        names.extend(n for n, _ in G.named_parameters() if roles[n] == "const")
     return names
 
 
@@ -126,7 +129,8 @@ def trainable_parameter_names(G, indices: Iterable[int], options: FreezeOptions 
     for i in indices:
         wanted.update(parameter_names_for_w_index(G, i, options))
     if options.const_mode == "auto" and indices and set(candidate_w_indices(G, options)) <= set(indices):
-        wanted.add("synthesis.const")
+        roles = G.parameter_roles()  # StyleGAN2's 4x4 constant; StyleGAN3's input-layer channel mixing
+        wanted.update(n for n, r in roles.items() if r == "const")
     return [name for name, _ in G.named_parameters() if name in wanted]
 
 
@@ -200,7 +204,7 @@ def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
     cands = list(candidate_w_indices(G) if candidates is None else candidates)
     if not cands:
         raise InputError("no W+ index has trainable layers; enable conv or toRGB training")
-    device = G.synthesis.const.device
+    device = G.w_avg.device
     size = n_codes if not chunk else min(int(chunk), n_codes)
     params = list(G.parameters())
     saved_flags = [p.requires_grad for p in params]

@@ -85,7 +85,7 @@ def metrics_from_embeddings(e_source: torch.Tensor, e_adapted: torch.Tensor, dir
 def _embed(G, ws: torch.Tensor, encoders: Sequence, batch_size: int, noise_mode: str) -> list[torch.Tensor]:
     """Render ``ws`` with ``G.synthesis`` in chunks and embed them with each encoder -> list of ``[N, D]``."""
     outs: list[list[torch.Tensor]] = [[] for _ in encoders]
-    dev = G.synthesis.const.device
+    dev = G.w_avg.device
     for start in range(0, ws.shape[0], batch_size):
         img = G.synthesis(ws[start:start + batch_size].to(dev), noise_mode=noise_mode)
         for i, enc in enumerate(encoders):
@@ -114,7 +114,7 @@ def evaluate(G_frozen, G_adapted, clip, direction, seeds: Sequence[int] = DEFAUL
     with torch.inference_mode(False):
         guides = direction.guides(clip)
         encoders = [g.clip for g in guides]
-        dev = G_frozen.synthesis.const.device
+        dev = G_frozen.w_avg.device
         z = z_from_seeds(seeds, G_frozen.z_dim, device=dev)
         with torch.no_grad():
             ws = G_frozen.mapping(z, None if c is None else c.to(dev), truncation_psi=truncation)

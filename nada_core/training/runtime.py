@@ -10,8 +10,7 @@ from typing import Iterator
 
 import torch
 
-from ..models.stylegan2 import Generator
-
+from ..models.registry import AnyGenerator as Generator, build_generator
 
 
 def copy_generator(source: Generator, device: torch.device) -> Generator:
@@ -22,7 +21,7 @@ def copy_generator(source: Generator, device: torch.device) -> Generator:
     """
     with torch.inference_mode(False), torch.no_grad():
         with torch.device("meta"):
-            G = Generator(source.config)
+            G = build_generator(source.config)
         G = G.to_empty(device=device)
         src_params = dict(source.named_parameters())
         src_bufs = dict(source.named_buffers())

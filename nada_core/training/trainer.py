@@ -34,7 +34,8 @@ from ..guidance.losses import SELECTION_WEIGHTS, LossWeights, clip_loss
 from .freezing import LayerSelector, apply_selection, candidate_w_indices, \
     trainable_parameter_names
 from ..models.conditioning import class_one_hot
-from ..models.stylegan2 import Generator, ModulatedConv2d
+from ..models.registry import AnyGenerator as Generator, build_generator
+from ..models.stylegan2 import ModulatedConv2d
 from .runtime import copy_generator, defer_sigint, grad_mode, grad_norm, forked_noise, make_autograd_safe, \
     seed_device_rng
 
@@ -177,7 +178,7 @@ class NadaTrainer:
     def _make_train_generator(self) -> Generator:
         """A full Generator whose ``mapping`` IS ``G_frozen.mapping`` and whose synthesis is a copy."""
         with torch.device("meta"):
-            G = Generator(self.G_frozen.config)
+            G = build_generator(self.G_frozen.config)
         G.mapping = self.G_frozen.mapping  # shared and frozen: keeps the latent spaces aligned
         synth = copy_generator(self.G_frozen, self.device).synthesis
         G.synthesis = synth
