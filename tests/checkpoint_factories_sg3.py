@@ -146,9 +146,10 @@ def build_nvidia3_generator(tensors: dict, kwargs: dict, layers: list[dict], *, 
                           layer_names=[r["name"] for r in layers]), syn_kwargs)
     mk = dict(kwargs.get("mapping_kwargs") or {})
     n_map = mk.get("num_layers", 2)
-    fcs = {f"fc{i}": fc(f"mapping.fc{i}", z_dim if i == 0 else w_dim, w_dim, "lrelu", mk.get("lr_multiplier", 0.01))
-           for i in range(n_map)}
     c_dim = kwargs.get("c_dim", 0)
+    first = z_dim + (w_dim if c_dim else 0)  # NVIDIA: the class embedding (w_dim wide) joins z at fc0
+    fcs = {f"fc{i}": fc(f"mapping.fc{i}", first if i == 0 else w_dim, w_dim, "lrelu", mk.get("lr_multiplier", 0.01))
+           for i in range(n_map)}
     if c_dim:
         fcs = {"embed": fc("mapping.embed", c_dim, w_dim), **fcs}
     mapping = make("MappingNetwork", {}, {"w_avg": tensors["mapping.w_avg"]}, fcs,

@@ -211,3 +211,41 @@ def test_filter_design_identity_and_sum():
     assert f.shape == (12,) and abs(float(f.sum()) - 1) < 1e-6
     r = design_lowpass(11, 4.0, 3.0, 32, radial=True)  # odd: the r = 0 centre tap is finite
     assert r.shape == (11, 11) and torch.isfinite(r).all() and abs(float(r.sum()) - 1) < 1e-6
+
+
+def test_conditional_stylegan3_mapping_matches_an_independent_computation(tmp_path):
+    """NVIDIA's stylegan3 mapping with c_dim > 0: normalised z and normalised embed(c), concatenated,
+    then the fc layers (lrelu * sqrt 2, lr multiplier), broadcast to every W+ entry."""
+    tensors, kwargs, layers = f3.fixture_generator("t")
+    tensors, kwargs = dict(tensors), dict(kwargs)
+    g = torch.Generator().manual_seed(5)
+    w_dim, z_dim, c_dim = kwargs["w_dim"], kwargs["z_dim"], 3
+    kwargs["c_dim"] = c_dim
+    tensors["mapping.embed.weight"] = torch.randn(w_dim, c_dim, generator=g)
+    tensors["mapping.embed.bias"] = torch.randn(w_dim, generator=g)
+    tensors["mapping.fc0.weight"] = torch.randn(w_dim, z_dim + w_dim, generator=g) / 0.01
+    path = f3.write_nvidia3_pkl(tmp_path / "cond.pkl", tensors, kwargs, layers)
+    G = load_generator(path, device="cpu")
+    assert G.c_dim == c_dim
+    z = torch.randn(2, z_dim, generator=g)
+    c = torch.eye(c_dim)[[0, 2]]
+    with torch.no_grad():
+        ws = G.mapping(z, c)
+    # independent float64 computation from the NVIDIA-named tensors
+    t = {k: v.double() for k, v in tensors.items()}
+    norm = lambda x: x * (x.square().mean(dim=1, keepdim=True) + 1e-8).rsqrt()  # noqa: E731
+    y = c.double() @ (t["mapping.embed.weight"] / math.sqrt(c_dim)).t() + t["mapping.embed.bias"]
+    x = torch.cat([norm(z.double()), norm(y)], dim=1)
+    lr = (kwargs.get("mapping_kwargs") or {}).get("lr_multiplier", 0.01)
+    n_map = (kwargs.get("mapping_kwargs") or {}).get("num_layers", 2)
+    for i in range(n_map):
+        w = t[f"mapping.fc{i}.weight"]
+        x = x @ (w * lr / math.sqrt(w.shape[1])).t() + t[f"mapping.fc{i}.bias"] * lr
+        x = torch.nn.functional.leaky_relu(x, 0.2) * math.sqrt(2)
+    assert torch.allclose(ws[:, 0].double(), x, atol=1e-5, rtol=1e-5)
+    assert torch.equal(ws[:, 0], ws[:, -1])
+    with pytest.raises(Exception, match="class"):
+        G.mapping(z)  # a conditional model needs its class
+    G2 = load_generator(save_generator(G, tmp_path / "cond.safetensors"), device="cpu")
+    with torch.no_grad():
+        assert torch.equal(G2.mapping(z, c), ws)

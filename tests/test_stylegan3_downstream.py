@@ -60,7 +60,8 @@ def test_training_steps_change_only_the_selected_layers(clip, direction, kind):
     res = tr.step()
     assert res.selected and len(res.layer_indices) == 2 and 0 not in res.layer_indices
     assert all(torch.isfinite(torch.tensor(v)) for v in tr.history[-1].values())
-    expected = set(trainable_parameter_names(tr.G_train, res.layer_indices))
+    expected = set(trainable_parameter_names(tr.G_train, res.layer_indices, cfg.freeze_options))
+    assert any(k.endswith(".affine.weight") for k in expected)  # the official default: a layer trains with its affine
     assert _changed(before, _state(tr.G_train)) == expected
     assert all(not k.endswith(("magnitude_ema", "_filter", "transform", "freqs", "phases")) for k in expected)
     for _ in range(2):

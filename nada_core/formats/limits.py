@@ -184,6 +184,7 @@ def check_stylegan3_fields(fields: dict, source: str) -> None:
     _int_in(fields["w_dim"], 1, MAX_LATENT_DIM, "w_dim", source)
     _int_in(fields["img_channels"], 1, MAX_IMG_CHANNELS, "img_channels", source)
     _int_in(fields["mapping_layers"], 1, MAX_MAPPING_LAYERS, "mapping_layers", source)
+    _int_in(fields.get("c_dim", 0), 0, MAX_CLASSES, "c_dim (number of classes)", source)
     _int_in(fields["channel_base"], 1, MAX_SG3_CHANNEL_BASE, "channel_base", source)
     _int_in(fields["channel_max"], 1, MAX_CHANNELS, "channel_max", source)
     _int_in(fields["num_layers"], 1, MAX_SG3_LAYERS, "num_layers", source)

@@ -70,15 +70,14 @@ def convert_stylegan3_generator(net: PersistentStub, *, source: str, key: str = 
         raise CheckpointError(f"{source}: the pickled generator lacks its constructor arguments {missing}; "
                               f"it was not saved by NVIDIA's stylegan3 code")
     c_dim = _as_int(kw, "c_dim", source)
-    if c_dim > 0:
-        raise CheckpointError(f"{source}: '{key}' is a class-conditional generator (c_dim={c_dim}); only "
-                              f"unconditional generators (c_dim=0) are supported")
+    if c_dim < 0:
+        raise CheckpointError(f"{source}: '{key}' has c_dim={c_dim}; the file is corrupt")
     mk = _with_defaults(kw.get("mapping_kwargs"), _MAPPING_DEFAULTS, "mapping_kwargs", source)
     sk = _with_defaults({k: v for k, v in kw.items() if k not in _GENERATOR_ARG_ORDER}, _SYNTHESIS_DEFAULTS,
                         "synthesis settings", source)
     fields: dict[str, Any] = {name: _as_int(kw, name, source)
                               for name in ("z_dim", "w_dim", "img_resolution", "img_channels")}
-    fields.update(c_dim=0, mapping_layers=_as_int(mk, "num_layers", source),
+    fields.update(c_dim=c_dim, mapping_layers=_as_int(mk, "num_layers", source),
                   mapping_lr_mul=_as_float(mk, "lr_multiplier", source), mapping_hidden=None,
                   w_avg_beta=_as_float(mk, "w_avg_beta", source))
     fields.update({name: _as_int(sk, name, source) for name in _INT_FIELDS})

@@ -53,7 +53,9 @@ class StyleGAN3Config:
     z_dim: int = 512
     w_dim: int = 512
     img_channels: int = 3
-    c_dim: int = 0
+    c_dim: int = 0  # classes of a conditional model (0 = unconditional)
+    embed_features: int | None = None  # class-embedding width: NVIDIA's stylegan3 always uses w_dim
+    c_embed: str = "normalized"  # the class joins the mapping as NVIDIA's networks_stylegan3 does
     mapping_layers: int = 2
     mapping_hidden: int | None = None  # NVIDIA's stylegan3 mapping uses w_dim throughout
     mapping_lr_mul: float = 0.01
@@ -405,6 +407,7 @@ class StyleGAN3Generator(nn.Module):
         cfg = config if config is not None else StyleGAN3Config(**kwargs)
         self.config = cfg
         self.z_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.w_dim, cfg.num_ws
+        self.c_dim = cfg.c_dim
         self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
         self.mapping = MappingNetwork(cfg)
         self.synthesis = SynthesisNetwork3(cfg)
@@ -414,10 +417,12 @@ class StyleGAN3Generator(nn.Module):
         """Truncation centre ``[w_dim]``."""
         return self.mapping.w_avg
 
-    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
-                noise_mode: NoiseMode = "const", input_transform: torch.Tensor | None = None) -> torch.Tensor:
-        """z ``[N, z_dim]`` -> image ``[N, img_channels, R, R]``, about [-1, 1]."""
-        ws = self.mapping(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+                truncation_cutoff: int | None = None, noise_mode: NoiseMode = "const",
+                input_transform: torch.Tensor | None = None) -> torch.Tensor:
+        """z ``[N, z_dim]`` (+ one-hot class ``c [N, c_dim]`` for a conditional model) -> image
+        ``[N, img_channels, R, R]``, about [-1, 1]."""
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode, input_transform=input_transform)
 
     def parameter_roles(self) -> dict[str, str]:
