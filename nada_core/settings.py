@@ -254,7 +254,11 @@ TRAIN = Table([
             "collapses, a little (e.g. 0.25) can strengthen the change", lo=0.0, hi=100.0, metavar="W", step=0.05),
     Setting("angle_weight", "float", 0.0, "weight of the angle-consistency loss that keeps samples as different "
             "from each other as before (fights collapse)", lo=0.0, hi=100.0, metavar="W", step=0.05),
-    Setting("train_torgb", "bool", False, "also train the toRGB layers of selected entries"),
+    Setting("adapt", "choice", "full", "what training changes: full = the synthesis weights (a whole generator); "
+            "domain = one multiplier per style channel (HyperDomainNet), stylespace = one offset per style channel "
+            "(StyleDomain): a few-kilobyte domain.safetensors", choices=("full", "domain", "stylespace")),
+    Setting("train_torgb", "bool", False, "also train the toRGB layers of selected entries (with a compact adapt: "
+            "include the toRGB styles)"),
     Setting("train_affine", "bool", False, "also train the style affines of selected layers"),
     Setting("train_const", "bool", False, "also train the 4x4 constant (with entry 0)"),
     Setting("seed", "int", 0, "seed of the training run: the same seed and settings give the same result",

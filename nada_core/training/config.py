@@ -29,7 +29,8 @@ class TrainConfig:
     target), ``angle_weight`` (in-domain angle consistency between the samples of a batch).
     ``preview_every`` (0 = off) renders ``preview_seeds`` at ``preview_truncation``.
     ``snapshot_every`` (0 = off) saves the generator under ``snapshots/`` every N steps.
-    ``mixed_precision``: bf16 autocast on CUDA, on by default (ignored on other devices and on GPUs
+    ``adapt``: ``full`` (the synthesis weights) or a compact domain, ``domain`` / ``stylespace``
+    (:mod:`nada_core.training.adapt`). ``mixed_precision``: bf16 autocast on CUDA, on by default (ignored on other devices and on GPUs
     without bf16; weights and optimiser state stay float32; fp16 is not offered as
     StyleGAN2's modulated convs overflow it without loss scaling). ``noise_mode``: "const"
     (each layer's stored noise) or "random" (fresh noise per step, identical for the frozen and
@@ -52,6 +53,7 @@ class TrainConfig:
     directional_weight: float = _D["directional_weight"]
     global_weight: float = _D["global_weight"]
     angle_weight: float = _D["angle_weight"]
+    adapt: str = _D["adapt"]
     train_torgb: bool = _D["train_torgb"]
     train_affine: bool = _D["train_affine"]
     train_const: bool = _D["train_const"]
