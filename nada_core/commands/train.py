@@ -1,7 +1,8 @@
 """``nada train``: adapt a generator to a new domain described in words or by example images.
 
 Writes to ``--out``: ``generator.safetensors`` (the adapted generator, with the prompts, the
-settings and the source file's sha256 in its metadata), ``train_state.safetensors`` (everything
+settings and the source file's sha256 in its metadata; with ``--adapt domain|stylespace`` a
+few-kilobyte ``domain.safetensors`` instead, see :mod:`nada_core.domains`), ``train_state.safetensors`` (everything
 ``--resume`` needs), ``preview_<step>.png`` (source row above adapted row, fixed seeds),
 ``loss.png``, ``metrics.json`` (CLIP metrics before/after on held-out seeds) and, with
 ``--snapshot-every N``, ``snapshots/generator_<step>.safetensors``. Ctrl-C stops after the
@@ -23,7 +24,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 # Settings from the table (nada_core.settings.TRAIN) offered as flags; a resumed run takes the
 # saved value of each one not given again.
-_TRAINING_FLAGS = ("steps", "batch", "num_layers", "interval", "falloff", "lr", "mixing", "truncation",
+_TRAINING_FLAGS = ("adapt", "steps", "batch", "num_layers", "interval", "falloff", "lr", "mixing", "truncation",
                    "directional_weight", "global_weight", "angle_weight", "n_select_codes", "select_steps",
                    "select_lr", "noise_mode", "train_torgb", "train_affine", "train_const", "mixed_precision", "seed")
 _OUTPUT_FLAGS = ("preview_every", "preview_seeds", "snapshot_every")
@@ -131,8 +132,9 @@ def run(args: argparse.Namespace) -> int:
     gen_path = args.generator or saved_extra.get("generator")
     if not gen_path:
         raise InputError("no source generator given; pass --generator PATH")
-    check_output(out / "generator.safetensors", [gen_path], suffixes=(".safetensors",), what="--out")
     cfg = _config_from_args(args, saved_info.get("config"))
+    result_name = "generator.safetensors" if cfg.adapt == "full" else "domain.safetensors"
+    check_output(out / result_name, [gen_path], suffixes=(".safetensors",), what="--out")
     G = load_generator(gen_path, device=device)
     clip_specs = _clip_specs(args, saved_extra)
     guide = load_clip_ensemble(clip_specs, device=device)
@@ -166,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     eval_seeds = None if args.eval_seeds.strip().lower() == "none" else parse_seeds(args.eval_seeds)
     outcome = train_with_bar(trainer, out, eval_seeds=eval_seeds, progress=not args.quiet)
     m = outcome.metrics
-    say(f"saved {m['paths']['generator']} ({trainer.step_index} steps)")
+    say(f"saved {m['paths'].get('generator') or m['paths'].get('domain')} ({trainer.step_index} steps)")
     if outcome.interrupted:  # printed even with --quiet: the user needs to know how to continue
         print(f"nada train: interrupted at step {trainer.step_index} of {cfg.steps}; saved {out}; continue with: "
               f"nada train --resume {out} --out {out}", file=sys.stderr)

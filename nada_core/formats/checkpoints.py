@@ -135,6 +135,9 @@ def save_generator(G: Generator, path: str | os.PathLike, metadata: dict | None 
         raise InputError(f"{target}: generators are saved as .safetensors files; use a name ending in .safetensors")
     if not isinstance(G, Generator):
         raise InputError(f"save_generator needs a nada_core Generator, got {type(G).__name__}")
+    from ..domains.apply import materialize
+
+    G = materialize(G)  # domains applied on the fly are saved baked in (the weights by name are the base's)
     old = dict(getattr(G, "metadata", None) or {})
     provenance = metadata if metadata is not None else old.get("provenance", {})
     try:
