@@ -17,6 +17,7 @@ from . import train_nodes  # noqa: F401,E402
 from . import latent_nodes  # noqa: F401,E402
 from . import invert_nodes  # noqa: F401,E402
 from . import image_nodes  # noqa: F401,E402
+from . import domain_nodes  # noqa: F401,E402
 
 paths.register_model_folders()
 

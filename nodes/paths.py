@@ -17,7 +17,9 @@ from . import comfy_bridge
 
 STYLEGAN = "stylegan"
 OPEN_CLIP = "open_clip"
+DOMAINS = "stylegan_domains"  # compact domain files: models/stylegan/domains/
 SAVED_SUBFOLDER = "nada"  # adapted generators are saved under models/stylegan/nada/
+DOMAINS_SUBFOLDER = "domains"  # the domains folder, inside the default stylegan folder
 
 GENERATOR_EXTENSIONS = {".pt", ".pkl", ".safetensors"}
 CLIP_EXTENSIONS = {".pt", ".pkl", ".safetensors", ".pth", ".bin"}
@@ -25,8 +27,10 @@ LATENT_EXTENSIONS = {".safetensors"}
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 OPEN_CLIP_CONFIG = "open_clip_config.json"  # marks a Hugging Face-layout open_clip folder
 
-_EXTENSIONS = {STYLEGAN: GENERATOR_EXTENSIONS, OPEN_CLIP: CLIP_EXTENSIONS}
-_KIND = {STYLEGAN: "stylegan", OPEN_CLIP: "open_clip"}
+DOMAIN_EXTENSIONS = {".safetensors"}
+_EXTENSIONS = {STYLEGAN: GENERATOR_EXTENSIONS, OPEN_CLIP: CLIP_EXTENSIONS, DOMAINS: DOMAIN_EXTENSIONS}
+_KIND = {STYLEGAN: "stylegan", OPEN_CLIP: "open_clip", DOMAINS: "domain"}
+_DEFAULT_SUBPATH = {DOMAINS: os.path.join(STYLEGAN, DOMAINS_SUBFOLDER)}  # else models/<name>
 
 
 class ModelNotFound(Exception):
@@ -37,7 +41,8 @@ class ModelNotFound(Exception):
 
 
 def register_model_folders() -> None:
-    """Register ``stylegan`` and ``open_clip`` with ComfyUI (no-op outside ComfyUI).
+    """Register ``stylegan``, ``open_clip`` and ``stylegan_domains`` (default
+    ``models/stylegan/domains``) with ComfyUI (no-op outside ComfyUI).
 
     Merges: folders already configured (``extra_model_paths.yaml`` is read before packs load) are
     kept in their order; the default ``ComfyUI/models/<name>`` is appended if missing; extensions
@@ -47,7 +52,7 @@ def register_model_folders() -> None:
     if fp is None:
         return
     for name, exts in _EXTENSIONS.items():
-        default = os.path.join(fp.models_dir, name)
+        default = os.path.join(fp.models_dir, _DEFAULT_SUBPATH.get(name, name))
         if name in fp.folder_names_and_paths:
             folders, old_exts = fp.folder_names_and_paths[name]
             folders = list(folders)
@@ -67,12 +72,12 @@ def register_model_folders() -> None:
 
 
 def model_folders(name: str) -> list[Path]:
-    """Folders searched for model kind ``name`` (``stylegan`` or ``open_clip``), first = default."""
+    """Folders searched for model kind ``name`` (``stylegan``, ``open_clip``, ``stylegan_domains``), first = default."""
     fp = comfy_bridge.folder_paths()
     if fp is not None and name in fp.folder_names_and_paths:
         return [Path(p) for p in fp.get_folder_paths(name)]
     root = os.environ.get("NADA_MODELS_DIR") or "models"
-    return [Path(root) / name]
+    return [Path(root) / _DEFAULT_SUBPATH.get(name, name)]
 
 
 def output_dir() -> Path:
@@ -92,6 +97,11 @@ def input_dir() -> Path:
 def generator_save_dir() -> Path:
     """Where adapted generators are saved: ``<first stylegan folder>/nada``."""
     return model_folders(STYLEGAN)[0] / SAVED_SUBFOLDER
+
+
+def domain_save_dir() -> Path:
+    """Where domains are saved: the first ``stylegan_domains`` folder (default ``models/stylegan/domains``)."""
+    return model_folders(DOMAINS)[0]
 
 
 # ----------------------------------------------------------------------------------------- listing
@@ -184,6 +194,8 @@ def list_models(name: str) -> list[str]:
     if name == OPEN_CLIP:
         for folder in model_folders(name):
             found.update(_walk_clip_dirs(folder))
+    if name == STYLEGAN:  # domain files live in stylegan/domains/ but are not generators
+        found = {f for f in found if not f.startswith(DOMAINS_SUBFOLDER + "/")}
     return sorted(found)
 
 

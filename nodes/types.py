@@ -6,6 +6,8 @@
 - ``STYLEGAN_LATENT``: a ``nada_core.editing.latents.Latents`` (``ws [N, num_ws, w_dim]`` plus labels).
 - ``NADA_CLIP``: a ``nada_core.guidance.clip.ClipModel`` or ``ClipEnsemble`` (one or several CLIP guides).
 - ``NADA_DIRECTION``: the CLIP-space direction from ``nada_core.guidance.directions`` (from text or images).
+- ``NADA_DOMAIN``: a compact ``nada_core.domains.Domain`` (a few kilobytes of style vectors).
+  A generator with domains applied (NADA Apply Domain) is a light copy sharing the base's weights.
 - Built-in ``IMAGE``: ``[B, H, W, C]`` float32 in [0, 1] on the CPU; ``STRING``; ``INT``...
 """
 
@@ -13,10 +15,11 @@ GENERATOR = "STYLEGAN_GENERATOR"
 LATENT = "STYLEGAN_LATENT"
 CLIP = "NADA_CLIP"
 DIRECTION = "NADA_DIRECTION"
+DOMAIN = "NADA_DOMAIN"
 IMAGE = "IMAGE"
 STRING = "STRING"
 INT = "INT"
 FLOAT = "FLOAT"
 BOOLEAN = "BOOLEAN"
 
-CUSTOM_TYPES = (GENERATOR, LATENT, CLIP, DIRECTION)
+CUSTOM_TYPES = (GENERATOR, LATENT, CLIP, DIRECTION, DOMAIN)
