@@ -21,11 +21,11 @@ REQUIRED_NODES = {
     "NadaLoadGenerator", "NadaLoadCLIP", "NadaTextDirection", "NadaImageDirection", "NadaTrain",
     "NadaSaveGenerator", "NadaLatentFromSeeds", "NadaRender", "NadaSample", "NadaInterpolateLatents",
     "NadaStyleMix", "NadaBlendGenerators", "NadaInvertImage", "NadaSaveLatent", "NadaLoadLatent", "NadaMetrics",
-    "NadaBlendFrames", "NadaLoadImageFolder",
+    "NadaBlendFrames", "NadaLoadImageFolder", "NadaLoadDomain", "NadaApplyDomain", "NadaSaveDomain",
 }
-OUTPUT_NODES = {"NadaSaveGenerator", "NadaSaveLatent", "NadaMetrics"}
+OUTPUT_NODES = {"NadaSaveGenerator", "NadaSaveLatent", "NadaMetrics", "NadaSaveDomain"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
-SOCKET_TYPES = {"STYLEGAN_GENERATOR", "STYLEGAN_LATENT", "NADA_CLIP", "NADA_DIRECTION", "IMAGE"}
+SOCKET_TYPES = {"STYLEGAN_GENERATOR", "STYLEGAN_LATENT", "NADA_CLIP", "NADA_DIRECTION", "NADA_DOMAIN", "IMAGE"}
 
 
 def all_inputs(cls) -> dict[str, tuple]:
@@ -126,7 +126,8 @@ def test_seeded_nodes_are_cacheable():
     """No node declares itself always-changed: ComfyUI's cache must skip a re-queued identical graph."""
     for name, cls in NODE_CLASS_MAPPINGS.items():
         if hasattr(cls, "IS_CHANGED"):
-            assert name in {"NadaLoadGenerator", "NadaLoadCLIP", "NadaLoadLatent", "NadaLoadImageFolder"}, name
+            assert name in {"NadaLoadGenerator", "NadaLoadCLIP", "NadaLoadLatent", "NadaLoadImageFolder",
+                            "NadaLoadDomain"}, name
     for name in ("NadaTrain", "NadaSample", "NadaInvertImage", "NadaRender", "NadaBlendFrames"):
         assert not hasattr(NODE_CLASS_MAPPINGS[name], "IS_CHANGED")
 
