@@ -87,8 +87,10 @@ def _domain_info(args: argparse.Namespace) -> int:
         return 0
     meta = d.metadata.get("nada", {}) if isinstance(d.metadata.get("nada"), dict) else {}
     direction = meta.get("direction") or {}
-    what = (f"{direction.get('source')!r} -> {direction.get('target')!r}" if direction.get("target")
-            else json.dumps(direction, sort_keys=True) if direction else "(unknown)")
+    source = direction.get("source_text", direction.get("source"))
+    target = direction.get("target_text", direction.get("target"))
+    what = (f"{source!r} -> {target!r}" if target else json.dumps(direction, sort_keys=True) if direction
+            else "(unknown)")
     kinds = {"domain": "domain modulation s * (1 + d) (HyperDomainNet)",
              "stylespace": "StyleSpace offsets s + delta (StyleDomain)"}
     convs = sum(1 for layer in d.layers if layer.kind == "conv")
