@@ -86,3 +86,20 @@ def test_interpolate_strength_sweep(run, tmp_path):
     assert torch.equal(load_image(files[0]), load_image(plain))  # strength 0 frame = the base grid
     assert cli.main(["interpolate", "--generator", str(gen), "--strengths", "0,1", "--seeds", "0,1",
                      "--out", str(tmp_path / "f2"), "--quiet", "--device", "cpu"]) == 2
+
+
+def test_train_several_targets_writes_one_domain_each(run, tmp_path):
+    root, gen, _ = run
+    clip = save_tiny_clip(tmp_path / "clip", layout="safetensors")
+    out = tmp_path / "multi"
+    rc = cli.main(["train", "--generator", str(gen), "--clip", clip, "--source", "photo", "--target", "sketch",
+                   "--target", "oil painting", "--adapt", "domain", "--steps", "2", "--device", "cpu",
+                   "--out", str(out), "--quiet", "--eval-seeds", "none", "--preview-every", "0"])
+    assert rc == 0
+    a, b = load_domain(out / "domain_sketch.safetensors"), load_domain(out / "domain_oil_painting.safetensors")
+    assert a.metadata["nada"]["direction"]["target_text"] == "sketch"
+    assert b.metadata["nada"]["direction"]["target_text"] == "oil painting"
+    assert any(not torch.equal(a.values[k], b.values[k]) for k in a.values)
+    assert cli.main(["train", "--generator", str(gen), "--clip", clip, "--source", "photo", "--target", "a",
+                     "--target", "b", "--steps", "2", "--device", "cpu", "--out", str(tmp_path / "full"),
+                     "--quiet"]) == 2  # several targets need a compact --adapt

@@ -138,3 +138,55 @@ def test_stop_and_nan_guard_keep_the_last_good_vectors(clip, direction, monkeypa
 def test_compact_runs_refuse_full_only_options(clip, direction):
     with pytest.raises(InputError, match="train-affine"):
         NadaTrainer(tiny_generator(16), clip, direction, _cfg(train_affine=True), "cpu")
+
+
+# ----------------------------------------------------------------------------------------------
+# Several targets in one run
+# ----------------------------------------------------------------------------------------------
+
+
+def test_several_targets_train_like_separate_runs_in_one_batched_pass(clip, tmp_path):
+    from nada_core.guidance.directions import text_direction
+    from nada_core.training.multi_target import MultiTargetTrainer, run_multi_training
+
+    dirs = [text_direction(clip, "photo", t, templates=False) for t in ("pencil sketch", "oil painting")]
+    G = tiny_generator(16)
+    cfg = dict(steps=4, num_layers="all", adapt="domain")
+    multi = MultiTargetTrainer(G, clip, dirs, _cfg(**cfg), "cpu")
+    calls = {"n": 0}
+    inner = multi.G_train.synthesis.inner.forward
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return inner(*a, **k)
+
+    multi.G_train.synthesis.inner.forward = counting
+    multi.run()
+    assert calls["n"] == 4  # one trained pass per step for both targets
+    for t, d in enumerate(dirs):
+        single = NadaTrainer(G, clip, d, _cfg(**cfg), "cpu")
+        single.run()
+        a, b = multi.domain(t), single.domain()
+        scale = max(float(v.abs().max()) for v in b.values.values())
+        assert scale > 0
+        assert all((a.values[k] - b.values[k]).abs().max() <= 2e-3 * scale for k in a.values)
+        assert a.metadata["nada"]["direction"]["target_text"] == d.target_text
+    # Files: one domain per target, previews with one row per target, resumable state.
+    multi2 = MultiTargetTrainer(G, clip, dirs, _cfg(steps=2, adapt="stylespace", num_layers=2, preview_every=2),
+                                "cpu")
+    metrics = run_multi_training(multi2, tmp_path, eval_seeds=[1000, 1001])
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["domain_oil_painting.safetensors", "domain_pencil_sketch.safetensors", "loss.png",
+                     "metrics.json", "preview_000002.png", "train_state.safetensors"]
+    assert [m["direction"]["target_text"] for m in metrics["targets"]] == ["pencil sketch", "oil painting"]
+    sketch = load_domain(tmp_path / "domain_pencil_sketch.safetensors")
+    assert "directional_similarity_after" in sketch.metadata["metrics"]
+    from PIL import Image
+
+    with Image.open(tmp_path / "preview_000002.png") as im:
+        assert im.size[1] == 3 * 16 + 2 * 2  # source row + one row per target
+    resumed = MultiTargetTrainer(G, clip, dirs, _cfg(steps=3, adapt="stylespace", num_layers=2, preview_every=2),
+                                 "cpu").load_state(tmp_path)
+    assert resumed.step_index == 2
+    with pytest.raises(InputError, match="compact"):
+        MultiTargetTrainer(G, clip, dirs, _cfg(adapt="full"), "cpu")

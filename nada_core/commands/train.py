@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="loss weight of the matching --clip (in order; default 1.0 each)")
     g.add_argument("--source", metavar="TEXT", help="text for the source domain, e.g. 'photo'")
     tgt = g.add_mutually_exclusive_group()
-    tgt.add_argument("--target", metavar="TEXT", help="text for the target domain, e.g. 'pencil sketch'")
+    tgt.add_argument("--target", metavar="TEXT", action="append",
+                     help="text for the target domain, e.g. 'pencil sketch'; repeat it with --adapt domain|stylespace "
+                          "to train one domain per target in the same run")
     tgt.add_argument("--target-images", metavar="DIR", help="folder of example images of the target domain "
                                                             "(few-shot image direction)")
     g.add_argument("--source-samples", metavar="N", type=int, default=16,
@@ -146,12 +148,19 @@ def run(args: argparse.Namespace) -> int:
         direction = image_direction(guide, [load_image(f) for f in files], G, num_samples=args.source_samples)
     else:
         source = args.source if args.source is not None else saved_extra.get("source")
-        target = args.target if args.target is not None else saved_extra.get("target")
-        if source is None or target is None:
+        targets = args.target or saved_extra.get("targets") or (
+            [saved_extra["target"]] if saved_extra.get("target") is not None else [])
+        if source is None or not targets:
             raise InputError("describe the change: pass --source TEXT and --target TEXT (or --target-images DIR)")
-        direction = text_direction(guide, source, target, templates=templates)
+        directions = [text_direction(guide, source, t, templates=templates) for t in targets]
+        direction = directions[0]
 
-    trainer = NadaTrainer(G, guide, direction, cfg, device=device)
+    if not target_images and len(directions) > 1:
+        from ..training.multi_target import MultiTargetTrainer
+
+        trainer = MultiTargetTrainer(G, guide, directions, cfg, device=device)
+    else:
+        trainer = NadaTrainer(G, guide, direction, cfg, device=device)
     trainer.extra_info = {
         "generator": str(Path(gen_path).expanduser().resolve()),
         "clip": [[s, w] for s, w in clip_specs],
@@ -160,12 +169,16 @@ def run(args: argparse.Namespace) -> int:
         "target_images": str(Path(target_images).expanduser().resolve()) if target_images else None,
         "templates": bool(templates),
     }
+    if getattr(trainer, "directions", None):
+        trainer.extra_info["targets"] = [d.target_text for d in trainer.directions]
     if args.resume:
         trainer.load_state(args.resume)
         say(f"resuming at step {trainer.step_index} of {cfg.steps}")
     out.mkdir(parents=True, exist_ok=True)
 
     eval_seeds = None if args.eval_seeds.strip().lower() == "none" else parse_seeds(args.eval_seeds)
+    if getattr(trainer, "directions", None):
+        return _run_multi(trainer, out, eval_seeds, args, say)
     outcome = train_with_bar(trainer, out, eval_seeds=eval_seeds, progress=not args.quiet)
     m = outcome.metrics
     say(f"saved {m['paths'].get('generator') or m['paths'].get('domain')} ({trainer.step_index} steps)")
@@ -176,6 +189,24 @@ def run(args: argparse.Namespace) -> int:
     if "directional_similarity_after" in m:
         say(f"directional CLIP similarity {m['directional_similarity_before']:.3f} -> "
             f"{m['directional_similarity_after']:.3f}; outputs in {out}/")
+    return 0
+
+
+def _run_multi(trainer, out: Path, eval_seeds, args, say) -> int:
+    """Several targets: one domain file per target (see :mod:`nada_core.training.multi_target`)."""
+    from ..training.multi_target import run_multi_training
+
+    bar = ProgressBar(trainer.config.steps, trainer.step_index, enabled=not args.quiet)
+    try:
+        m = run_multi_training(trainer, out, eval_seeds=eval_seeds, on_progress=bar)
+    finally:
+        bar.close()
+    files = [v for k, v in m["paths"].items() if k != "state"]
+    say(f"saved {len(files)} domains ({', '.join(Path(f).name for f in files)}; {trainer.step_index} steps)")
+    if m["interrupted"]:
+        print(f"nada train: interrupted at step {trainer.step_index} of {trainer.config.steps}; saved {out}; continue "
+              f"with: nada train --resume {out} --out {out}", file=sys.stderr)
+        return 130
     return 0
 
 

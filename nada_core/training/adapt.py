@@ -46,6 +46,25 @@ class _TrainEdit:
         return s * (1 + v).to(s.dtype) if a.kind == "domain" else s + v.to(s.dtype)
 
 
+class _PerTargetSynthesis(nn.Module):
+    """Renders codes ``[B, ...]`` once per active target -> images ``[T * B, ...]`` (target-major).
+    Everything else (layer lookup, style affines, sizes) is the wrapped synthesis network's."""
+
+    def __init__(self, inner: nn.Module, adapter: "DomainAdapter") -> None:
+        super().__init__()
+        self.inner = inner
+        object.__setattr__(self, "_adapter", adapter)  # not a module: no registration
+
+    def forward(self, ws: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.inner(self._adapter.codes_for_training(ws), **kwargs)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["inner"], name)
+
+
 class DomainAdapter:
     """Trainable domain vectors on a frozen generator.
 
@@ -68,6 +87,8 @@ class DomainAdapter:
                 {layer.path: nn.Parameter(torch.zeros(layer.channels, device=device)) for layer in self.layers}
                 for _ in range(self.targets)]
         self.generator = edited_generator(G_frozen, {layer.path: _TrainEdit(self, layer.path) for layer in self.layers})
+        if self.targets > 1:  # every render shows the codes once per active target
+            self.generator._modules["synthesis"] = _PerTargetSynthesis(self.generator.synthesis, self)
 
     def active_targets(self) -> list[int]:
         return list(range(self.targets)) if self.active is None else [self.active]

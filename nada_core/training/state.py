@@ -137,6 +137,9 @@ def _check_info(p: Path, info: dict) -> None:
     for key in ("generator", "source", "target", "target_images"):
         if extra.get(key) is not None and not isinstance(extra[key], str):
             raise _bad(p, f"'extra.{key}' is not text")
+    targets = extra.get("targets")
+    if targets is not None and not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
+        raise _bad(p, "'extra.targets' must be a list of texts")
     if "templates" in extra and not isinstance(extra["templates"], bool):
         raise _bad(p, "'extra.templates' is not true/false")
     clip = extra.get("clip", [])

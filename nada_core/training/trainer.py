@@ -109,6 +109,8 @@ class NadaTrainer:
     ``history`` (per-step loss dicts).
     """
 
+    num_targets = 1  # compact domains trained at once (see training/multi_target.py)
+
     def __init__(self, generator: Generator, clip, direction, config: TrainConfig | None = None,
                  device: str | torch.device | None = None) -> None:
         self.config = (config or TrainConfig()).validate()
@@ -134,7 +136,7 @@ class NadaTrainer:
                     make_autograd_safe(inner)
             self.G_frozen = copy_generator(generator, self.device).requires_grad_(False)
             # Compact domains (--adapt domain|stylespace) train small vectors on a light copy instead.
-            self.adapter = make_adapter(self.config, self.G_frozen)
+            self.adapter = make_adapter(self.config, self.G_frozen, targets=self.num_targets)
             self.G_train = self._make_train_generator() if self.adapter is None else self.adapter.generator
             # One formulation of the modulated convs for both twins, with or without autograd, so
             # that before the first update G_train(w) == G_frozen(w) bit for bit (dI starts at 0).
