@@ -62,12 +62,31 @@ def make_model_tree(base: Path) -> dict[str, Any]:
     (stylegan / "nada").mkdir(parents=True, exist_ok=True)
     save_generator(tiny_generator(32, seed=0), stylegan / TINY_FFHQ)
     save_adapted_copy(stylegan / TINY_FFHQ, stylegan / "nada" / "ffhq_sketch.safetensors")
+    _save_tiny_domains(stylegan / TINY_FFHQ, stylegan / "domains")
     clip_root = base / "models" / "open_clip"
     clip_root.mkdir(parents=True, exist_ok=True)
     folder = Path(save_tiny_clip(clip_root, layout="hf", seed=0))
     folder.rename(clip_root / CLIP_FOLDER)
     _draw_inputs(base / "input", PORTRAIT, EXAMPLES_FOLDER)
     return {"ffhq": TINY_FFHQ}
+
+
+def _save_tiny_domains(generator_file: Path, folder: Path) -> None:
+    """The two domain files domain_mixer loads: random vectors on the tiny generator (same lineage)."""
+    import torch
+
+    from nada_core.domains import new_domain, save_domain
+    from nada_core.formats.checkpoints import load_generator
+    from workflows.build_workflows import DOMAIN_A, DOMAIN_B
+
+    G = load_generator(generator_file)
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, (name, kind) in enumerate(((DOMAIN_A, "domain"), (DOMAIN_B, "stylespace"))):
+        d = new_domain(G, kind, include_torgb=True)
+        g = torch.Generator().manual_seed(seed)
+        for layer in d.layers:
+            d.values[layer.path] = torch.randn(layer.channels, generator=g) * 0.4
+        save_domain(d, folder / name)
 
 
 def _draw_inputs(input_dir: Path, portrait: str, examples: str) -> None:

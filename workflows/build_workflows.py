@@ -25,11 +25,14 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORKFLOW_NAMES = ("text_to_domain", "images_to_domain", "invert_and_translate", "domain_morph",
-                  "sample_saved_domain")
+                  "sample_saved_domain", "domain_mixer")
 
 # Model file names as a user would have them (see the README for where they come from).
 FFHQ = "stylegan2-ffhq-config-f.pt"
 ADAPTED = "nada/ffhq_sketch.safetensors"
+# Compact domain files (models/stylegan/domains/), from NADA Train with adapt 'domain' + NADA Save Domain.
+DOMAIN_A = "ffhq_sketch.safetensors"
+DOMAIN_B = "ffhq_oil_painting.safetensors"
 CLIP_FOLDER = "vit_base_patch32_clip_224.openai"
 EXAMPLES_FOLDER = "nada_examples"
 PORTRAIT = "portrait.png"
@@ -286,6 +289,34 @@ Loads an adapted generator someone saved (or shared) and draws a grid of seeds.
             Node(3, "NadaRender", (800, 40), {"noise_mode": "const"}, {"generator": (1, 0), "latent": (2, 0)}),
             Node(4, "SaveImage", (1180, 40), {"filename_prefix": "nada/ffhq_sketch_samples"}, {"images": (3, 0)},
                  size=(480, 520)),
+        ],
+    ),
+    "domain_mixer": Workflow(
+        "domain_mixer",
+        "Domain mixer: two compact domains, two strength sliders",
+        _note(f"""
+### Domain mixer (compact domains)
+Applies two **domain files** (a few kilobytes each) to the FFHQ generator on one grid of seeds. Each
+**NADA Apply Domain** has its own *strength*: 0 = off, 1 = as trained, in between a partial change, outside
+0-1 an exaggeration. Domain modulations multiply, StyleSpace offsets add.
+
+- Needs `models/stylegan/{FFHQ}` and `models/stylegan/domains/{DOMAIN_A}` and `{DOMAIN_B}`: train them with
+  **NADA Train** (adapt `domain` or `stylespace`) + **NADA Save Domain**, or `nada train --adapt domain`.
+- *layers* on an Apply Domain limits it to some W+ entries (e.g. `fine` for colour and texture only).
+- Nothing is copied: the domains ride on the loaded generator's weights."""),
+        [
+            Node(1, "NadaLoadGenerator", (40, 40), {"generator_name": FFHQ, "weights": "EMA"}),
+            Node(2, "NadaLoadDomain", (40, 200), {"domain_name": DOMAIN_A}, title="Domain A"),
+            Node(3, "NadaLoadDomain", (40, 340), {"domain_name": DOMAIN_B}, title="Domain B"),
+            Node(4, "NadaApplyDomain", (420, 40), {"strength": 1.0, "layers": ""},
+                 {"generator": (1, 0), "domain": (2, 0)}, title="Strength of domain A"),
+            Node(5, "NadaApplyDomain", (420, 240), {"strength": 0.5, "layers": ""},
+                 {"generator": (4, 0), "domain": (3, 0)}, title="Strength of domain B"),
+            Node(6, "NadaLatentFromSeeds", (420, 440), {"seeds": "0-7", "truncation": 0.7}, {"generator": (1, 0)}),
+            Node(7, "NadaRender", (800, 40), {"noise_mode": "const"}, {"generator": (5, 0), "latent": (6, 0)}),
+            Node(8, "SaveImage", (1180, 40), {"filename_prefix": "nada/domain_mix"}, {"images": (7, 0)},
+                 size=(480, 300)),
+            Node(9, "PreviewAny", (800, 300), {}, {"source": (2, 1)}, title="Domain A", size=(340, 160)),
         ],
     ),
 }

@@ -6,6 +6,7 @@ pictures show the layout of each workflow's outputs, never the quality of real m
 picture says so in its caption. Needs ComfyUI (COMFYUI_ROOT, default ~/ComfyUI) and its requirements.
 
     python workflows/render_examples.py            # writes docs/workflows/*.png
+    python workflows/render_examples.py domain_mixer   # only the named workflows
 """
 
 from __future__ import annotations
@@ -87,13 +88,14 @@ def grid(images: list, cols: int, gap: int = 2):
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from tests.comfy_harness import (ComfyWorker, load_api_workflow, make_model_tree, prepare_base, tiny_overrides,
                                      unavailable_reason)
     from workflows.build_workflows import WORKFLOWS
 
+    only = set(sys.argv[1:] if argv is None else argv)
     reason = unavailable_reason()
     if reason:
         print(f"cannot render: {reason}", file=sys.stderr)
@@ -106,6 +108,8 @@ def main() -> int:
         results = {}
         try:
             for name, wf in WORKFLOWS.items():
+                if only and name not in only:
+                    continue
                 overrides = tiny_overrides(name)
                 for n in wf.nodes:
                     if n.type in EXTRA:
@@ -118,12 +122,12 @@ def main() -> int:
                 results[name] = res["history"]["outputs"]
         finally:
             worker.close()
-        return _write_pictures(base, results)
+        return _write_pictures(base, results, only)
     finally:
         shutil.rmtree(base, ignore_errors=True)  # unlinks the custom_nodes symlink, never follows it
 
 
-def _write_pictures(base: Path, results: dict) -> int:
+def _write_pictures(base: Path, results: dict, only: set[str] = frozenset()) -> int:
     from PIL import Image
 
     from workflows.build_workflows import PORTRAIT
@@ -145,32 +149,38 @@ def _write_pictures(base: Path, results: dict) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     with Image.open(base / "input" / PORTRAIT) as portrait:
         portrait = portrait.convert("RGB").copy()
-    pictures = {
-        "text_to_domain": compose(
+    makers = {
+        "text_to_domain": lambda: compose(
             "text_to_domain: photo -> pencil sketch, trained from words",
             [("NADA Train: source (top) vs adapted (bottom)", images("text_to_domain", 6)[0]),
              ("NADA Train: loss plot", images("text_to_domain", 7)[0])],
             CAPTION.format(name="text_to_domain"), text=text("text_to_domain", 8)),
-        "images_to_domain": compose(
+        "images_to_domain": lambda: compose(
             "images_to_domain: adapted towards a folder of example images",
             [("examples (input/nada_examples)", grid(images("images_to_domain", 8), 3)),
              ("source (top) vs adapted (bottom)", images("images_to_domain", 7)[0])],
             CAPTION.format(name="images_to_domain"), text=text("images_to_domain", 9)),
-        "invert_and_translate": compose(
+        "invert_and_translate": lambda: compose(
             "invert_and_translate: a photo inverted in the source generator, rendered by the adapted one",
             [("input photo (Load Image)", portrait), ("reconstruction (source)", images("invert_and_translate", 7)[0]),
              ("same code, adapted generator", images("invert_and_translate", 6)[0])],
             CAPTION.format(name="invert_and_translate")),
-        "domain_morph": compose(
+        "domain_morph": lambda: compose(
             "domain_morph: the frames of the animated WebP, generator A -> B and back (loop)",
             [("frames 1-8 of the animation (each frame: seeds 0-3 as a 2x2 grid)",
               grid(images("domain_morph", 5), 4, gap=4))],
             CAPTION.format(name="domain_morph")),
-        "sample_saved_domain": compose(
+        "sample_saved_domain": lambda: compose(
             "sample_saved_domain: seeds 0-15 from a saved adapted generator",
             [("16 seeds", grid(images("sample_saved_domain", 4), 8))],
             CAPTION.format(name="sample_saved_domain")),
+        "domain_mixer": lambda: compose(
+            "domain_mixer: seeds 0-7 with domain A at strength 1 and domain B at 0.5",
+            [("8 seeds, both domains applied", grid(images("domain_mixer", 8), 4))],
+            CAPTION.format(name="domain_mixer").replace("test models", "test models and random domain files"),
+            text=text("domain_mixer", 9)),
     }
+    pictures = {name: make() for name, make in makers.items() if not only or name in only}
     for name, pic in pictures.items():
         path = OUT / f"{name}.png"
         pic.save(path, optimize=True)
