@@ -103,3 +103,9 @@ def test_train_several_targets_writes_one_domain_each(run, tmp_path):
     assert cli.main(["train", "--generator", str(gen), "--clip", clip, "--source", "photo", "--target", "a",
                      "--target", "b", "--steps", "2", "--device", "cpu", "--out", str(tmp_path / "full"),
                      "--quiet"]) == 2  # several targets need a compact --adapt
+
+
+def test_a_domain_file_given_as_generator_says_what_it_is(run, tmp_path, capsys):
+    assert cli.main(["sample", "--generator", str(run[2]), "--out", str(tmp_path / "x.png"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "compact domain file, not a generator" in err and err.count("\n") == 1

@@ -81,7 +81,7 @@ def test_training_writes_a_domain_that_renders_like_the_trained_generator(clip, 
     d = load_domain(tmp_path / "domain.safetensors")
     assert d.kind == "domain" and d.source_sha256 == "ef" * 32 and d.architecture == G.config.to_dict()
     nada = d.metadata["nada"]
-    assert nada["kind"] == "domain-domain" and nada["settings"]["adapt"] == "domain" and nada["steps_done"] == 6
+    assert nada["kind"] == "compact-domain" and nada["settings"]["adapt"] == "domain" and nada["steps_done"] == 6
     assert nada["direction"]["target_text"] == "pencil sketch"
     assert d.metadata["metrics"]["directional_similarity_after"] == outcome.metrics["directional_similarity_after"]
     assert outcome.metrics["directional_similarity_after"] > 0.05

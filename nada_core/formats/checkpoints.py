@@ -166,6 +166,9 @@ def read_metadata(path: str | os.PathLike) -> dict:
     """
     p = _existing_file(path)
     raw = _read_safetensors_header(p).get("__metadata__")
+    if isinstance(raw, dict) and raw.get("nada_format") == "domain":
+        raise CheckpointError(f"{p} is a compact domain file, not a generator; load the generator it was trained on "
+                              "and apply the domain (--domain FILE@STRENGTH, NADA Apply Domain)")
     if not isinstance(raw, dict) or raw.get("nada_format") != NADA_FORMAT_TAG:
         raise CheckpointError(f"{p}: a .safetensors file, but not a ComfyUI-NADA generator (no nada_format "
                               f"metadata); expected {SUPPORTED_FORMATS}")

@@ -231,7 +231,7 @@ class NadaTrainer:
         """Provenance written next to the adapted weights (JSON-able)."""
         return {
             "nada": {
-                "kind": "adapted-generator" if self.adapter is None else f"{self.config.adapt}-domain",
+                "kind": "adapted-generator" if self.adapter is None else "compact-domain",
                 "direction": describe_direction(self.direction),
                 "clip_models": [{"name": g.name, "weight": g.weight} for g in self.guides],
                 "settings": self.config.to_dict(),
