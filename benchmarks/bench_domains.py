@@ -15,7 +15,7 @@ Three tables (markdown), each from its own sub-command:
 
     python benchmarks/bench_domains.py sizes
     python benchmarks/bench_domains.py speed --device cpu --resolutions 64 256 --steps 3
-    python benchmarks/bench_domains.py tiny --steps 60
+    python benchmarks/bench_domains.py tiny --steps 40
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ import torch  # noqa: E402
 
 # Learning rates of the reference recipes: StyleGAN-NADA 0.002 (Adam 0, 0.99); HyperDomainNet's
 # domain modulation 0.1 and StyleDomain's StyleSpace offsets 0.05 (Adam 0.9, 0.999).
-RECIPES = {"full": dict(lr=0.002, betas=(0.0, 0.99)), "domain": dict(lr=0.1, betas=(0.9, 0.999)),
-           "stylespace": dict(lr=0.05, betas=(0.9, 0.999))}
+from nada_core.training.adapt import COMPACT_RECIPES  # noqa: E402
+
+RECIPES = {"full": dict(lr=0.002, betas=(0.0, 0.99)), **COMPACT_RECIPES}
 
 
 def _config_f(resolution: int, meta: bool = False):
@@ -136,28 +137,29 @@ def tiny(args) -> None:
     seeds = list(range(1000, 1016))
     with tempfile.TemporaryDirectory() as tmp:
         clip = load_tiny_clip(Path(tmp))
-        print(f"| adapt | lr | trainable numbers | directional similarity | diversity (source {{d0}}) |")
+        print("| adapt | lr | trainable numbers | directional similarity | diversity |")
         print("|---|---:|---:|---:|---:|")
-        rows, d0 = [], None
-        for adapt in ("full", "domain", "stylespace"):
+        d0 = None
+        for adapt in ("source", "full", "domain", "stylespace"):
             sims, divs = [], []
             for target in args.targets:
                 direction = text_direction(clip, "photo", target, templates=False)
-                G = tiny_generator(32)
-                cfg = TrainConfig(steps=args.steps, batch=2, num_layers="all", preview_every=0, seed=0, adapt=adapt,
-                                  train_torgb=adapt == "stylespace", **RECIPES[adapt])
+                G = tiny_generator(args.resolution)
+                cfg = TrainConfig(steps=args.steps, batch=2, num_layers="all", preview_every=0, seed=0,
+                                  adapt="full" if adapt == "source" else adapt,
+                                  train_torgb=adapt == "stylespace", **RECIPES.get(adapt, RECIPES["full"]))
                 tr = NadaTrainer(G, clip, direction, cfg, "cpu")
-                tr.run()
+                if adapt != "source":
+                    tr.run()
                 m = evaluate(tr.G_frozen, tr.G_train, clip, direction, seeds)
-                d0 = evaluate(tr.G_frozen, tr.G_frozen, clip, direction, seeds)["diversity"]
                 sims.append(m["directional_similarity"])
                 divs.append(m["diversity"])
-            n = sum(p.numel() for p in tr.trainable_parameters().values())
-            rows.append(f"| {adapt} | {RECIPES[adapt]['lr']:g} | {n:,} | {sum(sims) / len(sims):.3f} | "
-                        f"{sum(divs) / len(divs):.3f} |")
-        print("\n".join(rows).replace("{d0}", f"{d0:.3f}"))
+            n = 0 if adapt == "source" else sum(p.numel() for p in tr.trainable_parameters().values())
+            lr = "-" if adapt == "source" else f"{RECIPES[adapt]['lr']:g}"
+            print(f"| {adapt if adapt != 'source' else 'source (before training)'} | {lr} | {n:,} | "
+                  f"{sum(sims) / len(sims):.3f} | {sum(divs) / len(divs):.3f} |", flush=True)
         print(f"\nMeans over targets {args.targets}, {args.steps} steps, batch 2, all layers, 16 held-out seeds; "
-              f"32 px random generator and random tiny CLIP.")
+              f"{args.resolution} px random generator and random tiny CLIP.")
 
 
 def main(argv=None) -> int:
@@ -171,8 +173,9 @@ def main(argv=None) -> int:
     sp.add_argument("--steps", type=int, default=5)
     sp.add_argument("--layers", default="all")
     t = sub.add_parser("tiny")
-    t.add_argument("--steps", type=int, default=60)
-    t.add_argument("--targets", nargs="+", default=["pencil sketch", "oil painting", "zombie"])
+    t.add_argument("--steps", type=int, default=40)
+    t.add_argument("--resolution", type=int, default=16)
+    t.add_argument("--targets", nargs="+", default=["pencil sketch", "oil painting"])
     one = sub.add_parser("_one")
     for name, kw in (("--device", {}), ("--resolution", {"type": int}), ("--steps", {"type": int}),
                      ("--adapt", {}), ("--layers", {})):

@@ -256,7 +256,8 @@ TRAIN = Table([
             "from each other as before (fights collapse)", lo=0.0, hi=100.0, metavar="W", step=0.05),
     Setting("adapt", "choice", "full", "what training changes: full = the synthesis weights (a whole generator); "
             "domain = one multiplier per style channel (HyperDomainNet), stylespace = one offset per style channel "
-            "(StyleDomain): a few-kilobyte domain.safetensors", choices=("full", "domain", "stylespace")),
+            "(StyleDomain): a few-kilobyte domain.safetensors; compact kinds want a much larger lr (0.1 domain, 0.05 "
+            "stylespace; the CLI uses these when --lr is not given)", choices=("full", "domain", "stylespace")),
     Setting("train_torgb", "bool", False, "also train the toRGB layers of selected entries (with a compact adapt: "
             "include the toRGB styles)"),
     Setting("train_affine", "bool", False, "also train the style affines of selected layers"),

@@ -98,6 +98,8 @@ def test_train_several_targets_writes_one_domain_each(run, tmp_path):
     assert rc == 0
     a, b = load_domain(out / "domain_sketch.safetensors"), load_domain(out / "domain_oil_painting.safetensors")
     assert a.metadata["nada"]["direction"]["target_text"] == "sketch"
+    # Without --lr a compact run uses the reference recipe (HyperDomainNet: 0.1, Adam 0.9/0.999).
+    assert a.metadata["nada"]["settings"]["lr"] == 0.1 and a.metadata["nada"]["settings"]["betas"] == [0.9, 0.999]
     assert b.metadata["nada"]["direction"]["target_text"] == "oil painting"
     assert any(not torch.equal(a.values[k], b.values[k]) for k in a.values)
     assert cli.main(["train", "--generator", str(gen), "--clip", clip, "--source", "photo", "--target", "a",

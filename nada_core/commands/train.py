@@ -78,6 +78,12 @@ def _config_from_args(args, saved: dict | None):
         val = getattr(args, name)
         if val is not None:
             base[name] = val
+    if not saved and base.get("adapt", "full") != "full":
+        from ..training.adapt import COMPACT_RECIPES
+
+        recipe = COMPACT_RECIPES[base["adapt"]]  # compact vectors need a far larger step than weights
+        base.setdefault("lr", recipe["lr"])
+        base.setdefault("betas", recipe["betas"])
     return TrainConfig.from_dict(base)
 
 
