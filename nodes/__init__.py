@@ -1,7 +1,7 @@
 """ComfyUI nodes for NADA: thin adapters from ComfyUI types to ``nada_core``.
 
 Importing this package is cheap (no torch, no model loading): node modules import ``nada_core``
-lazily inside their functions. Importing registers the ``stylegan`` and ``open_clip`` model
+lazily inside their functions. Importing registers the ``stylegan``, ``open_clip`` and ``stylegan_domains`` model
 folders with ComfyUI when it is running.
 """
 

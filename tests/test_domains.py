@@ -298,3 +298,18 @@ def test_hostile_domain_files_are_refused_in_one_line(G, tmp_path):
         assert expect[name] in _one_line(err), (name, str(err.value))
     with pytest.raises(InputError):
         load_domain(tmp_path / "missing.safetensors")
+
+
+def test_copies_and_blends_of_an_applied_generator_keep_the_domain(G):
+    from nada_core.editing.interpolate import blend_generators
+    from nada_core.training.runtime import copy_generator
+
+    d = _random_domain(G, "domain", 31)
+    A = apply_domains(G, [(d, 0.8)])
+    z = _z(G)
+    with torch.no_grad():
+        ref = A(z)
+        assert (copy_generator(A, torch.device("cpu"))(z) - ref).abs().max() < 1e-5
+        # alpha 1 of a blend from the base to the applied generator is the applied one.
+        assert (blend_generators(G, A, 1.0)(z) - ref).abs().max() < 1e-5
+        assert torch.equal(blend_generators(A, G, 1.0)(z), G(z))
