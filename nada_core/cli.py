@@ -17,7 +17,7 @@ from typing import Sequence
 from .errors import NadaError
 
 # Sub-command modules, in the order ``nada --help`` lists them.
-COMMANDS = ("info", "sample", "demo", "train", "invert", "interpolate", "edit", "export", "queue")
+COMMANDS = ("info", "sample", "demo", "train", "invert", "interpolate", "edit", "bake", "export", "queue")
 
 
 def _load_commands() -> list:

@@ -280,7 +280,11 @@ TRAIN = Table([
             "collapses, a little (e.g. 0.25) can strengthen the change", lo=0.0, hi=100.0, metavar="W", step=0.05),
     Setting("angle_weight", "float", 0.0, "weight of the angle-consistency loss that keeps samples as different "
             "from each other as before (fights collapse)", lo=0.0, hi=100.0, metavar="W", step=0.05),
-    Setting("train_torgb", "bool", False, "also train the toRGB layers of selected entries (official code: no)"),
+    Setting("adapt", "choice", "full", "what training changes: full = the synthesis weights (a whole generator); "
+            "domain = one multiplier per style channel (HyperDomainNet), stylespace = one offset per style channel "
+            "(StyleDomain): a few-kilobyte domain.safetensors; compact kinds want a much larger lr (0.1 domain, 0.05 "
+            "stylespace; the CLI uses these when --lr is not given)", choices=("full", "domain", "stylespace")),
+    Setting("train_torgb", "bool", False, "also train the toRGB layers of selected entries (official code: no; with a compact adapt: include the toRGB styles)"),
     # The official code unfreezes a chosen rosinality StyledConv whole, its style affine ("modulation") included.
     Setting("train_affine", "bool", True, "also train the style affines of selected layers (official code: yes)"),
     # Official code: with all layers (no adaptive selection) it trains the constant; with selection it never does.

@@ -1,8 +1,8 @@
 """ComfyUI nodes for NADA: thin adapters from ComfyUI types to ``nada_core``.
 
 Importing this package is cheap (no torch, no model loading): node modules import ``nada_core``
-lazily inside their functions. Importing registers the ``stylegan``, ``open_clip`` and ``encoders``
-model folders with ComfyUI when it is running.
+lazily inside their functions. Importing registers the ``stylegan``, ``open_clip``, ``encoders``,
+``stylegan_directions`` and ``stylegan_domains`` model folders with ComfyUI when it is running.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from . import encoder_nodes  # noqa: F401,E402
 from . import image_nodes  # noqa: F401,E402
 from . import edit_nodes  # noqa: F401,E402
 from . import interop_nodes  # noqa: F401,E402
+from . import domain_nodes  # noqa: F401,E402
 
 paths.register_model_folders()
 

@@ -24,6 +24,8 @@ DIRECTIONS = "stylegan_directions"  # ComfyUI folder name; its default is models
 ENCODERS = "encoders"
 SAVED_SUBFOLDER = "nada"  # adapted generators are saved under models/stylegan/nada/
 DIRECTIONS_SUBFOLDER = "directions"
+DOMAINS = "stylegan_domains"  # compact domain files: models/stylegan/domains/
+DOMAINS_SUBFOLDER = "domains"  # the domains folder, inside the default stylegan folder
 
 GENERATOR_EXTENSIONS = {".pt", ".pkl", ".safetensors"}
 CLIP_EXTENSIONS = {".pt", ".pkl", ".safetensors", ".pth", ".bin"}
@@ -33,10 +35,12 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 DIRECTION_EXTENSIONS = {".safetensors", ".npy", ".npz", ".pt", ".pth"}  # nada_core.editing.direction_files
 OPEN_CLIP_CONFIG = "open_clip_config.json"  # marks a Hugging Face-layout open_clip folder
 
+DOMAIN_EXTENSIONS = {".safetensors"}
 _EXTENSIONS = {STYLEGAN: GENERATOR_EXTENSIONS, OPEN_CLIP: CLIP_EXTENSIONS, DIRECTIONS: DIRECTION_EXTENSIONS,
-               ENCODERS: ENCODER_EXTENSIONS}
-_KIND = {STYLEGAN: "stylegan", OPEN_CLIP: "open_clip", DIRECTIONS: "direction", ENCODERS: "encoder"}
-_DEFAULT_SUBDIR = {DIRECTIONS: os.path.join(STYLEGAN, DIRECTIONS_SUBFOLDER)}  # else the folder name itself
+               ENCODERS: ENCODER_EXTENSIONS, DOMAINS: DOMAIN_EXTENSIONS}
+_KIND = {STYLEGAN: "stylegan", OPEN_CLIP: "open_clip", DIRECTIONS: "direction", ENCODERS: "encoder", DOMAINS: "domain"}
+# else models/<name>
+_DEFAULT_SUBDIR = {DIRECTIONS: os.path.join(STYLEGAN, DIRECTIONS_SUBFOLDER), DOMAINS: os.path.join(STYLEGAN, DOMAINS_SUBFOLDER)}
 
 
 class ModelNotFound(Exception):
@@ -47,7 +51,8 @@ class ModelNotFound(Exception):
 
 
 def register_model_folders() -> None:
-    """Register ``stylegan``, ``stylegan_directions``, ``open_clip`` and ``encoders`` with ComfyUI (no-op outside ComfyUI).
+    """Register ``stylegan``, ``stylegan_directions``, ``stylegan_domains``, ``open_clip`` and ``encoders`` with
+    ComfyUI (no-op outside ComfyUI).
 
     Merges: folders already configured (``extra_model_paths.yaml`` is read before packs load) are
     kept in their order; the default ``ComfyUI/models/<name>`` is appended if missing; extensions
@@ -77,8 +82,8 @@ def register_model_folders() -> None:
 
 
 def model_folders(name: str) -> list[Path]:
-    """Folders searched for model kind ``name`` (``stylegan``, ``stylegan_directions``, ``open_clip``, ``encoders``),
-    first = default."""
+    """Folders searched for model kind ``name`` (``stylegan``, ``stylegan_directions``, ``stylegan_domains``,
+    ``open_clip``, ``encoders``), first = default."""
     fp = comfy_bridge.folder_paths()
     if fp is not None and name in fp.folder_names_and_paths:
         return [Path(p) for p in fp.get_folder_paths(name)]
@@ -140,6 +145,11 @@ def fingerprint(files: Iterable[Path], *extra: str) -> str:
         except OSError:
             h.update(f"{f}\0missing\n".encode("utf-8", "surrogateescape"))
     return "sha256:" + h.hexdigest()[:32]
+
+
+def domain_save_dir() -> Path:
+    """Where domains are saved: the first ``stylegan_domains`` folder (default ``models/stylegan/domains``)."""
+    return model_folders(DOMAINS)[0]
 
 
 # ----------------------------------------------------------------------------------------- listing
@@ -235,6 +245,8 @@ def list_models(name: str) -> list[str]:
         found = {f for f in found if not any(f.startswith(d + "/") for d in dirs)} | dirs
     if name == STYLEGAN:  # direction files live in stylegan/directions/ but are not generators
         found = {f for f in found if not f.startswith(DIRECTIONS_SUBFOLDER + "/")}
+    if name == STYLEGAN:  # domain files live in stylegan/domains/ but are not generators
+        found = {f for f in found if not f.startswith(DOMAINS_SUBFOLDER + "/")}
     return sorted(found)
 
 

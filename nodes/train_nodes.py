@@ -58,13 +58,15 @@ class NadaTrain:
                    "source-vs-adapted preview on the node; Cancel stops within a step. The input generator is not changed. "
                    "Defaults are those of the official StyleGAN-NADA code (300 steps; about 50 can be enough for sketches).")
     CATEGORY = CATEGORY_TRAIN
-    RETURN_TYPES = (T.GENERATOR, T.IMAGE, T.IMAGE, T.STRING)
-    RETURN_NAMES = ("generator", "comparison", "loss_plot", "metrics")
+    RETURN_TYPES = (T.GENERATOR, T.IMAGE, T.IMAGE, T.STRING, T.DOMAIN)
+    RETURN_NAMES = ("generator", "comparison", "loss_plot", "metrics", "domain")
     OUTPUT_TOOLTIPS = (
         "The adapted generator (same latent space as the source: seeds and inverted photos carry over).",
         "Preview seeds: source generator on top, adapted below.",
         "The training losses per step (faint) and smoothed (bold).",
         "CLIP quality measures of the adaptation on held-out seeds.",
+        "With adapt 'domain' or 'stylespace': the trained compact domain (save it with NADA Save Domain); "
+        "nothing with 'full'.",
     )
     FUNCTION = "train"
 
@@ -81,6 +83,7 @@ class NadaTrain:
             "optional": {
                 "class_index": _setting_input("class_index"),
                 "snapshot_every": _snapshot_input(),
+                "adapt": _setting_input("adapt"),
             },
         }
 
@@ -100,7 +103,8 @@ class NadaTrain:
 
     def train(self, generator, clip, direction, steps: int, batch: int, lr: float, layers: str, interval: int,
               falloff: int, mixing: float, global_weight: float, angle_weight: float, seed: int,
-              preview_every: int, preview_seeds: str, class_index: int = -1, snapshot_every: int = 0):
+              preview_every: int, preview_seeds: str, class_index: int = -1, snapshot_every: int = 0,
+              adapt: str = "full"):
         from nada_core.media.images import to_comfy
         from nada_core.media.plots import draw_loss_plot
         from nada_core.training.config import TrainConfig
@@ -114,7 +118,7 @@ class NadaTrain:
         config = TrainConfig(steps=steps, batch=batch, lr=lr, num_layers=layers, interval=interval, falloff=falloff,
                              mixing=mixing, global_weight=global_weight, angle_weight=angle_weight, seed=seed,
                              preview_every=preview_every, preview_seeds=preview_seeds, class_index=class_index,
-                             snapshot_every=snapshot_every)
+                             snapshot_every=snapshot_every, adapt=adapt)
         comfy_bridge.free_memory()  # make room: ComfyUI may still hold diffusion models
         trainer = NadaTrainer(generator, clip, direction, config, device=comfy_bridge.torch_device())
         bar = comfy_bridge.Progress(config.steps)
@@ -133,11 +137,20 @@ class NadaTrain:
             log.info("%s: training stopped at step %d of %d%s", self.DISPLAY_NAME, trainer.step_index,
                      config.steps, note)
             comfy_bridge.raise_interrupted(f"training stopped at step {trainer.step_index} of {config.steps}{note}")
-        adapted = trainer.export_generator()
+        domain = None
+        if trainer.adapter is None:
+            adapted = trainer.export_generator()
+        else:  # compact: the input generator with the domain applied (shares its weights, copies nothing)
+            from nada_core.domains import apply_domains
+            from nada_core.training.metrics import METRIC_NAMES
+
+            scores = {f"{k}_after": outcome.after[k] for k in METRIC_NAMES if outcome.after and k in outcome.after}
+            domain = trainer.domain(extra_metadata={"metrics": scores})
+            adapted = apply_domains(generator, [(domain, 1.0)])
         done = trainer.step_index
         plot = draw_loss_plot(outcome.loss_series, title=f"NADA training loss ({done} steps)")
         text = format_metrics(outcome.after, title=f"NADA metrics after {done} steps")
-        return (adapted, to_comfy(outcome.comparison()), _pil_to_comfy(plot), text)
+        return (adapted, to_comfy(outcome.comparison()), _pil_to_comfy(plot), text, domain)
 
 
 @register("NADA Metrics")

@@ -16,6 +16,8 @@ foreign object into a NADA input):
   ``nada_core.editing.semantic.Directions`` (``vectors [K, w_dim]``, ``values [K]``, method
   sefa/ganspace/file, default W+ layers, lineage) from NADA Find Directions or NADA Load Direction;
   NADA Apply Direction / NADA Direction Sweep move latents along one of them.
+- ``NADA_DOMAIN``: a compact ``nada_core.domains.Domain`` (a few kilobytes of style vectors).
+  A generator with domains applied (NADA Apply Domain) is a light copy sharing the base's weights.
 - Built-in ``IMAGE``: ``[B, H, W, C]`` float32 in [0, 1] on the CPU; ``STRING``; ``INT``...
 
 Theirs (spacepxl/ComfyUI-StyleGan and its fork dfl/ComfyUI-StyleGan), used only by the interop
@@ -32,13 +34,14 @@ CLIP = "NADA_CLIP"
 DIRECTION = "NADA_DIRECTION"  # CLIP space (training)
 EDIT_DIRECTIONS = "NADA_DIRECTIONS"  # latent W space (editing)
 ENCODER = "NADA_ENCODER"
+DOMAIN = "NADA_DOMAIN"
 IMAGE = "IMAGE"
 STRING = "STRING"
 INT = "INT"
 FLOAT = "FLOAT"
 BOOLEAN = "BOOLEAN"
 
-CUSTOM_TYPES = (GENERATOR, LATENT, CLIP, DIRECTION, EDIT_DIRECTIONS, ENCODER)
+CUSTOM_TYPES = (GENERATOR, LATENT, CLIP, DIRECTION, EDIT_DIRECTIONS, ENCODER, DOMAIN)
 
 # The other StyleGAN packs' socket types (see the module docstring).
 FOREIGN_LATENT = "STYLEGAN_LATENT"

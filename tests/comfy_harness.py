@@ -63,6 +63,7 @@ def make_model_tree(base: Path) -> dict[str, Any]:
     (stylegan / "nada").mkdir(parents=True, exist_ok=True)
     save_generator(tiny_generator(32, seed=0), stylegan / TINY_FFHQ)
     save_adapted_copy(stylegan / TINY_FFHQ, stylegan / "nada" / "ffhq_sketch.safetensors")
+    _save_tiny_domains(stylegan / TINY_FFHQ, stylegan / "domains")
     clip_root = base / "models" / "open_clip"
     clip_root.mkdir(parents=True, exist_ok=True)
     folder = Path(save_tiny_clip(clip_root, layout="hf", seed=0))
@@ -80,6 +81,24 @@ def _write_tiny_encoder(path: Path) -> None:
     sd = encoder_state_dict("Encoder4Editing", n_styles=8, units=(1, 1, 2, 1), widths=(8, 16, 24, 32), w_dim=32)
     write_encoder_checkpoint(path, sd, encoder_opts("Encoder4Editing", output_size=32),
                              latent_avg=random_latent_avg(8, 32))
+
+
+def _save_tiny_domains(generator_file: Path, folder: Path) -> None:
+    """The two domain files domain_mixer loads: random vectors on the tiny generator (same lineage)."""
+    import torch
+
+    from nada_core.domains import new_domain, save_domain
+    from nada_core.formats.checkpoints import load_generator
+    from workflows.build_workflows import DOMAIN_A, DOMAIN_B
+
+    G = load_generator(generator_file)
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed, (name, kind) in enumerate(((DOMAIN_A, "domain"), (DOMAIN_B, "stylespace"))):
+        d = new_domain(G, kind, include_torgb=True)
+        g = torch.Generator().manual_seed(seed)
+        for layer in d.layers:
+            d.values[layer.path] = torch.randn(layer.channels, generator=g) * 0.4
+        save_domain(d, folder / name)
 
 
 def _draw_inputs(input_dir: Path, portrait: str, examples: str) -> None:

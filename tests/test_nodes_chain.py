@@ -322,7 +322,8 @@ def test_image_direction_accepts_canvas_images_of_any_kind(clip, G):
 
 
 def test_train_outputs(trained, G):
-    adapted, comparison, plot, metrics = trained.out
+    adapted, comparison, plot, metrics, domain = trained.out
+    assert domain is None  # adapt 'full' (the default) trains a whole generator, no compact domain
     assert same_state(state(G), trained.before), "training must not modify the input generator"
     assert type(adapted) is type(G) and adapted is not G and not adapted.training
     changed = [k for k, v in state(adapted).items() if not torch.equal(v, trained.before[k])]

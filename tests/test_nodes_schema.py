@@ -21,12 +21,12 @@ REQUIRED_NODES = {
     "NadaLoadGenerator", "NadaLoadCLIP", "NadaTextDirection", "NadaImageDirection", "NadaTrain",
     "NadaSaveGenerator", "NadaLatentFromSeeds", "NadaRender", "NadaSample", "NadaInterpolateLatents",
     "NadaStyleMix", "NadaBlendGenerators", "NadaInvertImage", "NadaSaveLatent", "NadaLoadLatent", "NadaMetrics",
-    "NadaBlendFrames", "NadaLoadImageFolder",
+    "NadaBlendFrames", "NadaLoadImageFolder", "NadaLoadDomain", "NadaApplyDomain", "NadaSaveDomain",
 }
-OUTPUT_NODES = {"NadaSaveGenerator", "NadaSaveLatent", "NadaMetrics"}
+OUTPUT_NODES = {"NadaSaveGenerator", "NadaSaveLatent", "NadaMetrics", "NadaSaveDomain"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 SOCKET_TYPES = {"STYLEGAN_GENERATOR", "NADA_LATENT", "NADA_CLIP", "NADA_DIRECTION", "NADA_DIRECTIONS", "NADA_ENCODER",
-                "IMAGE", "STYLEGAN", "STYLEGAN_LATENT"}  # the last two: the other StyleGAN packs' types (interop nodes)
+                "NADA_DOMAIN",                 "IMAGE", "STYLEGAN", "STYLEGAN_LATENT"}  # the last two: the other StyleGAN packs' types (interop nodes)
 
 
 def all_inputs(cls) -> dict[str, tuple]:
@@ -128,7 +128,7 @@ def test_seeded_nodes_are_cacheable():
     for name, cls in NODE_CLASS_MAPPINGS.items():
         if hasattr(cls, "IS_CHANGED"):
             assert name in {"NadaLoadGenerator", "NadaLoadCLIP", "NadaLoadLatent", "NadaLoadImageFolder",
-                            "NadaLoadDirection", "NadaLoadEncoder"}, name
+                            "NadaLoadDirection", "NadaLoadEncoder", "NadaLoadDomain"}, name
     for name in ("NadaTrain", "NadaSample", "NadaInvertImage", "NadaRender", "NadaBlendFrames"):
         assert not hasattr(NODE_CLASS_MAPPINGS[name], "IS_CHANGED")
 

@@ -40,11 +40,14 @@ PICTURES_DIR = REPO / "docs" / "workflows"
 THUMBNAIL_MAX = (480, 320)  # px; the Templates browser shows small cards
 THUMBNAIL_QUALITY = 82
 WORKFLOW_NAMES = ("text_to_domain", "images_to_domain", "invert_and_translate", "encode_and_translate",
-                  "domain_morph", "sample_saved_domain", "edit_in_domain")
+                  "domain_morph", "sample_saved_domain", "edit_in_domain", "domain_mixer")
 
 # Model file names as a user would have them (see the README for where they come from).
 FFHQ = "stylegan2-ffhq-config-f.pt"
 ADAPTED = "nada/ffhq_sketch.safetensors"
+# Compact domain files (models/stylegan/domains/), from NADA Train with adapt 'domain' + NADA Save Domain.
+DOMAIN_A = "ffhq_sketch.safetensors"
+DOMAIN_B = "ffhq_oil_painting.safetensors"
 CLIP_FOLDER = "vit_base_patch32_clip_224.openai"
 EXAMPLES_FOLDER = "nada_examples"
 PORTRAIT = "portrait.png"
@@ -264,7 +267,7 @@ generator: the same person, as a pencil sketch.
                  {"generator": (1, 0), "image": (3, 0)}, size=(320, 480)),
             Node(8, "NadaSaveLatent", (350, 830), {"filename_prefix": "nada/portrait"}, {"latent": (4, 0)}),
             Node(5, "NadaRender", (700, 30), {"noise_mode": "const"}, {"generator": (2, 0), "latent": (4, 0)}),
-            Node(7, "SaveImage", (700, 210), {"filename_prefix": "nada/portrait_reconstruction"}, {"images": (4, 1)},
+            Node(7, "SaveImage", (700, 300), {"filename_prefix": "nada/portrait_reconstruction"}, {"images": (4, 1)},
                  title="Reconstruction (source)", size=(340, 380)),
             Node(6, "SaveImage", (1070, 30), {"filename_prefix": "nada/portrait_sketch"}, {"images": (5, 0)},
                  title="Photo in the adapted domain", size=(340, 380)),
@@ -294,7 +297,7 @@ generator turns your photo into its latent code in one pass, and the **adapted**
             Node(6, "NadaRender", (700, 30), {"noise_mode": "const"}, {"generator": (2, 0), "latent": (5, 0)}),
             Node(7, "SaveImage", (1070, 30), {"filename_prefix": "nada/encoded_sketch"}, {"images": (6, 0)},
                  title="Photo in the adapted domain", size=(340, 380)),
-            Node(8, "SaveImage", (700, 220), {"filename_prefix": "nada/encoded_reconstruction"}, {"images": (5, 1)},
+            Node(8, "SaveImage", (700, 300), {"filename_prefix": "nada/encoded_reconstruction"}, {"images": (5, 1)},
                  title="Reconstruction (source)", size=(340, 380)),
             Node(9, "NadaSaveLatent", (350, 540), {"filename_prefix": "nada/encoded_portrait"}, {"latent": (5, 0)}),
         ],
@@ -350,7 +353,7 @@ generator: the edit carries over, because adaptation keeps the source's latent s
                  {"latent": (3, 0), "directions": (4, 0), "generator": (1, 0)}),
             Node(6, "NadaRender", (1050, 30), {"noise_mode": "const"}, {"generator": (1, 0), "latent": (5, 0)},
                  title="Render (source)"),
-            Node(7, "NadaRender", (1050, 210), {"noise_mode": "const"}, {"generator": (2, 0), "latent": (5, 0)},
+            Node(7, "NadaRender", (1050, 300), {"noise_mode": "const"}, {"generator": (2, 0), "latent": (5, 0)},
                  title="Render (adapted)"),
             Node(8, "SaveImage", (1400, 30), {"filename_prefix": "nada/edit_source"}, {"images": (6, 0)},
                  title="Edited, source domain", size=(340, 380)),
@@ -359,7 +362,7 @@ generator: the edit carries over, because adaptation keeps the source's latent s
             Node(10, "NadaDirectionSweep", (700, 300), {"index": 0, "strengths": "-3:3:5", "layers": "",
                                                         "noise_mode": "const"},
                  {"generator": (2, 0), "latent": (3, 0), "directions": (4, 0)}),
-            Node(11, "SaveImage", (1050, 480), {"filename_prefix": "nada/edit_sweep_adapted"}, {"images": (10, 0)},
+            Node(11, "SaveImage", (1050, 580), {"filename_prefix": "nada/edit_sweep_adapted"}, {"images": (10, 0)},
                  title="Sweep -3..3, adapted domain (5 per face)", size=(520, 380)),
             Node(12, "PreviewAny", (350, 730), {}, {"source": (4, 1)}, title="Directions found", size=(320, 200)),
         ],
@@ -382,6 +385,35 @@ Loads an adapted generator someone saved (or shared) and draws a grid of seeds.
                  size=(480, 520)),
         ],
         note_pos=(0, 30), note_size=(660, 200),
+    ),
+    "domain_mixer": Workflow(
+        "domain_mixer",
+        "Domain mixer: two compact domains, two strength sliders",
+        _note(f"""
+### Domain mixer (compact domains)
+Applies two **domain files** (a few kilobytes each) to the FFHQ generator on one grid of seeds. Each
+**NADA Apply Domain** has its own *strength*: 0 = off, 1 = as trained, in between a partial change, outside
+0-1 an exaggeration. Domain modulations multiply, StyleSpace offsets add.
+
+- Needs `models/stylegan/{FFHQ}` and `models/stylegan/domains/{DOMAIN_A}` and `{DOMAIN_B}`: train them with
+  **NADA Train** (adapt `domain` or `stylespace`) + **NADA Save Domain**, or `nada train --adapt domain`.
+- *layers* on an Apply Domain limits it to some W+ entries (e.g. `fine` for colour and texture only).
+- Nothing is copied: the domains ride on the loaded generator's weights."""),
+        [
+            Node(1, "NadaLoadGenerator", (0, 300), {"generator_name": FFHQ, "weights": "EMA"}),
+            Node(2, "NadaLoadDomain", (0, 480), {"domain_name": DOMAIN_A}, title="Domain A"),
+            Node(3, "NadaLoadDomain", (0, 660), {"domain_name": DOMAIN_B}, title="Domain B"),
+            Node(4, "NadaApplyDomain", (350, 300), {"strength": 1.0, "layers": ""},
+                 {"generator": (1, 0), "domain": (2, 0)}, title="Strength of domain A"),
+            Node(5, "NadaApplyDomain", (350, 510), {"strength": 0.5, "layers": ""},
+                 {"generator": (4, 0), "domain": (3, 0)}, title="Strength of domain B"),
+            Node(6, "NadaLatentFromSeeds", (350, 720), {"seeds": "0-7", "truncation": 0.7}, {"generator": (1, 0)}),
+            Node(7, "NadaRender", (700, 30), {"noise_mode": "const"}, {"generator": (5, 0), "latent": (6, 0)}),
+            Node(8, "SaveImage", (1070, 30), {"filename_prefix": "nada/domain_mix"}, {"images": (7, 0)},
+                 size=(480, 300)),
+            Node(9, "PreviewAny", (700, 330), {}, {"source": (2, 1)}, title="Domain A", size=(340, 160)),
+        ],
+        note_pos=(0, 30), note_size=(660, 230),
     ),
 }
 

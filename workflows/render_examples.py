@@ -130,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
                 results[name] = res["history"]["outputs"]
         finally:
             worker.close()
-        return _write_pictures(base, results)
+        return _write_pictures(base, results, only)
     finally:
         shutil.rmtree(base, ignore_errors=True)  # unlinks the custom_nodes symlink, never follows it
 
 
-def _write_pictures(base: Path, results: dict) -> int:
+def _write_pictures(base: Path, results: dict, only: set[str] = frozenset()) -> int:
     from PIL import Image
 
     from workflows.build_workflows import PORTRAIT
@@ -187,6 +187,11 @@ def _write_pictures(base: Path, results: dict) -> int:
             "sample_saved_domain: seeds 0-15 from a saved adapted generator",
             [("16 seeds", grid(images("sample_saved_domain", 4), 8))],
             CAPTION.format(name="sample_saved_domain")),
+        "domain_mixer": lambda: compose(
+            "domain_mixer: seeds 0-7 with domain A at strength 1 and domain B at 0.5",
+            [("8 seeds, both domains applied", grid(images("domain_mixer", 8), 4))],
+            CAPTION.format(name="domain_mixer").replace("test models", "test models and random domain files"),
+            text=text("domain_mixer", 9)),
         "edit_in_domain": lambda: compose(
             "edit_in_domain: one SeFa direction found on the source, applied in both domains",
             [("edited, source generator", grid(images("edit_in_domain", 8), 2)),

@@ -6,12 +6,12 @@ import argparse
 import json
 
 NAME = "info"
-HELP = "describe a generator file (format, resolution, W+ size, channels, parameters, metadata)"
+HELP = "describe a generator or domain file (format, resolution, W+ size, channels, parameters, metadata)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="generator file: rosinality .pt, NVIDIA .pkl (PyTorch or TensorFlow era), "
-                                     "ComfyUI-NADA or dfl/ComfyUI-StyleGan .safetensors")
+    parser.add_argument("path", help="generator file (rosinality .pt, NVIDIA .pkl of the PyTorch or TensorFlow era, "
+                                     "ComfyUI-NADA or dfl/ComfyUI-StyleGan .safetensors) or a domain .safetensors")
     parser.add_argument("--no-ema", action="store_true",
                         help="describe the non-EMA training weights ('g' / 'G') instead of the EMA ones")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..formats.checkpoints import FORMAT_DESCRIPTIONS, detect_format, load_generator, summarize_generator
 
+    from ..domains.files import is_domain_file
+
+    if is_domain_file(args.path):
+        return _domain_info(args)
     fmt = detect_format(args.path)
     G = load_generator(args.path, device="cpu", ema=not args.no_ema)
     info = summarize_generator(G)
@@ -87,3 +91,52 @@ def _weights_line(meta: dict) -> str:
     ema = meta.get("ema")
     kind = "EMA" if ema else "training (non-EMA)"
     return f"'{network}' ({kind})" if not network.startswith("(") else network
+
+
+def _domain_info(args: argparse.Namespace) -> int:
+    """``nada info`` of a compact domain file."""
+    import os
+
+    from ..domains import load_domain
+
+    d = load_domain(args.path)
+    info = d.summary()
+    info["path"] = str(args.path)
+    info["bytes"] = os.path.getsize(args.path)
+    info["layer_table"] = [layer.to_dict() for layer in d.layers]
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    meta = d.metadata.get("nada", {}) if isinstance(d.metadata.get("nada"), dict) else {}
+    direction = meta.get("direction") or {}
+    source = direction.get("source_text", direction.get("source"))
+    target = direction.get("target_text", direction.get("target"))
+    what = (f"{source!r} -> {target!r}" if target else json.dumps(direction, sort_keys=True) if direction
+            else "(unknown)")
+    kinds = {"domain": "domain modulation s * (1 + d) (HyperDomainNet)",
+             "stylespace": "StyleSpace offsets s + delta (StyleDomain)"}
+    convs = sum(1 for layer in d.layers if layer.kind == "conv")
+    lines = [
+        ("file", info["path"]),
+        ("format", f"ComfyUI-NADA domain ({info['bytes']:,} bytes)"),
+        ("kind", f"{d.kind}: {kinds[d.kind]}"),
+        ("trained on", f"generator lineage {d.source_sha256 or '(unknown)'}"),
+        ("resolution", f"{info['resolution']} px" if info["resolution"] else "?"),
+        ("layers", f"{len(d.layers)} ({convs} convs, {len(d.layers) - convs} toRGBs), W+ entries "
+                   f"{info['w_indices'][0]}-{info['w_indices'][-1]}"),
+        ("values", f"{info['values']:,} (norm {info['norm']:.4g})"),
+        ("direction", what),
+        ("clip", ", ".join(f"{c.get('name')} x{c.get('weight')}" for c in meta.get("clip_models", [])) or "?"),
+        ("steps", str(meta.get("steps_done", "?"))),
+    ]
+    metrics = d.metadata.get("metrics") or {}
+    for key in ("directional_similarity", "diversity"):
+        if f"{key}_before" in metrics and f"{key}_after" in metrics:
+            lines.append((key.replace("_", " "), f"{metrics[key + '_before']:.4f} -> {metrics[key + '_after']:.4f}"))
+    settings = meta.get("settings")
+    if settings:
+        lines.append(("settings", json.dumps(settings, sort_keys=True)))
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key + ':':<{width + 2}}{value}")
+    return 0

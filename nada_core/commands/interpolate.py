@@ -5,7 +5,11 @@ Two kinds of animation:
 - latent walk, one generator: ``--generator G.safetensors --seeds 1,5,9`` (z slerp by default) or
   ``--latents latents.safetensors`` (W lerp), through the codes in order;
 - generator morph (paper Fig. 19): ``--generators A,B[,C]`` with ``--seed 3`` (or ``--seeds``,
-  ``--latents``): the weights are blended from A to B (to C...), every code shown side by side.
+  ``--latents``): the weights are blended from A to B (to C...), every code shown side by side;
+- domain strength sweep: ``--generator G --domain style.safetensors --strengths 0,1`` with
+  ``--seeds``: the last ``--domain`` is dialled through the strengths, every code side by side.
+
+``--domain FILE[@S]`` (repeatable) applies compact domains to every generator first.
 
 The output type follows ``--out``: ``.mp4`` (H.264, yuv420p, through PyAV; ``--quality``), ``.gif``,
 ``.webp`` (``--lossless``/``--quality``), ``.apng``, or a folder of PNG frames when the name has no
@@ -18,7 +22,8 @@ import argparse
 import math
 import sys
 
-from .common import add_device_argument, add_transform_arguments, transform_from_args
+from .common import (add_device_argument, add_domain_argument, add_transform_arguments, apply_domain_args,
+                     domain_paths, transform_from_args)
 
 NAME = "interpolate"
 HELP = "Animate latent interpolations or cross-domain generator morphs (MP4, GIF, WebP, APNG or PNG frames)."
@@ -41,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default="linear", help="speed curve between keyframes (default linear)")
     p.add_argument("--loop", action="store_true", help="return to the first keyframe for a seamless loop")
     p.add_argument("--layers", default=None,
-                   help="morph only these W+ layers ('coarse', 'middle', 'fine', '0-3', ...); others stay from the first generator")
+                   help="morph only these W+ layers ('coarse', 'middle', 'fine', '0-3', ...); others stay from the first "
+                        "generator (with --strengths: the W+ entries the swept domain acts on)")
     p.add_argument("--truncation", type=float, default=0.7, help="truncation psi for seeds (default 0.7)")
     p.add_argument("--truncation-cutoff", type=int, default=None, help="truncate only the first N W+ entries")
     from ..settings import SAMPLE
@@ -57,6 +63,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output .mp4, .gif, .webp, .apng, or a folder for PNG frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_transform_arguments(p)
+    add_domain_argument(p)
+    p.add_argument("--strengths", metavar="S0,S1[,...]", default=None,
+                   help="strength sweep of the last --domain through these strengths over --frames (e.g. '0,1'); "
+                        "the codes are shown side by side")
     add_device_argument(p)
 
 
@@ -88,11 +98,23 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     paths = [args.generator] if args.generator else [s.strip() for s in args.generators.split(",") if s.strip()]
     suffixes = SUFFIXES.get(fmt)
-    check_output(args.out, [*paths, args.latents], suffixes=suffixes, kind="dir" if fmt == "frames" else "file",
+    check_output(args.out, [*paths, args.latents, *domain_paths(args.domain)], suffixes=suffixes,
+                 kind="dir" if fmt == "frames" else "file",
                  what="--out")
     if args.generators and len(paths) < 2:
         raise InputError("--generators needs at least two files separated by commas, e.g. A.safetensors,B.safetensors")
-    generators = [load_generator(p, device=device) for p in paths]
+    if args.strengths is not None and (not args.domain or args.generators):
+        raise InputError("--strengths sweeps a domain on one generator; pass --generator G and --domain FILE")
+    sweep_domain = None
+    domain_specs = list(args.domain or [])
+    if args.strengths is not None:
+        from ..domains import load_domain
+        from ..domains.sweep import parse_strengths
+        from .common import parse_domain_spec
+
+        strengths = parse_strengths(args.strengths)
+        sweep_domain = load_domain(parse_domain_spec(domain_specs.pop())[0])
+    generators = [apply_domain_args(load_generator(p, device=device), domain_specs) for p in paths]
     G0 = generators[0]
     for other in generators[1:]:
         check_same_family(G0, other, "morph")
@@ -117,7 +139,20 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=args.frames, desc="nada interpolate", unit="frame", disable=args.quiet, dynamic_ncols=True)
     frames = []
     try:
-        if len(generators) == 1:
+        if sweep_domain is not None:
+            from ..domains.apply import apply_domains
+            from ..domains.sweep import render_strength_sweep
+
+            apply_domains(G0, [(sweep_domain, 0.0)])  # wrong source / architecture: fail before rendering
+            cols = args.columns or max(1, math.ceil(math.sqrt(len(lat))))
+            for imgs in render_strength_sweep(G0, sweep_domain, strengths, lat, args.frames, easing=args.easing,
+                                              loop=args.loop, layers=args.layers, noise_mode=args.noise_mode,
+                                              batch_size=args.batch):
+                grid = imgs if len(lat) == 1 else make_grid(imgs, ncols=cols, pad=2, pad_value=1.0)
+                frames.append(frame_to_pil(grid[0]))
+                bar.update(1)
+            what = f"strength sweep {args.strengths} of {sweep_domain.name} ({len(lat)} code(s))"
+        elif len(generators) == 1:
             if args.layers:
                 raise InputError("--layers applies to generator morphs; use --generators A,B")
             if len(lat) < 2:

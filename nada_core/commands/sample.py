@@ -6,7 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
-from .common import add_device_argument, add_transform_arguments, transform_from_args
+from .common import (add_device_argument, add_domain_argument, add_transform_arguments, apply_domain_args,
+                     domain_paths, transform_from_args)
 
 NAME = "sample"
 HELP = "Render seeds (or saved latents) from a generator into a PNG grid."
@@ -30,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="grid.png", help="output PNG (default grid.png)")
     p.add_argument("--individual", action="store_true", help="also save each image as OUT_STEM_seedN.png")
     add_transform_arguments(p)
+    add_domain_argument(p)
     add_device_argument(p)
 
 
@@ -46,12 +48,12 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     out = Path(args.out)
-    inputs = [args.generator, args.latents]
+    inputs = [args.generator, args.latents, *domain_paths(args.domain)]
     check_output(out, inputs, suffixes=(".png",), what="--out")  # before any work: never overwrite an input
     if args.batch < 1:
         raise InputError("--batch must be at least 1")
     seeds = None if args.latents else parse_seeds(args.seeds)  # a bad list fails before the generator loads
-    G = load_generator(args.generator, device=device, ema=not args.no_ema)
+    G = apply_domain_args(load_generator(args.generator, device=device, ema=not args.no_ema), args.domain)
     transform = transform_from_args(args, G)
     if args.latents:
         lat = load_latents(args.latents)  # render() checks it belongs to this generator's lineage

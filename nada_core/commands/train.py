@@ -1,7 +1,8 @@
 """``nada train``: adapt a generator to a new domain described in words or by example images.
 
 Writes to ``--out``: ``generator.safetensors`` (the adapted generator, with the prompts, the
-settings and the source file's sha256 in its metadata), ``train_state.safetensors`` (everything
+settings and the source file's sha256 in its metadata; with ``--adapt domain|stylespace`` a
+few-kilobyte ``domain.safetensors`` instead, see :mod:`nada_core.domains`), ``train_state.safetensors`` (everything
 ``--resume`` needs), ``preview_<step>.png`` (source row above adapted row, fixed seeds),
 ``loss.png``, ``metrics.json`` (CLIP metrics before/after on held-out seeds) and, with
 ``--snapshot-every N``, ``snapshots/generator_<step>.safetensors``. Ctrl-C stops after the
@@ -23,7 +24,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 # Settings from the table (nada_core.settings.TRAIN) offered as flags; a resumed run takes the
 # saved value of each one not given again.
-_TRAINING_FLAGS = ("steps", "batch", "num_layers", "interval", "falloff", "lr", "adam_ratio", "mixing", "truncation",
+_TRAINING_FLAGS = ("adapt", "steps", "batch", "num_layers", "interval", "falloff", "lr", "adam_ratio", "mixing", "truncation",
                    "directional_weight", "global_weight", "angle_weight", "n_select_codes", "select_steps",
                    "select_lr", "select_chunk", "noise_mode", "train_torgb", "train_affine", "train_const",
                    "checkpointing", "mixed_precision", "seed", "class_index")
@@ -41,7 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="loss weight of the matching --clip (in order; default 1.0 each)")
     g.add_argument("--source", metavar="TEXT", help="text for the source domain, e.g. 'photo'")
     tgt = g.add_mutually_exclusive_group()
-    tgt.add_argument("--target", metavar="TEXT", help="text for the target domain, e.g. 'pencil sketch'")
+    tgt.add_argument("--target", metavar="TEXT", action="append",
+                     help="text for the target domain, e.g. 'pencil sketch'; repeat it with --adapt domain|stylespace "
+                          "to train one domain per target in the same run")
     tgt.add_argument("--target-images", metavar="DIR", help="folder of example images of the target domain "
                                                             "(few-shot image direction)")
     g.add_argument("--source-samples", metavar="N", type=int, default=16,
@@ -79,6 +82,14 @@ def _config_from_args(args, saved: dict | None):
         val = getattr(args, name)
         if val is not None:
             base[name] = val
+    if not saved and base.get("adapt", "full") != "full":
+        from ..training.adapt import COMPACT_RECIPES
+
+        recipe = COMPACT_RECIPES[base["adapt"]]  # compact vectors need a far larger step than weights
+        base.setdefault("lr", recipe["lr"])
+        base.setdefault("betas", recipe["betas"])
+        if "lr" not in {n for n in _TRAINING_FLAGS if getattr(args, n) is not None}:
+            base.setdefault("adam_ratio", 1.0)  # the recipes' numbers are plain Adam's, not the official 0.8 scaling
     return TrainConfig.from_dict(base)
 
 
@@ -135,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
     gen_path = args.generator or saved_extra.get("generator")
     if not gen_path:
         raise InputError("no source generator given; pass --generator PATH")
-    check_output(out / "generator.safetensors", [gen_path], suffixes=(".safetensors",), what="--out")
     cfg = _config_from_args(args, saved_info.get("config"))
+    result_name = "generator.safetensors" if cfg.adapt == "full" else "domain.safetensors"
+    check_output(out / result_name, [gen_path], suffixes=(".safetensors",), what="--out")
     G = load_generator(gen_path, device=device)
     clip_specs = _clip_specs(args, saved_extra)
     guide = load_clip_ensemble(clip_specs, device=device)
@@ -152,12 +164,20 @@ def run(args: argparse.Namespace) -> int:
                                     class_index=cfg.class_index)
     else:
         source = args.source if args.source is not None else saved_extra.get("source")
-        target = args.target if args.target is not None else saved_extra.get("target")
-        if source is None or target is None:
+        targets = args.target or saved_extra.get("targets") or (
+            [saved_extra["target"]] if saved_extra.get("target") is not None else [])
+        if source is None or not targets:
             raise InputError("describe the change: pass --source TEXT and --target TEXT (or --target-images DIR)")
-        direction = text_direction(guide, source, target, templates=template_set if templates else False)
+        directions = [text_direction(guide, source, t, templates=template_set if templates else False)
+                      for t in targets]
+        direction = directions[0]
 
-    trainer = NadaTrainer(G, guide, direction, cfg, device=device)
+    if not target_images and len(directions) > 1:
+        from ..training.multi_target import MultiTargetTrainer
+
+        trainer = MultiTargetTrainer(G, guide, directions, cfg, device=device)
+    else:
+        trainer = NadaTrainer(G, guide, direction, cfg, device=device)
     trainer.extra_info = {
         "generator": str(Path(gen_path).expanduser().resolve()),
         "clip": [[s, w] for s, w in clip_specs],
@@ -167,15 +187,19 @@ def run(args: argparse.Namespace) -> int:
         "templates": bool(templates),
         "template_set": template_set,
     }
+    if getattr(trainer, "directions", None):
+        trainer.extra_info["targets"] = [d.target_text for d in trainer.directions]
     if args.resume:
         trainer.load_state(args.resume)
         say(f"resuming at step {trainer.step_index} of {cfg.steps}")
     out.mkdir(parents=True, exist_ok=True)
 
     eval_seeds = None if args.eval_seeds.strip().lower() == "none" else parse_seeds(args.eval_seeds)
+    if getattr(trainer, "directions", None):
+        return _run_multi(trainer, out, eval_seeds, args, say)
     outcome = train_with_bar(trainer, out, eval_seeds=eval_seeds, progress=not args.quiet)
     m = outcome.metrics
-    say(f"saved {m['paths']['generator']} ({trainer.step_index} steps)")
+    say(f"saved {m['paths'].get('generator') or m['paths'].get('domain')} ({trainer.step_index} steps)")
     if outcome.interrupted:  # printed even with --quiet: the user needs to know how to continue
         from .common import command_line
 
@@ -187,6 +211,24 @@ def run(args: argparse.Namespace) -> int:
     if "directional_similarity_after" in m:
         say(f"directional CLIP similarity {m['directional_similarity_before']:.3f} -> "
             f"{m['directional_similarity_after']:.3f}; outputs in {out}/")
+    return 0
+
+
+def _run_multi(trainer, out: Path, eval_seeds, args, say) -> int:
+    """Several targets: one domain file per target (see :mod:`nada_core.training.multi_target`)."""
+    from ..training.multi_target import run_multi_training
+
+    bar = ProgressBar(trainer.config.steps, trainer.step_index, enabled=not args.quiet)
+    try:
+        m = run_multi_training(trainer, out, eval_seeds=eval_seeds, on_progress=bar)
+    finally:
+        bar.close()
+    files = [v for k, v in m["paths"].items() if k != "state"]
+    say(f"saved {len(files)} domains ({', '.join(Path(f).name for f in files)}; {trainer.step_index} steps)")
+    if m["interrupted"]:
+        print(f"nada train: interrupted at step {trainer.step_index} of {trainer.config.steps}; saved {out}; continue "
+              f"with: nada train --resume {out} --out {out}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -365,6 +365,9 @@ def layer_alphas(num_ws: int, layers: str | Iterable[int], alpha: float = 1.0, o
 
 def _state_tensors(G: Any) -> dict[str, torch.Tensor]:
     """All parameters and buffers (persistent or not) by name."""
+    from ..domains.apply import materialize
+
+    G = materialize(G)  # applied domains are part of the weights being blended
     out = dict(G.named_parameters())
     out.update(dict(G.named_buffers()))
     return out
@@ -372,8 +375,10 @@ def _state_tensors(G: Any) -> dict[str, torch.Tensor]:
 
 def new_output_generator(G: Any) -> Any:
     """A frozen copy of ``G`` (eval mode, no gradients) to blend into; keeps its metadata attributes."""
+    from ..domains.apply import applied_domains, bake
+
     with torch.inference_mode(False), torch.no_grad():
-        out = copy.deepcopy(G)
+        out = bake(G) if applied_domains(G) else copy.deepcopy(G)
     out.eval().requires_grad_(False)
     return out
 

@@ -154,6 +154,9 @@ def save_generator(G: AnyGenerator, path: str | os.PathLike, metadata: dict | No
         raise InputError(f"{target}: generators are saved as .safetensors files; use a name ending in .safetensors")
     if not isinstance(G, GENERATOR_CLASSES):
         raise InputError(f"save_generator needs a nada_core Generator, got {type(G).__name__}")
+    from ..domains.apply import materialize
+
+    G = materialize(G)  # domains applied on the fly are saved baked in (the weights by name are the base's)
     old = dict(getattr(G, "metadata", None) or {})
     provenance = metadata if metadata is not None else old.get("provenance", {})
     try:
@@ -182,6 +185,9 @@ def read_metadata(path: str | os.PathLike) -> dict:
     """
     p = _existing_file(path)
     raw = _read_safetensors_header(p).get("__metadata__")
+    if isinstance(raw, dict) and raw.get("nada_format") == "domain":
+        raise CheckpointError(f"{p} is a compact domain file, not a generator; load the generator it was trained on "
+                              "and apply the domain (--domain FILE@STRENGTH, NADA Apply Domain)")
     if not isinstance(raw, dict) or raw.get("nada_format") != NADA_FORMAT_TAG:
         raise CheckpointError(f"{p}: a .safetensors file, but not a ComfyUI-NADA generator (no nada_format "
                               f"metadata); expected {SUPPORTED_FORMATS}")

@@ -525,6 +525,20 @@ class SynthesisNetwork(nn.Module):
         """All synthesis modules whose style comes from ``ws[:, index]``."""
         return [m for m in (self.conv_for_w_index(index), self.torgb_for_w_index(index)) if m is not None]
 
+    def style_affines(self) -> list[tuple[str, nn.Module, int, str]]:
+        """Every style affine, in W+ order of the convs then the toRGBs:
+        ``(path relative to the Generator, affine module, W+ index, "conv" | "torgb")``.
+
+        The affine's output is the style ``s`` ``[N, in_channels]`` of its modulated conv; compact
+        domains (:mod:`nada_core.domains`) act on exactly these outputs, through this one contract.
+        """
+        out: list[tuple[str, nn.Module, int, str]] = []
+        for i, layer in enumerate(self.convs):
+            out.append((f"synthesis.convs.{i}.conv.affine", layer.conv.affine, i, "conv"))
+        for j, rgb in enumerate(self.to_rgbs):
+            out.append((f"synthesis.to_rgbs.{j}.conv.affine", rgb.conv.affine, 2 * j + 1, "torgb"))
+        return out
+
     def _check_index(self, index: int) -> None:
         if not 0 <= index < self.num_ws:
             raise IndexError(f"W+ index {index} out of range 0..{self.num_ws - 1}")

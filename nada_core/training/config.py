@@ -31,6 +31,8 @@ class TrainConfig:
     target), ``angle_weight`` (in-domain angle consistency between the samples of a batch).
     ``preview_every`` (0 = off) renders ``preview_seeds`` at ``preview_truncation``.
     ``snapshot_every`` (0 = off) saves the generator under ``snapshots/`` every N steps.
+    ``adapt``: ``full`` (the synthesis weights) or a compact domain, ``domain`` / ``stylespace``
+    (:mod:`nada_core.training.adapt`).
     ``adam_ratio``: Adam runs at ``lr * adam_ratio`` with ``betas ** adam_ratio`` (0.8: the official
     code's rosinality-derived optimiser). ``train_const``: ``"auto"`` (constant trains when every
     layer does), ``"on"``, ``"off"``. ``select_chunk``: codes per chunk of a selection pass (0 = batch).
@@ -59,6 +61,7 @@ class TrainConfig:
     directional_weight: float = _D["directional_weight"]
     global_weight: float = _D["global_weight"]
     angle_weight: float = _D["angle_weight"]
+    adapt: str = _D["adapt"]
     train_torgb: bool = _D["train_torgb"]
     train_affine: bool = _D["train_affine"]
     train_const: str = _D["train_const"]

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..domains.files import DOMAIN_FILE
 from .state import STATE_FILE
 from .trainer import NadaTrainer, NonFiniteLossError, ProgressInfo, TrainResult
 
@@ -105,7 +106,8 @@ def run_training(trainer: NadaTrainer, out_dir: str | Path | None = None,
     preview grid on preview steps, else None. ``eval_seeds``: held-out seeds for the
     before/after metrics (None = skip). With ``out_dir``: ``preview_<step>.png`` as they come,
     ``snapshots/`` (``snapshot_every``), then (also after a stop or a NaN loss: the last good
-    weights) ``generator.safetensors``, ``train_state.safetensors``, ``loss.png`` and
+    weights) ``generator.safetensors`` (compact adapt: ``domain.safetensors``, with the metrics in
+    its metadata), ``train_state.safetensors``, ``loss.png`` and
     ``metrics.json``. A NaN/inf loss is re-raised after that. After an interrupt the "after"
     metrics are skipped, so the caller can exit promptly.
     """
@@ -160,6 +162,10 @@ def run_training(trainer: NadaTrainer, out_dir: str | Path | None = None,
                     raise
                 interrupted = True
                 metrics["interrupted"] = True
+    if out is not None and getattr(trainer, "adapter", None) is not None:
+        # The domain file carries its own before/after numbers (it travels without metrics.json).
+        scores = {k: v for k, v in metrics.items() if k.endswith(("_before", "_after")) or k == "eval_seeds"}
+        paths["domain"] = trainer.save_domain(out / DOMAIN_FILE, {"metrics": scores})
     if out is not None:
         from ..atomic import atomic_write_text
 

@@ -19,6 +19,9 @@ def copy_generator(source: Generator, device: torch.device) -> Generator:
     The copy is built on the meta device (no random initialisation), then every parameter and
     buffer (non-persistent ones included) is cloned in from the source.
     """
+    from ..domains.apply import materialize
+
+    source = materialize(source)  # a generator with domains applied is copied with them baked in
     with torch.inference_mode(False), torch.no_grad():
         with torch.device("meta"):
             G = build_generator(source.config)

@@ -50,9 +50,13 @@ def _bad(path: Path, problem: str) -> CheckpointError:
 def state_tensors(trainer: "NadaTrainer") -> tuple[dict[str, torch.Tensor], dict]:
     """``(tensors, info)`` of ``trainer`` (see the module docstring); ``info`` is JSON-able."""
     tensors: dict[str, torch.Tensor] = {}
-    for name, t in trainer.G_train.synthesis.state_dict().items():
-        tensors[f"synthesis.{name}"] = t.detach().cpu().contiguous()
-    params = dict(trainer.G_train.named_parameters())
+    adapter = getattr(trainer, "adapter", None)
+    if adapter is not None:  # compact domains: the vectors only (the synthesis is the frozen source)
+        tensors.update(adapter.state_tensors())
+    else:
+        for name, t in trainer.G_train.synthesis.state_dict().items():
+            tensors[f"synthesis.{name}"] = t.detach().cpu().contiguous()
+    params = trainer.trainable_parameters()
     for name in trainer._opt_names:
         st = trainer.optimizer.state.get(params[name], {})
         for key, val in st.items():
@@ -136,6 +140,9 @@ def _check_info(p: Path, info: dict) -> None:
     for key in ("generator", "source", "target", "target_images"):
         if extra.get(key) is not None and not isinstance(extra[key], str):
             raise _bad(p, f"'extra.{key}' is not text")
+    targets = extra.get("targets")
+    if targets is not None and not (isinstance(targets, list) and all(isinstance(t, str) for t in targets)):
+        raise _bad(p, "'extra.targets' must be a list of texts")
     if "templates" in extra and not isinstance(extra["templates"], bool):
         raise _bad(p, "'extra.templates' is not true/false")
     if extra.get("template_set") is not None and extra["template_set"] not in ("imagenet", "short"):
@@ -196,7 +203,6 @@ def load_state(trainer: "NadaTrainer", path: str | Path, check_source: bool = Tr
     trainer changes unless the whole state fits.
     """
     from .config import TrainConfig
-    from .freezing import apply_selection
 
     with torch.inference_mode(False):  # ordinary tensors: Adam updates its state in place
         tensors, info = read_state(path)
@@ -223,8 +229,9 @@ def load_state(trainer: "NadaTrainer", path: str | Path, check_source: bool = Tr
         raise _bad(p, f"its layer selection {current} names W+ indices this generator cannot train")
 
     # Check every tensor before touching the trainer, so a bad file leaves it as it was.
+    adapter = getattr(trainer, "adapter", None)
     synth = {k[len("synthesis."):]: v for k, v in tensors.items() if k.startswith("synthesis.")}
-    expected = trainer.G_train.synthesis.state_dict()
+    expected = trainer.G_train.synthesis.state_dict() if adapter is None else {}
     missing = sorted(set(expected) - set(synth))
     unexpected = sorted(set(synth) - set(expected))
     if missing or unexpected:
@@ -235,7 +242,7 @@ def load_state(trainer: "NadaTrainer", path: str | Path, check_source: bool = Tr
         if tuple(synth[name].shape) != tuple(ref.shape) or not synth[name].is_floating_point() == ref.is_floating_point():
             raise _bad(p, f"tensor synthesis.{name} has shape {list(synth[name].shape)} ({synth[name].dtype}), "
                           f"this generator needs {list(ref.shape)}")
-    params = dict(trainer.G_train.named_parameters())
+    params = trainer.trainable_parameters()
     state: dict[int, dict] = {}
     for i, name in enumerate(trainer._opt_names):
         entry = {key: tensors[f"adam.{name}.{key}"] for key in _ADAM_KEYS if f"adam.{name}.{key}" in tensors}
@@ -258,8 +265,11 @@ def load_state(trainer: "NadaTrainer", path: str | Path, check_source: bool = Tr
         raise _bad(p, f"tensor rng.train has shape {list(rng.shape)} ({rng.dtype}), expected "
                       f"{list(expected_rng.shape)} ({expected_rng.dtype})")
 
+    if adapter is not None:
+        adapter.load_state_tensors(tensors, str(p))  # checks every vector before copying any
     with torch.inference_mode(False), torch.no_grad():
-        trainer.G_train.synthesis.load_state_dict(synth, strict=True)
+        if adapter is None:
+            trainer.G_train.synthesis.load_state_dict(synth, strict=True)
         opt_sd = trainer.optimizer.state_dict()
         opt_sd["state"] = state
         trainer.optimizer.load_state_dict(opt_sd)
@@ -268,7 +278,7 @@ def load_state(trainer: "NadaTrainer", path: str | Path, check_source: bool = Tr
     trainer.history = [dict(h) for h in info.get("history", [])]
     trainer.layer_history = [list(x) for x in info.get("layer_history", [])]
     trainer.selector.load_state_dict(info.get("selector") or {})
-    apply_selection(trainer.G_train, trainer.selector.current or [], trainer.freeze_options)
+    trainer._apply_selection(trainer.selector.current or [])
 
 
 def describe_direction(direction) -> dict:

@@ -38,6 +38,8 @@ from ..models.registry import AnyGenerator as Generator, build_generator
 from ..models.stylegan2 import ModulatedConv2d
 from .runtime import copy_generator, defer_sigint, grad_mode, grad_norm, forked_noise, make_autograd_safe, \
     seed_device_rng
+from .adapt import make_adapter
+from ..formats.checkpoints import lineage_sha256
 
 from .config import TrainConfig, parse_layers  # noqa: F401  (re-exported: the old home of both)
 from .state import GENERATOR_FILE, STATE_FILE, describe_direction, read_config, read_state  # noqa: F401
@@ -110,6 +112,8 @@ class NadaTrainer:
     ``history`` (per-step loss dicts).
     """
 
+    num_targets = 1  # compact domains trained at once (see training/multi_target.py)
+
     def __init__(self, generator: Generator, clip, direction, config: TrainConfig | None = None,
                  device: str | torch.device | None = None) -> None:
         self.config = (config or TrainConfig()).validate()
@@ -121,6 +125,7 @@ class NadaTrainer:
         self.clip = clip
         self.direction = direction
         self.source_sha256 = getattr(generator, "source_sha256", None)
+        self.source_lineage = lineage_sha256(generator)  # what a compact domain records as its source
         self.source_metadata = dict(getattr(generator, "metadata", None) or {})
         with grad_mode():
             if not callable(getattr(direction, "guides", None)):
@@ -133,7 +138,9 @@ class NadaTrainer:
                 if isinstance(inner, torch.nn.Module):
                     make_autograd_safe(inner)
             self.G_frozen = copy_generator(generator, self.device).requires_grad_(False)
-            self.G_train = self._make_train_generator()
+            # Compact domains (--adapt domain|stylespace) train small vectors on a light copy instead.
+            self.adapter = make_adapter(self.config, self.G_frozen, targets=self.num_targets)
+            self.G_train = self._make_train_generator() if self.adapter is None else self.adapter.generator
             # One formulation of the modulated convs for both twins, with or without autograd, so
             # that before the first update G_train(w) == G_frozen(w) bit for bit (dI starts at 0).
             for m in list(self.G_frozen.modules()) + list(self.G_train.modules()):
@@ -154,12 +161,15 @@ class NadaTrainer:
                                       steps=cfg.select_steps, lr=cfg.select_lr,
                                       chunk=cfg.select_chunk or cfg.batch, c=self.c)
         # The optimiser sees every parameter that may ever train; Adam skips those without grad.
-        self._opt_names = trainable_parameter_names(self.G_train, self.candidates, self.freeze_options)
-        params = dict(self.G_train.named_parameters())
+        if self.adapter is None:
+            self._opt_names = trainable_parameter_names(self.G_train, self.candidates, self.freeze_options)
+        else:
+            self._opt_names = list(self.adapter.named_parameters())
+        params = self.trainable_parameters()
         # lr * adam_ratio and betas ** adam_ratio: with the default 0.8 the official code's optimiser.
         self.optimizer = torch.optim.Adam([params[n] for n in self._opt_names], lr=cfg.adam_lr,
                                           betas=cfg.adam_betas)
-        apply_selection(self.G_train, [], self.freeze_options)
+        self._apply_selection([])
         self.rng = torch.Generator().manual_seed(cfg.seed)
         self.step_index = 0
         self.history: list[dict[str, float]] = []
@@ -184,6 +194,20 @@ class NadaTrainer:
         G.synthesis = synth
         return G.eval()
 
+    def trainable_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """Every parameter the optimiser holds, by name (synthesis weights, or the domain vectors)."""
+        if self.adapter is not None:
+            return self.adapter.named_parameters()
+        params = dict(self.G_train.named_parameters())
+        return {n: params[n] for n in self._opt_names}
+
+    def _apply_selection(self, indices) -> None:
+        """Gradients on exactly what W+ ``indices`` train (their layers' weights or domain vectors)."""
+        if self.adapter is None:
+            apply_selection(self.G_train, indices, self.freeze_options)
+        else:
+            self.adapter.apply_selection(indices)
+
     # Properties ---------------------------------------------------------------------------------
     @property
     def generator(self) -> Generator:
@@ -196,7 +220,13 @@ class NadaTrainer:
     def export_generator(self, device: str | torch.device | None = None) -> Generator:
         """An independent, frozen copy of the adapted generator (eval mode, no grad), carrying
         ``source_sha256`` and training ``metadata``."""
-        G = copy_generator(self.G_train, torch.device(device) if device is not None else self.device)
+        if self.adapter is not None:  # compact: the domain baked into a plain generator
+            from ..domains.apply import bake
+
+            G = bake(self.G_frozen, [(self.domain(), 1.0)]).to(torch.device(device) if device is not None
+                                                               else self.device)
+        else:
+            G = copy_generator(self.G_train, torch.device(device) if device is not None else self.device)
         G.requires_grad_(False)
         self._tag_generator(G, self.metadata())
         return G
@@ -216,7 +246,7 @@ class NadaTrainer:
         """Provenance written next to the adapted weights (JSON-able)."""
         return {
             "nada": {
-                "kind": "adapted-generator",
+                "kind": "adapted-generator" if self.adapter is None else "compact-domain",
                 "direction": describe_direction(self.direction),
                 "clip_models": [{"name": g.name, "weight": g.weight} for g in self.guides],
                 "settings": self.config.to_dict(),
@@ -334,7 +364,7 @@ class NadaTrainer:
                 self.step_index, self.G_train, self._selection_loss, self.rng,
                 noise_mode=self.config.noise_mode, autocast=self._autocast if self._amp else None)
             if changed:
-                apply_selection(self.G_train, layer_indices, self.freeze_options)
+                self._apply_selection(layer_indices)
             ws = self._sample_ws()
             frozen, trained = self._render_pair(ws)
             losses = self._losses(frozen, trained)
@@ -360,7 +390,7 @@ class NadaTrainer:
         except BaseException:
             self.rng.set_state(rng_state)
             self.selector.load_state_dict(sel_state)
-            apply_selection(self.G_train, self.selector.current or [], self.freeze_options)
+            self._apply_selection(self.selector.current or [])
             self.optimizer.zero_grad(set_to_none=True)
             raise
         self.optimizer.zero_grad(set_to_none=True)
@@ -443,17 +473,40 @@ class NadaTrainer:
         save_generator(self.G_train, path, metadata=meta)
         return Path(path)
 
+    def domain(self, target: int = 0, extra_metadata: dict | None = None):
+        """The trained compact domain of ``target`` (a :class:`~nada_core.domains.Domain`, CPU copy)."""
+        if self.adapter is None:
+            raise InputError("this run trains the full generator (adapt 'full'); it has no compact domain")
+        meta = self.metadata()
+        if extra_metadata:
+            meta.update(extra_metadata)
+        return self.adapter.domain(target, self.source_lineage, self.G_frozen.config.to_dict(), meta)
+
+    def save_domain(self, path: str | Path, extra_metadata: dict | None = None, target: int = 0) -> Path:
+        """Write the compact domain as ``.safetensors`` (atomic; see :mod:`nada_core.domains.files`)."""
+        from ..domains.files import save_domain
+
+        return save_domain(self.domain(target, extra_metadata), path)
+
+    def _save_result(self, out: Path, stem: str, extra_metadata: dict | None = None) -> Path:
+        """``out/<stem>.safetensors`` (full) or ``out/<domain stem>.safetensors`` (compact)."""
+        if self.adapter is None:
+            return self.save_generator(out / f"{stem}.safetensors", extra_metadata)
+        return self.save_domain(out / f"{stem.replace('generator', 'domain')}.safetensors", extra_metadata)
+
     def save_snapshot(self, out_dir: str | Path) -> Path:
-        """``out_dir/snapshots/generator_<step:06d>.safetensors`` plus the resumable state."""
+        """``out_dir/snapshots/generator_<step:06d>.safetensors`` (compact: ``domain_<step>``) plus the
+        resumable state."""
         out = Path(out_dir)
-        path = self.save_generator(out / "snapshots" / f"generator_{self.step_index:06d}.safetensors")
+        path = self._save_result(out / "snapshots", f"generator_{self.step_index:06d}")
         self.save_state(out / STATE_FILE)
         return path
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``generator.safetensors`` and ``train_state.safetensors`` into ``out_dir`` (each atomic)."""
         out = Path(out_dir)
-        return {"generator": self.save_generator(out / GENERATOR_FILE), "state": self.save_state(out / STATE_FILE)}
+        key = "generator" if self.adapter is None else "domain"
+        return {key: self._save_result(out, Path(GENERATOR_FILE).stem), "state": self.save_state(out / STATE_FILE)}
 
     def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict]:
         """Everything needed to continue bit-identically (see :func:`nada_core.training.state.state_tensors`)."""

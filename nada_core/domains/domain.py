@@ -1,0 +1,80 @@
+"""A compact domain in memory: a kind, a layer table and one small vector per styled layer.
+
+- ``domain`` (HyperDomainNet's channel-in modulation): the style of each layer becomes
+  ``s * (1 + d)``; ``d`` starts at 0.
+- ``stylespace`` (StyleDomain's StyleSpace offsets): ``s + delta``; ``delta`` starts at 0.
+
+The vectors have one float32 entry per style channel (``[channels]``); for FFHQ-1024 config-f
+that is 6,048 numbers over the 17 convs (``domain``), 9,088 with the toRGBs. Applying them is in
+:mod:`nada_core.domains.apply`; files in :mod:`nada_core.domains.files`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from .layers import KINDS, StyleLayer, style_layers
+
+
+@dataclasses.dataclass
+class Domain:
+    """``values[path]``: ``[channels]`` float32 CPU tensor for each layer of ``layers`` (same order).
+
+    ``source_sha256``: lineage of the generator it was trained on (None = unknown);
+    ``architecture``: that generator's config as a dict; ``metadata``: provenance (prompts, CLIP
+    models, settings, metrics); ``name``: a display name (the file stem when loaded).
+    """
+
+    kind: str
+    layers: list[StyleLayer]
+    values: dict[str, torch.Tensor]
+    source_sha256: str | None = None
+    architecture: dict = dataclasses.field(default_factory=dict)
+    metadata: dict = dataclasses.field(default_factory=dict)
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise InputError(f"domain kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+
+    @property
+    def num_values(self) -> int:
+        return sum(layer.channels for layer in self.layers)
+
+    @property
+    def w_indices(self) -> list[int]:
+        return sorted({layer.w_index for layer in self.layers})
+
+    def summary(self) -> dict:
+        """Plain-data description (for ``nada info`` and node text outputs)."""
+        norms = {layer.path: float(self.values[layer.path].float().norm()) for layer in self.layers}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "layers": len(self.layers),
+            "values": self.num_values,
+            "torgb": any(layer.kind == "torgb" for layer in self.layers),
+            "w_indices": self.w_indices,
+            "source_sha256": self.source_sha256 or "",
+            "resolution": self.architecture.get("img_resolution"),
+            "norm": float(sum(v * v for v in norms.values()) ** 0.5),
+            "metadata": self.metadata,
+        }
+
+
+def new_domain(G: Any, kind: str, include_torgb: bool = False, metadata: dict | None = None) -> Domain:
+    """A zero domain (the identity) for ``G``: every conv, plus the toRGBs with ``include_torgb``."""
+    from ..formats.checkpoints import lineage_sha256
+
+    layers = style_layers(G, include_torgb=include_torgb)
+    values = {layer.path: torch.zeros(layer.channels) for layer in layers}
+    config = getattr(G, "config", None)
+    arch = config.to_dict() if hasattr(config, "to_dict") else {}
+    return Domain(kind, layers, values, lineage_sha256(G), arch, dict(metadata or {}))
+
+
+__all__ = ["Domain", "new_domain"]

@@ -1,0 +1,153 @@
+"""Compact-domain nodes: load, apply (chainable, with a strength) and save domain files."""
+
+from __future__ import annotations
+
+from . import paths
+from . import types as T
+from .common import (
+    CATEGORY_GENERATOR,
+    CATEGORY_LOADERS,
+    bool_input,
+    combo,
+    float_input,
+    node_error,
+    register,
+    socket,
+    string_input,
+)
+from .generator_nodes import _clean_save_name
+
+DOMAIN_LAYERS_TOOLTIP = ("Apply the domain only to these W+ layers: 'coarse', 'middle', 'fine' or entries like "
+                         "'0-7'. Empty = every layer the domain has.")
+
+
+@register("NADA Load Domain")
+class NadaLoadDomain:
+    DESCRIPTION = ("Loads a compact domain (a few-kilobyte .safetensors from NADA Train or `nada train --adapt "
+                   "domain|stylespace`) from ComfyUI/models/stylegan/domains. Apply it with NADA Apply Domain.")
+    CATEGORY = CATEGORY_LOADERS
+    RETURN_TYPES = (T.DOMAIN, T.STRING)
+    RETURN_NAMES = ("domain", "info")
+    OUTPUT_TOOLTIPS = ("The domain, for NADA Apply Domain.", "What the domain is (kind, prompts, layers, metrics).")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"domain_name": combo(paths.list_models(paths.DOMAINS),
+                                                  "Domain file in ComfyUI/models/stylegan/domains.")}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, domain_name):
+        try:
+            paths.resolve_model(domain_name, paths.DOMAINS)
+        except paths.ModelNotFound as err:
+            return f"{cls.DISPLAY_NAME}: {err}"
+        return True
+
+    @classmethod
+    def IS_CHANGED(cls, domain_name, **_other_inputs):
+        try:
+            return paths.fingerprint([paths.resolve_model(domain_name, paths.DOMAINS)])  # no path: it ends up in saved images
+        except paths.ModelNotFound:
+            return ""
+
+    def load(self, domain_name: str):
+        from nada_core.domains import load_domain
+
+        domain = load_domain(paths.resolve_model(domain_name, paths.DOMAINS))
+        return (domain, describe_domain(domain))
+
+
+def describe_domain(domain) -> str:
+    """A few readable lines about a domain, for the node's text output."""
+    s = domain.summary()
+    nada = domain.metadata.get("nada") if isinstance(domain.metadata.get("nada"), dict) else {}
+    d = nada.get("direction") or {}
+    lines = [f"{domain.name or 'domain'}: {s['kind']}, {s['layers']} layers, {s['values']} values"
+             f"{' (toRGB included)' if s['torgb'] else ''}, {s['resolution']} px"]
+    if d.get("target_text") or d.get("target"):
+        lines.append(f"direction: {d.get('source_text', d.get('source'))!r} -> {d.get('target_text', d.get('target'))!r}")
+    metrics = domain.metadata.get("metrics") or {}
+    if "directional_similarity_after" in metrics:
+        lines.append(f"directional similarity {metrics.get('directional_similarity_before', 0):.3f} -> "
+                     f"{metrics['directional_similarity_after']:.3f}")
+    return "\n".join(lines)
+
+
+@register("NADA Apply Domain")
+class NadaApplyDomain:
+    DESCRIPTION = ("Renders the generator with a compact domain applied at a strength (0 = off, 1 = as trained, "
+                   "negative or above 1 extrapolates). Chain several to mix domains. Nothing is copied and the input "
+                   "generator is not changed.")
+    CATEGORY = CATEGORY_GENERATOR
+    RETURN_TYPES = (T.GENERATOR,)
+    RETURN_NAMES = ("generator",)
+    OUTPUT_TOOLTIPS = ("The generator with the domain applied (chain into another NADA Apply Domain to mix).",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "generator": socket(T.GENERATOR, "The generator the domain was trained on (or one adapted from it, "
+                                                 "or the output of another NADA Apply Domain)."),
+                "domain": socket(T.DOMAIN, "The domain (NADA Load Domain, or NADA Train with a compact adapt)."),
+                "strength": float_input(1.0, -5.0, 5.0, 0.05, "How strongly to apply it: 0 = off, 1 = as trained, "
+                                                              "in between a partial change, outside 0-1 extrapolates."),
+            },
+            "optional": {"layers": string_input("", DOMAIN_LAYERS_TOOLTIP)},
+        }
+
+    def apply(self, generator, domain, strength: float, layers: str = ""):
+        from nada_core.domains import apply_domains
+
+        if domain is None:
+            raise node_error(self, "no domain connected; NADA Train outputs one only with adapt 'domain' or "
+                                   "'stylespace'")
+        spec = (layers or "").strip() or None
+        return (apply_domains(generator, [(domain, float(strength), spec) if spec else (domain, float(strength))]),)
+
+
+@register("NADA Save Domain")
+class NadaSaveDomain:
+    DESCRIPTION = ("Saves a compact domain as ComfyUI/models/stylegan/domains/<name>.safetensors (a few kilobytes, "
+                   "with its prompts, settings and metrics). It then appears in NADA Load Domain.")
+    CATEGORY = CATEGORY_GENERATOR
+    RETURN_TYPES = (T.STRING,)
+    RETURN_NAMES = ("domain_name",)
+    OUTPUT_TOOLTIPS = ("The saved file's name as NADA Load Domain lists it.",)
+    OUTPUT_NODE = True
+    FUNCTION = "save"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "domain": socket(T.DOMAIN, "The domain to save (NADA Train's domain output)."),
+                "file_name": string_input("sketch", "File name without extension; saved under "
+                                                    "ComfyUI/models/stylegan/domains/."),
+                "overwrite": bool_input(False, "Replace an existing file of that name. Off: a number is added "
+                                        "(sketch_00001) so earlier results are kept.", on="replace", off="keep both"),
+            }
+        }
+
+    def save(self, domain, file_name: str, overwrite: bool):
+        from nada_core.atomic import check_output
+        from nada_core.domains import save_domain
+
+        if domain is None:
+            raise node_error(self, "no domain connected; NADA Train outputs one only with adapt 'domain' or "
+                                   "'stylespace'")
+        stem = _clean_save_name(self, file_name)
+        folder = paths.domain_save_dir()
+        target = folder / f"{stem}.safetensors"
+        if target.exists() and not overwrite:
+            counter = 1
+            while (folder / f"{stem}_{counter:05d}.safetensors").exists():
+                counter += 1
+            target = folder / f"{stem}_{counter:05d}.safetensors"
+        check_output(target, suffixes=(".safetensors",), what="file name")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_domain(domain, target)
+        listed = target.relative_to(folder).as_posix()
+        return {"ui": {"text": [listed]}, "result": (listed,)}

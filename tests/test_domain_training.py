@@ -1,0 +1,192 @@
+"""Training compact domains (--adapt domain|stylespace): what trains, files, resume, stop, NaN guard."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nada_core.domains import apply_domains, load_domain
+from nada_core.errors import InputError
+from nada_core.training.run import run_training
+from nada_core.training.trainer import NadaTrainer, NonFiniteLossError, TrainConfig
+from tests.clip_factory import load_tiny_clip
+from tests.factories import tiny_generator
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return load_tiny_clip(tmp_path_factory.mktemp("clip"))
+
+
+@pytest.fixture(scope="module")
+def direction(clip):
+    from nada_core.guidance.directions import text_direction
+
+    return text_direction(clip, "photo", "pencil sketch", templates=False)
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(steps=4, batch=2, lr=0.05, num_layers=2, preview_every=0, seed=0, adapt="domain")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _base_state(G):
+    return {k: v.detach().clone() for k, v in G.state_dict().items()}
+
+
+def _formulation(*gens):
+    for G in gens:
+        for m in G.modules():
+            if hasattr(m, "grouped"):
+                m.grouped = False
+
+
+@pytest.mark.parametrize("adapt", ["domain", "stylespace"])
+def test_gradients_reach_only_the_domain_vectors_of_the_selected_layers(clip, direction, adapt):
+    G = tiny_generator(16)
+    tr = NadaTrainer(G, clip, direction, _cfg(adapt=adapt, train_torgb=True), "cpu")
+    base = _base_state(tr.G_frozen)
+    assert not any(p.requires_grad for p in tr.G_train.parameters())  # no weight is trainable
+    assert all(a is b for a, b in zip(tr.G_train.parameters(), tr.G_frozen.parameters()))  # shared, not copied
+    seen = []
+
+    def grads_after_backward(_):
+        seen.append({n for n, p in tr.adapter.named_parameters().items() if p.grad is not None})
+
+    original = tr.optimizer.step
+    tr.optimizer.step = lambda *a, **k: (grads_after_backward(None), original(*a, **k))[1]
+    vec_before = {n: p.detach().clone() for n, p in tr.adapter.named_parameters().items()}
+    res = tr.step()
+    selected = set(res.layer_indices)
+    assert len(selected) == 2
+    expected = {tr.adapter.name(0, l.path) for l in tr.adapter.layers if l.w_index in selected}
+    assert seen[0] == expected and expected
+    changed = {n for n, p in tr.adapter.named_parameters().items() if not torch.equal(p, vec_before[n])}
+    assert changed == expected
+    # The generator weights, the frozen copy and the caller's generator never move.
+    assert all(torch.equal(v, base[k]) for k, v in tr.G_frozen.state_dict().items())
+    assert all(torch.equal(v, base[k]) for k, v in tr.G_train.state_dict().items())
+
+
+def test_training_writes_a_domain_that_renders_like_the_trained_generator(clip, direction, tmp_path):
+    G = tiny_generator(16)
+    G.source_sha256 = "ef" * 32
+    tr = NadaTrainer(G, clip, direction, _cfg(steps=6, num_layers="all", snapshot_every=3), "cpu")
+    outcome = run_training(tr, tmp_path, eval_seeds=[1000, 1001])
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["domain.safetensors", "loss.png", "metrics.json", "snapshots", "train_state.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["domain_000003.safetensors",
+                                                                           "domain_000006.safetensors"]
+    d = load_domain(tmp_path / "domain.safetensors")
+    assert d.kind == "domain" and d.source_sha256 == "ef" * 32 and d.architecture == G.config.to_dict()
+    nada = d.metadata["nada"]
+    assert nada["kind"] == "compact-domain" and nada["settings"]["adapt"] == "domain" and nada["steps_done"] == 6
+    assert nada["direction"]["target_text"] == "pencil sketch"
+    assert d.metadata["metrics"]["directional_similarity_after"] == outcome.metrics["directional_similarity_after"]
+    assert outcome.metrics["directional_similarity_after"] > 0.05
+    # Strength 1 renders exactly what the trainer's generator renders (same formulation).
+    A = apply_domains(G, [(d, 1.0)])
+    _formulation(A, tr.G_train)
+    with torch.no_grad():
+        ws = tr.G_frozen.mapping(torch.randn(3, G.z_dim))
+        assert torch.equal(A.synthesis(ws), tr.G_train.synthesis(ws))
+        exported = tr.export_generator()
+        assert (exported.synthesis(ws) - A.synthesis(ws)).abs().max() < 1e-4
+
+
+def test_compact_resume_continues_exactly(clip, direction, tmp_path):
+    G = tiny_generator(16)
+    full = NadaTrainer(G, clip, direction, _cfg(steps=6, adapt="stylespace", mixing=0.9), "cpu")
+    full.run()
+    part = NadaTrainer(G, clip, direction, _cfg(steps=3, adapt="stylespace", mixing=0.9), "cpu")
+    part.run()
+    part.save(tmp_path)
+    resumed = NadaTrainer(G, clip, direction, _cfg(steps=6, adapt="stylespace", mixing=0.9), "cpu")
+    resumed.load_state(tmp_path)
+    resumed.run()
+    a, b = full.domain(), resumed.domain()
+    assert all(torch.equal(a.values[k], b.values[k]) for k in a.values)
+    assert full.history == resumed.history
+    with pytest.raises(InputError, match="differ"):  # a full-weights run cannot continue a compact state
+        NadaTrainer(G, clip, direction, _cfg(steps=6, adapt="full"), "cpu").load_state(tmp_path)
+
+
+def test_stop_and_nan_guard_keep_the_last_good_vectors(clip, direction, monkeypatch, tmp_path):
+    G = tiny_generator(16)
+    tr = NadaTrainer(G, clip, direction, _cfg(steps=10), "cpu")
+    calls = {"n": 0}
+
+    def stop():
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    outcome = run_training(tr, tmp_path, should_stop=stop)
+    assert outcome.interrupted and tr.step_index == 2
+    saved = load_domain(tmp_path / "domain.safetensors")
+    good = tr.domain()
+    assert all(torch.equal(saved.values[k], good.values[k]) for k in good.values)
+    original = clip.encode_image
+    monkeypatch.setattr(clip, "encode_image", lambda img: original(img) * float("nan"))
+    with pytest.raises(NonFiniteLossError, match="step 3"):
+        tr.step()
+    after = tr.domain()
+    assert all(torch.equal(after.values[k], good.values[k]) for k in good.values)
+    assert all(p.grad is None for p in tr.adapter.named_parameters().values())
+
+
+def test_compact_runs_refuse_full_only_options(clip, direction):
+    with pytest.raises(InputError, match="train-affine"):
+        NadaTrainer(tiny_generator(16), clip, direction, _cfg(train_affine=True), "cpu")
+
+
+# ----------------------------------------------------------------------------------------------
+# Several targets in one run
+# ----------------------------------------------------------------------------------------------
+
+
+def test_several_targets_train_like_separate_runs_in_one_batched_pass(clip, tmp_path):
+    from nada_core.guidance.directions import text_direction
+    from nada_core.training.multi_target import MultiTargetTrainer, run_multi_training
+
+    dirs = [text_direction(clip, "photo", t, templates=False) for t in ("pencil sketch", "oil painting")]
+    G = tiny_generator(16)
+    cfg = dict(steps=4, num_layers="all", adapt="domain")
+    multi = MultiTargetTrainer(G, clip, dirs, _cfg(**cfg), "cpu")
+    calls = {"n": 0}
+    inner = multi.G_train.synthesis.inner.forward
+
+    def counting(*a, **k):
+        calls["n"] += 1
+        return inner(*a, **k)
+
+    multi.G_train.synthesis.inner.forward = counting
+    multi.run()
+    assert calls["n"] == 4  # one trained pass per step for both targets
+    for t, d in enumerate(dirs):
+        single = NadaTrainer(G, clip, d, _cfg(**cfg), "cpu")
+        single.run()
+        a, b = multi.domain(t), single.domain()
+        scale = max(float(v.abs().max()) for v in b.values.values())
+        assert scale > 0
+        assert all((a.values[k] - b.values[k]).abs().max() <= 2e-3 * scale for k in a.values)
+        assert a.metadata["nada"]["direction"]["target_text"] == d.target_text
+    # Files: one domain per target, previews with one row per target, resumable state.
+    multi2 = MultiTargetTrainer(G, clip, dirs, _cfg(steps=2, adapt="stylespace", num_layers=2, preview_every=2),
+                                "cpu")
+    metrics = run_multi_training(multi2, tmp_path, eval_seeds=[1000, 1001])
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["domain_oil_painting.safetensors", "domain_pencil_sketch.safetensors", "loss.png",
+                     "metrics.json", "preview_000002.png", "train_state.safetensors"]
+    assert [m["direction"]["target_text"] for m in metrics["targets"]] == ["pencil sketch", "oil painting"]
+    sketch = load_domain(tmp_path / "domain_pencil_sketch.safetensors")
+    assert "directional_similarity_after" in sketch.metadata["metrics"]
+    from PIL import Image
+
+    with Image.open(tmp_path / "preview_000002.png") as im:
+        assert im.size[1] == 3 * 16 + 2 * 2  # source row + one row per target
+    resumed = MultiTargetTrainer(G, clip, dirs, _cfg(steps=3, adapt="stylespace", num_layers=2, preview_every=2),
+                                 "cpu").load_state(tmp_path)
+    assert resumed.step_index == 2
+    with pytest.raises(InputError, match="compact"):
+        MultiTargetTrainer(G, clip, dirs, _cfg(adapt="full"), "cpu")
