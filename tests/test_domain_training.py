@@ -26,7 +26,8 @@ def direction(clip):
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(steps=4, batch=2, lr=0.05, num_layers=2, preview_every=0, seed=0, adapt="domain")
+    base = dict(steps=4, batch=2, lr=0.05, num_layers=2, preview_every=0, seed=0, adapt="domain", noise_mode="const",
+                adam_ratio=1.0)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -135,9 +136,14 @@ def test_stop_and_nan_guard_keep_the_last_good_vectors(clip, direction, monkeypa
     assert all(p.grad is None for p in tr.adapter.named_parameters().values())
 
 
-def test_compact_runs_refuse_full_only_options(clip, direction):
-    with pytest.raises(InputError, match="train-affine"):
-        NadaTrainer(tiny_generator(16), clip, direction, _cfg(train_affine=True), "cpu")
+def test_compact_runs_train_only_style_vectors_whatever_the_full_only_options(clip, direction):
+    """train_affine / train_const choose weights for --adapt full (the official defaults turn them on);
+    a compact run trains its vectors only, and no generator weight gets a gradient."""
+    tr = NadaTrainer(tiny_generator(16), clip, direction, _cfg(train_affine=True, train_const="on"), "cpu")
+    weights = {k: v.detach().clone() for k, v in tr.G_train.state_dict().items()}
+    tr.step()
+    assert all(torch.equal(v, weights[k]) for k, v in tr.G_train.state_dict().items())  # no weight moved
+    assert any(v.abs().sum() > 0 for v in tr.adapter.named_parameters().values())  # the vectors did
 
 
 # ----------------------------------------------------------------------------------------------

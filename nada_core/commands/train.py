@@ -82,6 +82,9 @@ def _config_from_args(args, saved: dict | None):
         val = getattr(args, name)
         if val is not None:
             base[name] = val
+    if not saved and len(getattr(args, "target", None) or []) > 1:
+        # several targets share each step's frozen pass, which needs every layer's stored noise
+        base.setdefault("noise_mode", "const")
     if not saved and base.get("adapt", "full") != "full":
         from ..training.adapt import COMPACT_RECIPES
 

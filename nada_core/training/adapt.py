@@ -161,9 +161,8 @@ def make_adapter(config, G_frozen: Any, targets: int = 1) -> DomainAdapter | Non
             raise InputError("several targets in one run train compact domains; add --adapt domain or "
                              "--adapt stylespace")
         return None
-    if config.train_affine or config.train_const:
-        raise InputError(f"--adapt {kind} trains style vectors only; drop --train-affine / --train-const "
-                         "(they apply to --adapt full)")
+    # train_affine / train_const choose weights for --adapt full (where the official defaults turn them
+    # on); a compact run trains style vectors only, so they do not apply here.
     return DomainAdapter(G_frozen, kind, include_torgb=config.train_torgb, targets=targets)
 
 

@@ -43,7 +43,7 @@ class MultiTargetTrainer(NadaTrainer):
             raise InputError("several targets in one run train compact domains; add --adapt domain or "
                              "--adapt stylespace")
         if config is not None and config.noise_mode != "const":
-            raise InputError("several targets in one run need noise_mode 'const'")
+            raise InputError("several targets in one run need --noise-mode const (each layer's stored noise)")
         self.num_targets = len(directions)
         self.directions = directions
         super().__init__(generator, clip, directions[0], config, device)

@@ -316,6 +316,8 @@ class NadaTrainer:
         step: blocks none of whose parameters trains now or has ever been updated."""
         if not self._block_names:  # a synthesis network without blocks (no shared-prefix support)
             return 0
+        if getattr(self, "adapter", None) is not None:  # compact domains restyle every layer, from the first
+            return 0
         if self._touched is None:  # after a resume: what differs from the source has been trained
             frozen = dict(self.G_frozen.named_parameters())
             self._touched = {n for n, p in self.G_train.named_parameters() if not torch.equal(p, frozen[n])}
