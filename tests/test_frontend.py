@@ -170,7 +170,7 @@ LAYOUT = """(async () => {
     return {id: n.id, type: n.type, title: n.title,
             box: [(b[0] + ds.offset[0]) * ds.scale, (b[1] + ds.offset[1]) * ds.scale, b[2] * ds.scale, b[3] * ds.scale]}; });
   const zoom = [...document.querySelectorAll('.p-buttongroup')].find(e => e.getBoundingClientRect().bottom > innerHeight - 8);
-  const texts = [...document.querySelectorAll('textarea')].filter(t => t.value.startsWith('NADA metrics') || / direction\\(s\\), layers /.test(t.value))
+  const texts = [...document.querySelectorAll('textarea')].filter(t => t.readOnly && t.value.trim().length > 0)  // Preview as Text shows results read-only
     .map(t => ({sw: t.scrollWidth, cw: t.clientWidth, sh: t.scrollHeight, ch: t.clientHeight, wrap: getComputedStyle(t).whiteSpace}));
   return JSON.stringify({window: [innerWidth, innerHeight], nodes, texts,
     panel: rect(document.querySelector('.graph-canvas-panel')),
@@ -282,7 +282,7 @@ def test_canvas_workflow_runs_from_the_web_app(app, name):
         time.sleep(0.5)
     assert problems == [], f"{name} after a run: " + "; ".join(problems)
     if any(e["class_type"] == "PreviewAny" for e in expected.values()):
-        assert got["texts"], "the metrics / directions text is not shown"
+        assert got["texts"], "the text output (metrics, directions, domain) is not shown"
         for t in got["texts"]:  # wrapped and fully visible, no scrolling needed
             assert t["wrap"] in ("pre-wrap", "pre-line", "normal", "break-spaces") and t["sw"] <= t["cw"], t
             assert t["sh"] <= t["ch"] + 1, f"metrics text needs scrolling: {t}"
