@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import operator
 from typing import Any, Iterable
 
 import torch
@@ -33,3 +34,31 @@ def reject_unused_tensors(source: str, names: Iterable[str], used: set[str], exp
         shown = ", ".join(extra[:4]) + (" ..." if len(extra) > 4 else "")
         raise CheckpointError(f"{source}: the generator has tensors {expected} does not ({shown}); "
                               f"it is a different architecture")
+
+
+def kwarg_int(kw: dict, name: str, source: str, network: str) -> int:
+    """``kw[name]`` of a pickled constructor as an int (numpy integers too); strings, lists, floats
+    and bools are refused in one line naming ``network`` (e.g. ``"stylegan3"``)."""
+    value = kw[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = operator.index(value)  # numpy integers
+        except TypeError:
+            raise CheckpointError(f"{source}: the generator's {name} is {value!r:.40}, not an integer; the file is "
+                                  f"corrupt or not a {network} snapshot") from None
+    return int(value)
+
+
+def kwargs_with_defaults(given: Any, defaults: dict, what: str, source: str, network: str) -> dict:
+    """``defaults`` updated with the pickled keyword arguments ``given``; unknown keys are refused in one line."""
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise CheckpointError(f"{source}: the generator's {what} is not a dict")
+    unknown = sorted(str(u) for u in set(given) - set(defaults))
+    if unknown:
+        raise CheckpointError(f"{source}: the generator's {what} has settings this loader does not know "
+                              f"({', '.join(unknown[:6])}); it is not a standard {network} generator")
+    out = dict(defaults)
+    out.update(given)
+    return out

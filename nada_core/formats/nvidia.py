@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .common import Converted, reject_unused_tensors
+from .common import Converted, kwarg_int, kwargs_with_defaults, reject_unused_tensors
 from ..errors import CheckpointError
 from .limits import check_generator_config
 from .safe_unpickle import PersistentStub, TFNetworkStub
@@ -181,30 +181,6 @@ def config_from_init_kwargs(kw: dict, source: str, key: str = "G_ema") -> tuple[
     return config, sk, taps
 
 
-def _as_int(kw: dict, name: str, source: str) -> int:
-    """``kw[name]`` as an int; strings, lists, floats and bools are refused in one line."""
-    value = kw[name]
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = operator.index(value)  # numpy integers
-        except TypeError:
-            raise CheckpointError(f"{source}: the generator's {name} is {value!r:.40}, not an integer; the file is "
-                                  f"corrupt or not a stylegan2-ada-pytorch snapshot") from None
-    return int(value)
-
-
-def _with_defaults(given: Any, defaults: dict, what: str, source: str) -> dict:
-    if given is None:
-        given = {}
-    if not isinstance(given, dict):
-        raise CheckpointError(f"{source}: the generator's {what} is not a dict")
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise CheckpointError(f"{source}: the generator's {what} has settings this loader does not know "
-                              f"({', '.join(unknown)}); it is not a standard stylegan2-ada-pytorch generator")
-    out = dict(defaults)
-    out.update(given)
-    return out
 
 
 def _check_layer_attributes(net: PersistentStub, config: GeneratorConfig, source: str) -> None:
@@ -292,3 +268,11 @@ def map_nvidia_tensors(t: dict[str, torch.Tensor], cfg: GeneratorConfig, use_noi
         sd[f"synthesis.to_rgbs.{j}.bias"] = take(f"{b}.torgb.bias", [cfg.img_channels])
     reject_unused_tensors(source, t, used, "a StyleGAN2 'skip' generator")
     return sd, w_avg
+
+
+def _as_int(kw: dict, name: str, source: str) -> int:
+    return kwarg_int(kw, name, source, "stylegan2-ada-pytorch")
+
+
+def _with_defaults(given: Any, defaults: dict, what: str, source: str) -> dict:
+    return kwargs_with_defaults(given, defaults, what, source, "stylegan2-ada-pytorch")

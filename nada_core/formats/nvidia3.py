@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from .common import Converted, reject_unused_tensors
+from .common import Converted, kwarg_int, kwargs_with_defaults, reject_unused_tensors
 from .limits import check_stylegan3_fields
 from .safe_unpickle import PersistentStub
 
@@ -149,16 +149,6 @@ def _check_layers(synthesis: PersistentStub, specs: list, config: Any, source: s
                 raise CheckpointError(f"{source}: layer {spec.name} clamps at {got} but the generator says {clamp}")
 
 
-def _as_int(kw: dict, name: str, source: str) -> int:
-    value = kw[name]
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = operator.index(value)  # numpy integers
-        except TypeError:
-            raise CheckpointError(f"{source}: the generator's {name} is {value!r:.40}, not an integer; the file is "
-                                  f"corrupt or not a stylegan3 snapshot") from None
-    return int(value)
-
 
 def _as_float(kw: dict, name: str, source: str) -> float:
     value = kw[name]
@@ -174,19 +164,6 @@ def _as_bool(value: Any, name: str, source: str) -> bool:
     raise CheckpointError(f"{source}: the generator's {name} is {value!r:.40}, not true/false; the file is corrupt")
 
 
-def _with_defaults(given: Any, defaults: dict, what: str, source: str) -> dict:
-    if given is None:
-        given = {}
-    if not isinstance(given, dict):
-        raise CheckpointError(f"{source}: the generator's {what} is not a dict")
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise CheckpointError(f"{source}: the generator's {what} has settings this loader does not know "
-                              f"({', '.join(str(u) for u in unknown[:6])}); it is not a standard StyleGAN3 generator")
-    out = dict(defaults)
-    out.update(given)
-    return out
-
 
 def config_fields_for_limits(d: dict) -> dict:
     """A stored StyleGAN3 config dict with defaults filled in, for :func:`check_stylegan3_fields`."""
@@ -195,3 +172,11 @@ def config_fields_for_limits(d: dict) -> dict:
     base = {f.name: f.default for f in dataclasses.fields(StyleGAN3Config)}
     base.update({k: v for k, v in d.items() if k != "architecture"})
     return base
+
+
+def _as_int(kw: dict, name: str, source: str) -> int:
+    return kwarg_int(kw, name, source, "stylegan3")
+
+
+def _with_defaults(given: Any, defaults: dict, what: str, source: str) -> dict:
+    return kwargs_with_defaults(given, defaults, what, source, "StyleGAN3")
