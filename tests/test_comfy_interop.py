@@ -109,7 +109,9 @@ def assert_success(result):
 
 def test_both_packs_load(comfy):
     assert "NadaLatentFromStyleGAN" in comfy.boot["nada_nodes"]
-    assert not [p for p in comfy.boot["import_problems"] if "ComfyUI-StyleGan" in p or "ComfyUI-NADA" in p]
+    # ComfyUI's own extras may fail on optional packages (torchaudio): only what is loaded from custom_nodes
+    # (the two packs) counts. (The checkout itself may be named ComfyUI-NADA, so its name alone says nothing.)
+    assert not [p for p in comfy.boot["import_problems"] if "custom_nodes" in p]
 
 
 @pytest.mark.parametrize("link", ["their latent -> NADA Render", "their model -> NADA Latent From Seeds",
