@@ -544,56 +544,15 @@ class SynthesisNetwork(nn.Module):
             raise IndexError(f"W+ index {index} out of range 0..{self.num_ws - 1}")
 
 
-class Generator(nn.Module):
-    """StyleGAN2 generator: ``G(z) = G.synthesis(G.mapping(z))``.
-
-    Attributes: ``z_dim, w_dim, num_ws, img_resolution, img_channels, w_avg, config``.
-    """
-
-    def __init__(self, config: GeneratorConfig | None = None, **kwargs) -> None:
-        super().__init__()
-        cfg = config if config is not None else GeneratorConfig(**kwargs)
-        self.config = cfg
-        self.z_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.w_dim, cfg.num_ws
-        self.c_dim = cfg.c_dim
-        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
-        self.mapping = MappingNetwork(cfg)
-        self.synthesis = SynthesisNetwork(cfg)
+class GeneratorBase(nn.Module):
+    """What every generator architecture shares (StyleGAN2 here, StyleGAN3 in :mod:`.stylegan3`): the
+    truncation centre, parameters by role and the ``w_avg`` estimate. Subclasses set ``mapping``,
+    ``synthesis``, ``z_dim``, ``w_dim``, ``c_dim`` and implement ``parameter_roles``."""
 
     @property
     def w_avg(self) -> torch.Tensor:
         """Truncation centre ``[w_dim]``."""
         return self.mapping.w_avg
-
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, noise_mode: NoiseMode = "const") -> torch.Tensor:
-        """z ``[N, z_dim]`` (+ one-hot class ``c [N, c_dim]`` for a conditional model) -> image
-        ``[N, img_channels, R, R]``, about [-1, 1]."""
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)
-
-    # Parameter roles ---------------------------------------------------------------------------
-    def parameter_roles(self) -> dict[str, str]:
-        """Map each parameter name to its role: ``mapping``, ``affine``, ``const``, ``conv``, ``torgb``.
-
-        ``conv`` covers a styled conv's weight, bias and noise strength; ``affine`` the style
-        affines of both convs and toRGBs; ``torgb`` the toRGB weights and biases.
-        """
-        roles = {}
-        for name, _ in self.named_parameters():
-            if name.startswith("mapping."):
-                roles[name] = "mapping"
-            elif ".affine." in name:
-                roles[name] = "affine"
-            elif name == "synthesis.const":
-                roles[name] = "const"
-            elif name.startswith("synthesis.to_rgbs."):
-                roles[name] = "torgb"
-            elif name.startswith("synthesis.convs."):
-                roles[name] = "conv"
-            else:  # pragma: no cover - guards future additions
-                raise AssertionError(f"parameter {name} has no role")
-        return roles
 
     def parameters_with_role(self, role: str) -> Iterator[nn.Parameter]:
         roles = self.parameter_roles()
@@ -626,3 +585,50 @@ class Generator(nn.Module):
                 total += self.mapping(z, c)[:, 0].double().sum(dim=0)
                 done += n
         return (total / num_samples).float()
+
+
+class Generator(GeneratorBase):
+    """StyleGAN2 generator: ``G(z) = G.synthesis(G.mapping(z))``.
+
+    Attributes: ``z_dim, w_dim, num_ws, img_resolution, img_channels, w_avg, config``.
+    """
+
+    def __init__(self, config: GeneratorConfig | None = None, **kwargs) -> None:
+        super().__init__()
+        cfg = config if config is not None else GeneratorConfig(**kwargs)
+        self.config = cfg
+        self.z_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.w_dim, cfg.num_ws
+        self.c_dim = cfg.c_dim
+        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
+        self.mapping = MappingNetwork(cfg)
+        self.synthesis = SynthesisNetwork(cfg)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+                truncation_cutoff: int | None = None, noise_mode: NoiseMode = "const") -> torch.Tensor:
+        """z ``[N, z_dim]`` (+ one-hot class ``c [N, c_dim]`` for a conditional model) -> image
+        ``[N, img_channels, R, R]``, about [-1, 1]."""
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode)
+
+    # Parameter roles ---------------------------------------------------------------------------
+    def parameter_roles(self) -> dict[str, str]:
+        """Map each parameter name to its role: ``mapping``, ``affine``, ``const``, ``conv``, ``torgb``.
+
+        ``conv`` covers a styled conv's weight, bias and noise strength; ``affine`` the style
+        affines of both convs and toRGBs; ``torgb`` the toRGB weights and biases.
+        """
+        roles = {}
+        for name, _ in self.named_parameters():
+            if name.startswith("mapping."):
+                roles[name] = "mapping"
+            elif ".affine." in name:
+                roles[name] = "affine"
+            elif name == "synthesis.const":
+                roles[name] = "const"
+            elif name.startswith("synthesis.to_rgbs."):
+                roles[name] = "torgb"
+            elif name.startswith("synthesis.convs."):
+                roles[name] = "conv"
+            else:  # pragma: no cover - guards future additions
+                raise AssertionError(f"parameter {name} has no role")
+        return roles

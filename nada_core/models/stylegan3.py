@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .sg3_filters import design_lowpass, filtered_lrelu
-from .stylegan2 import EqualizedLinear, MappingNetwork, NoiseMode
+from .stylegan2 import EqualizedLinear, GeneratorBase, MappingNetwork, NoiseMode
 
 ARCHITECTURE = "stylegan3"
 
@@ -396,7 +395,7 @@ class SynthesisNetwork3(nn.Module):
             raise IndexError(f"W+ index {index} out of range 0..{self.num_ws - 1}")
 
 
-class StyleGAN3Generator(nn.Module):
+class StyleGAN3Generator(GeneratorBase):
     """StyleGAN3 generator: ``G(z) = G.synthesis(G.mapping(z))``.
 
     Attributes: ``z_dim, w_dim, num_ws, img_resolution, img_channels, w_avg, config``.
@@ -411,11 +410,6 @@ class StyleGAN3Generator(nn.Module):
         self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
         self.mapping = MappingNetwork(cfg)
         self.synthesis = SynthesisNetwork3(cfg)
-
-    @property
-    def w_avg(self) -> torch.Tensor:
-        """Truncation centre ``[w_dim]``."""
-        return self.mapping.w_avg
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None, noise_mode: NoiseMode = "const",
@@ -443,18 +437,3 @@ class StyleGAN3Generator(nn.Module):
             else:  # pragma: no cover - guards future additions
                 raise AssertionError(f"parameter {name} has no role")
         return roles
-
-    def parameters_with_role(self, role: str) -> Iterator[nn.Parameter]:
-        roles = self.parameter_roles()
-        for name, p in self.named_parameters():
-            if roles[name] == role:
-                yield p
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def estimate_w_avg(self, num_samples: int = 10_000, seed: int = 0, batch: int = 1000) -> torch.Tensor:
-        """Mean of ``mapping(z)`` over ``num_samples`` codes from a fixed seed ``[w_dim]``."""
-        from .stylegan2 import Generator
-
-        return Generator.estimate_w_avg(self, num_samples, seed, batch)  # the same code path
