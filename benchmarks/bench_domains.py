@@ -33,11 +33,11 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-# Learning rates of the reference recipes: StyleGAN-NADA 0.002 (Adam 0, 0.99); HyperDomainNet's
-# domain modulation 0.1 and StyleDomain's StyleSpace offsets 0.05 (Adam 0.9, 0.999).
-from nada_core.training.adapt import COMPACT_RECIPES  # noqa: E402
+# The optimiser recipes (nada_core.settings.ADAPT_RECIPES): StyleGAN-NADA 0.002 (Adam at 0.8 of it); HyperDomainNet's
+# domain modulation 0.1 and StyleDomain's StyleSpace offsets 0.05 (plain Adam 0.9, 0.999).
+from nada_core.settings import ADAPT_RECIPES  # noqa: E402
 
-RECIPES = {"full": dict(lr=0.002, betas=(0.0, 0.99)), **COMPACT_RECIPES}
+RECIPES = ADAPT_RECIPES
 
 
 def _config_f(resolution: int, meta: bool = False):

@@ -48,7 +48,8 @@ class Setting:
     of 0); ``choices`` for ``"choice"``; ``flag``: the CLI flag (default ``--name-with-dashes``;
     None = not on the CLI); ``aliases``: further flags users already have; ``node_default``:
     where a node's default differs for a stated reason; ``step``: node widget step;
-    ``widget_min``: node widget minimum where ``lo`` is open.
+    ``widget_min``: node widget minimum where ``lo`` is open (and, when set, the widget keeps values
+    down to its step: see ``node_input``).
     """
 
     name: str
@@ -211,8 +212,8 @@ class Table:
                     "tooltip": s.help}
             if s.kind == "float" and s.widget_min is not None:
                 # ComfyUI's front end rounds FLOAT widgets to the step's decimals unless "round" says
-                # otherwise (and a user setting can coarsen that): keep the widget minimum reachable.
-                opts["round"] = min(opts["step"], s.widget_min)
+                # otherwise (and a user setting can coarsen that): keep small values reachable.
+                opts["round"] = min(opts["step"], s.widget_min) if s.widget_min > 0 else opts["step"]
             return ("INT" if s.kind == "int" else "FLOAT", opts)
         if s.kind == "bool":
             return ("BOOLEAN", {"default": default, "tooltip": s.help})
@@ -243,10 +244,13 @@ TRAIN = Table([
             "sketch, ~2000 for animal shape changes)", lo=1, hi=100000, metavar="N"),
     Setting("batch", "int", 2, "codes per step (paper: 2); more is smoother but slower and uses more memory",
             lo=1, hi=256, metavar="B"),
-    Setting("lr", "float", 0.002, "Adam learning rate as the paper and the official code's --lr give it (0.002); "
-            "Adam runs at lr * adam_ratio (0.0016 by default, as the official code does); lower it if the images fall "
-            "apart or the loss becomes NaN", lo=0.0, hi=10.0, lo_open=True, metavar="LR", step=0.00001,
-            widget_min=0.00001),
+    # lr 0 = auto: the recipe of the adapt kind (ADAPT_RECIPES below). The CLI's default is "not given", the
+    # node's widget shows 0; a saved workflow's explicit 0.002 with adapt full runs exactly as before.
+    Setting("lr", "float", 0.002, "Adam learning rate; 0 = auto, the recipe of the adapt kind: full 0.002 as the "
+            "paper and the official code (Adam at lr * adam_ratio = 0.0016), domain 0.1 and stylespace 0.05 as "
+            "HyperDomainNet / StyleDomain (plain Adam, betas 0.9, 0.999; a compact kind keeps those with any lr); "
+            "lower it if the images fall apart or the loss becomes NaN", lo=0.0, hi=10.0, metavar="LR",
+            step=0.00001, widget_min=0.0, node_default=0.0),
     Setting("betas", "betas", (0.0, 0.99), "Adam betas before adam_ratio (effective: betas ** adam_ratio)", flag=None),
     # The official StyleGAN-NADA code builds its Adam like rosinality's StyleGAN2 trainer, with the lazy
     # regularisation ratio g_reg_every / (g_reg_every + 1) = 4/5 (it runs no regularisation): lr * 0.8 and
@@ -314,6 +318,33 @@ TRAIN = Table([
             "instead of storing them: less memory, about one more forward pass of time"),
     _class_setting(),
 ])
+
+#: ``lr`` 0 means "auto": the recipe of the adapt kind below.
+AUTO_LR = 0.0
+
+#: The optimiser recipe of each adapt kind, for the settings a run does not give (CLI: no --lr; node: lr 0).
+#: full: the official StyleGAN-NADA code (the table's defaults). domain / stylespace: the reference code of
+#: HyperDomainNet (lr 0.1) and StyleDomain's StyleSpace offsets (lr 0.05), both plain torch Adam with
+#: betas (0.9, 0.999) (their trainers apply the 4/5 ratio to full fine-tuning only).
+ADAPT_RECIPES: dict[str, dict[str, Any]] = {
+    "full": {"lr": TRAIN["lr"].default, "betas": TRAIN["betas"].default, "adam_ratio": TRAIN["adam_ratio"].default},
+    "domain": {"lr": 0.1, "betas": (0.9, 0.999), "adam_ratio": 1.0},
+    "stylespace": {"lr": 0.05, "betas": (0.9, 0.999), "adam_ratio": 1.0},
+}
+
+
+def optimizer_recipe(adapt: str, lr: float | None = None, betas: tuple[float, float] | None = None,
+                     adam_ratio: float | None = None) -> dict[str, Any]:
+    """``{"lr", "betas", "adam_ratio"}`` of a run adapting ``adapt``: each value given wins, the others
+    (``None``; ``lr`` also 0 = :data:`AUTO_LR`) come from :data:`ADAPT_RECIPES`. The one rule behind
+    ``nada train``, NADA Train and :class:`~nada_core.training.config.TrainConfig`'s ``lr=0``."""
+    recipe = ADAPT_RECIPES.get(adapt)
+    if recipe is None:
+        raise _fail(TRAIN["adapt"], adapt)
+    return {"lr": recipe["lr"] if lr is None or lr == AUTO_LR else lr,
+            "betas": tuple(recipe["betas"]) if betas is None else betas,
+            "adam_ratio": recipe["adam_ratio"] if adam_ratio is None else adam_ratio}
+
 
 # ------------------------------------------------------------------------------------------------
 # Inversion (``nada invert``, NADA Invert Image, InvertConfig)

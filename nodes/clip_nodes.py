@@ -108,22 +108,30 @@ class NadaLoadCLIP:
 @register("NADA Text Direction")
 class NadaTextDirection:
     DESCRIPTION = ("Describes the domain change in words: from what the generator makes now (source, e.g. 'photo') "
-                   "to what it should make (target, e.g. 'pencil sketch'). Each CLIP model gets its own direction.")
+                   "to what it should make (target, e.g. 'pencil sketch'). Each CLIP model gets its own direction. "
+                   "Several targets, one per line, make NADA Train (adapt domain or stylespace) train one compact "
+                   "domain per target in the same run.")
     CATEGORY = CATEGORY_TRAIN
     RETURN_TYPES = (T.DIRECTION,)
     RETURN_NAMES = ("direction",)
-    OUTPUT_TOOLTIPS = ("The CLIP-space direction source -> target, for NADA Train and NADA Metrics.",)
+    OUTPUT_TOOLTIPS = ("The CLIP-space direction source -> target, for NADA Train and NADA Metrics (several target "
+                       "lines: one direction per target, for NADA Train with a compact adapt).",)
     FUNCTION = "direction"
 
     @classmethod
     def INPUT_TYPES(cls):
+        from nada_core.guidance.directions import MAX_TARGETS
+
         return {
             "required": {
                 "clip": socket(T.CLIP, "The CLIP guide(s) from NADA Load CLIP."),
                 "source_text": string_input("photo", "What the generator makes now, in a few words (e.g. 'photo', "
                                             "'human', 'dog')."),
                 "target_text": string_input("pencil sketch", "What it should make (e.g. 'pencil sketch', 'Pixar "
-                                            "character', 'werewolf'). Keep it parallel to the source text."),
+                                            "character', 'werewolf'). Keep it parallel to the source text. One "
+                                            f"target per line (up to {MAX_TARGETS}) trains one compact domain per "
+                                            "target in one NADA Train run (adapt domain or stylespace).",
+                                            multiline=True),
                 "templates": bool_input(True, "Average each prompt over CLIP's 79 ImageNet phrasings ('a photo of a "
                                         "{}', ...) for a steadier direction, as the official StyleGAN-NADA code "
                                         "does, or use the prompts exactly as written.",
@@ -132,9 +140,10 @@ class NadaTextDirection:
         }
 
     def direction(self, clip, source_text: str, target_text: str, templates: bool):
-        from nada_core.guidance.directions import text_direction
+        from nada_core.guidance.directions import text_directions
 
-        return (text_direction(clip, source_text, target_text, templates=bool(templates)),)
+        # One line: the single direction as always; several lines: a DirectionSet (one per target).
+        return (text_directions(clip, source_text, target_text, templates=bool(templates)),)
 
 
 @register("NADA Image Direction")

@@ -101,21 +101,67 @@ class NadaApplyDomain:
     def apply(self, generator, domain, strength: float, layers: str = ""):
         from nada_core.domains import apply_domains
 
-        if domain is None:
-            raise node_error(self, "no domain connected; NADA Train outputs one only with adapt 'domain' or "
-                                   "'stylespace'")
+        domain = _one_domain(self, domain)
         spec = (layers or "").strip() or None
         return (apply_domains(generator, [(domain, float(strength), spec) if spec else (domain, float(strength))]),)
+
+
+def _domains(node, domain) -> list:
+    """The domains on a NADA_DOMAIN input (one, or one per target of a multi-target run)."""
+    from nada_core.domains import as_domain_list
+
+    if domain is None:
+        raise node_error(node, "no domain connected; NADA Train outputs one only with adapt 'domain' or 'stylespace'")
+    return as_domain_list(domain)
+
+
+def _one_domain(node, domain):
+    """The single domain on a NADA_DOMAIN input; several (a multi-target run) is one clear error."""
+    items = _domains(node, domain)
+    if len(items) > 1:
+        names = ", ".join(f"{i} = {getattr(d, 'name', '') or 'target'}" for i, d in enumerate(items))
+        raise node_error(node, f"the domain input holds {len(items)} domains, one per target ({names}); select one "
+                               "with NADA Pick Domain")
+    return items[0]
+
+
+@register("NADA Pick Domain")
+class NadaPickDomain:
+    DESCRIPTION = ("Selects one domain of a NADA Train run with several targets (one per line in NADA Text Direction), "
+                   "for NADA Apply Domain or NADA Save Domain. Index 0 is the first target line.")
+    CATEGORY = CATEGORY_GENERATOR
+    RETURN_TYPES = (T.DOMAIN, T.STRING)
+    RETURN_NAMES = ("domain", "name")
+    OUTPUT_TOOLTIPS = ("The selected domain.", "Its name: the target, as a file-name-safe slug (e.g. pencil_sketch).")
+    FUNCTION = "pick"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "domains": socket(T.DOMAIN, "NADA Train's domain output (one domain per target line), or any domain."),
+                "index": ("INT", {"default": 0, "min": 0, "max": 63, "step": 1,
+                                  "tooltip": "Which target: 0 = the first line of target_text, 1 = the second, ..."}),
+            }
+        }
+
+    def pick(self, domains, index: int):
+        from nada_core.domains import DomainSet
+
+        items = _domains(self, domains)
+        chosen = DomainSet(tuple(items)).pick(int(index))
+        return (chosen, chosen.name or f"target{int(index)}")
 
 
 @register("NADA Save Domain")
 class NadaSaveDomain:
     DESCRIPTION = ("Saves a compact domain as ComfyUI/models/stylegan/domains/<name>.safetensors (a few kilobytes, "
-                   "with its prompts, settings and metrics). It then appears in NADA Load Domain.")
+                   "with its prompts, settings and metrics). It then appears in NADA Load Domain. The domains of a "
+                   "run with several targets are saved as <name>_<target>.safetensors, one file each.")
     CATEGORY = CATEGORY_GENERATOR
     RETURN_TYPES = (T.STRING,)
     RETURN_NAMES = ("domain_name",)
-    OUTPUT_TOOLTIPS = ("The saved file's name as NADA Load Domain lists it.",)
+    OUTPUT_TOOLTIPS = ("The saved file's name as NADA Load Domain lists it (several targets: one name per line).",)
     OUTPUT_NODE = True
     FUNCTION = "save"
 
@@ -135,19 +181,28 @@ class NadaSaveDomain:
         from nada_core.atomic import check_output
         from nada_core.domains import save_domain
 
-        if domain is None:
-            raise node_error(self, "no domain connected; NADA Train outputs one only with adapt 'domain' or "
-                                   "'stylespace'")
+        items = _domains(self, domain)
         stem = _clean_save_name(self, file_name)
         folder = paths.domain_save_dir()
-        target = folder / f"{stem}.safetensors"
-        if target.exists() and not overwrite:
-            counter = 1
-            while (folder / f"{stem}_{counter:05d}.safetensors").exists():
-                counter += 1
-            target = folder / f"{stem}_{counter:05d}.safetensors"
-        check_output(target, suffixes=(".safetensors",), what="file name")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        save_domain(domain, target)
-        listed = target.relative_to(folder).as_posix()
-        return {"ui": {"text": [listed]}, "result": (listed,)}
+        # One domain: <name>.safetensors; several (one per target): <name>_<target>.safetensors each.
+        stems = [stem] if len(items) == 1 else [f"{stem}_{d.name or f'target{i}'}" for i, d in enumerate(items)]
+        listed = []
+        for d, one in zip(items, stems):
+            target = _free_name(folder, one, overwrite)
+            check_output(target, suffixes=(".safetensors",), what="file name")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_domain(d, target)
+            listed.append(target.relative_to(folder).as_posix())
+        text = "\n".join(listed)
+        return {"ui": {"text": [text]}, "result": (text,)}
+
+
+def _free_name(folder, stem: str, overwrite: bool):
+    """``folder/<stem>.safetensors``, or (not ``overwrite``, the file exists) the first free ``<stem>_NNNNN``."""
+    target = folder / f"{stem}.safetensors"
+    if target.exists() and not overwrite:
+        counter = 1
+        while (folder / f"{stem}_{counter:05d}.safetensors").exists():
+            counter += 1
+        target = folder / f"{stem}_{counter:05d}.safetensors"
+    return target

@@ -61,11 +61,13 @@ class NadaTrain:
     RETURN_TYPES = (T.GENERATOR, T.IMAGE, T.IMAGE, T.STRING, T.DOMAIN)
     RETURN_NAMES = ("generator", "comparison", "loss_plot", "metrics", "domain")
     OUTPUT_TOOLTIPS = (
-        "The adapted generator (same latent space as the source: seeds and inverted photos carry over).",
-        "Preview seeds: source generator on top, adapted below.",
+        "The adapted generator (same latent space as the source: seeds and inverted photos carry over). With several "
+        "targets: the source with the first target's domain applied.",
+        "Preview seeds: source generator on top, adapted below (several targets: one row per target).",
         "The training losses per step (faint) and smoothed (bold).",
         "CLIP quality measures of the adaptation on held-out seeds.",
-        "With adapt 'domain' or 'stylespace': the trained compact domain (save it with NADA Save Domain); "
+        "With adapt 'domain' or 'stylespace': the trained compact domain (save it with NADA Save Domain); with "
+        "several targets one domain per target (NADA Save Domain writes them all, NADA Pick Domain selects one); "
         "nothing with 'full'.",
     )
     FUNCTION = "train"
@@ -76,7 +78,11 @@ class NadaTrain:
             "required": {
                 "generator": socket(T.GENERATOR, "The source generator (e.g. FFHQ faces). It is copied, never modified."),
                 "clip": socket(T.CLIP, "CLIP model(s) that judge the change (NADA Load CLIP)."),
-                "direction": socket(T.DIRECTION, "Where to go in CLIP space (NADA Text Direction or NADA Image Direction)."),
+                "direction": socket(T.DIRECTION, "Where to go in CLIP space (NADA Text Direction or NADA Image "
+                                                 "Direction). Several targets (one per line in NADA Text Direction) "
+                                                 "train one compact domain each in the same run: set adapt to "
+                                                 "'domain' or 'stylespace' (they train with each layer's stored "
+                                                 "noise, as `nada train` does)."),
                 **{name: _setting_input(setting) for name, setting in NODE_SETTINGS.items()},
             },
             # optional, so API prompts written before they existed still validate
@@ -105,8 +111,10 @@ class NadaTrain:
               falloff: int, mixing: float, global_weight: float, angle_weight: float, seed: int,
               preview_every: int, preview_seeds: str, class_index: int = -1, snapshot_every: int = 0,
               adapt: str = "full"):
+        from nada_core.guidance.directions import DirectionSet
         from nada_core.media.images import to_comfy
         from nada_core.media.plots import draw_loss_plot
+        from nada_core.settings import optimizer_recipe
         from nada_core.training.config import TrainConfig
         from nada_core.training.metrics import DEFAULT_EVAL_SEEDS
         from nada_core.training.run import format_metrics, run_training
@@ -114,13 +122,26 @@ class NadaTrain:
 
         from .snapshots import Snapshots, run_label
 
+        several = isinstance(direction, DirectionSet)
+        if several and adapt == "full":
+            raise node_error(self, f"the direction holds {len(direction)} targets (one per line in NADA Text "
+                                   "Direction); several targets train one compact domain each: set adapt to "
+                                   "'domain' or 'stylespace', or give one target")
+        # lr 0 = auto, and a compact kind's plain Adam: the rule `nada train` follows (nada_core.settings).
+        optimizer = optimizer_recipe(adapt, lr)
         # Widget values go to the config as they are: TrainConfig checks them against the table.
-        config = TrainConfig(steps=steps, batch=batch, lr=lr, num_layers=layers, interval=interval, falloff=falloff,
+        config = TrainConfig(steps=steps, batch=batch, num_layers=layers, interval=interval, falloff=falloff,
                              mixing=mixing, global_weight=global_weight, angle_weight=angle_weight, seed=seed,
                              preview_every=preview_every, preview_seeds=preview_seeds, class_index=class_index,
-                             snapshot_every=snapshot_every, adapt=adapt)
+                             snapshot_every=snapshot_every, adapt=adapt, **optimizer,
+                             **({"noise_mode": "const"} if several else {}))
         comfy_bridge.free_memory()  # make room: ComfyUI may still hold diffusion models
-        trainer = NadaTrainer(generator, clip, direction, config, device=comfy_bridge.torch_device())
+        if several:
+            from nada_core.training.multi_target import MultiTargetTrainer
+
+            trainer = MultiTargetTrainer(generator, clip, list(direction), config, device=comfy_bridge.torch_device())
+        else:
+            trainer = NadaTrainer(generator, clip, direction, config, device=comfy_bridge.torch_device())
         bar = comfy_bridge.Progress(config.steps)
         snapshots = Snapshots(trainer, config.snapshot_every, run_label(direction))
 
@@ -128,8 +149,14 @@ class NadaTrain:
             snapshots.after_step(info.step)
             bar.update(info.step, _to_pil(grid) if grid is not None else None)
 
-        outcome = run_training(trainer, eval_seeds=DEFAULT_EVAL_SEEDS, on_progress=on_progress,
-                               should_stop=comfy_bridge.interrupt_requested)
+        if several:
+            from nada_core.training.multi_target import run_multi_training
+
+            outcome = run_multi_training(trainer, eval_seeds=DEFAULT_EVAL_SEEDS, on_progress=on_progress,
+                                         should_stop=comfy_bridge.interrupt_requested)
+        else:
+            outcome = run_training(trainer, eval_seeds=DEFAULT_EVAL_SEEDS, on_progress=on_progress,
+                                   should_stop=comfy_bridge.interrupt_requested)
         if outcome.interrupted:
             kept = snapshots.on_cancel()
             note = f"; kept as {snapshots.listed_name(kept)}" if kept is not None else ""
@@ -137,20 +164,36 @@ class NadaTrain:
             log.info("%s: training stopped at step %d of %d%s", self.DISPLAY_NAME, trainer.step_index,
                      config.steps, note)
             comfy_bridge.raise_interrupted(f"training stopped at step {trainer.step_index} of {config.steps}{note}")
+        done = trainer.step_index
         domain = None
         if trainer.adapter is None:
             adapted = trainer.export_generator()
+            text = format_metrics(outcome.after, title=f"NADA metrics after {done} steps")
+        elif several:  # one domain per target; the generator output shows the first
+            from nada_core.domains import apply_domains
+
+            domain = trainer.domains([{"metrics": t_scores} for t_scores in _target_scores(outcome.metrics)])
+            adapted = apply_domains(generator, [(domain[0], 1.0)])
+            text = "\n\n".join(format_metrics(after, title=f"{name!r}: NADA metrics after {done} steps")
+                                 for name, after in zip(direction.target_texts, outcome.after))
         else:  # compact: the input generator with the domain applied (shares its weights, copies nothing)
             from nada_core.domains import apply_domains
-            from nada_core.training.metrics import METRIC_NAMES
 
-            scores = {f"{k}_after": outcome.after[k] for k in METRIC_NAMES if outcome.after and k in outcome.after}
-            domain = trainer.domain(extra_metadata={"metrics": scores})
+            domain = trainer.domain(extra_metadata={"metrics": _scores(outcome.metrics)})
             adapted = apply_domains(generator, [(domain, 1.0)])
-        done = trainer.step_index
+            text = format_metrics(outcome.after, title=f"NADA metrics after {done} steps")
         plot = draw_loss_plot(outcome.loss_series, title=f"NADA training loss ({done} steps)")
-        text = format_metrics(outcome.after, title=f"NADA metrics after {done} steps")
         return (adapted, to_comfy(outcome.comparison()), _pil_to_comfy(plot), text, domain)
+
+
+def _scores(metrics: dict) -> dict:
+    """The before/after numbers (and their seeds) of a run's metrics, as a domain file stores them."""
+    return {k: v for k, v in metrics.items() if k.endswith(("_before", "_after")) or k == "eval_seeds"}
+
+
+def _target_scores(metrics: dict) -> list[dict]:
+    """:func:`_scores` of each target of a multi-target run."""
+    return [_scores(t) for t in metrics["targets"]]
 
 
 @register("NADA Metrics")
@@ -185,6 +228,12 @@ class NadaMetrics:
         from nada_core.training.metrics import evaluate
         from nada_core.training.run import format_metrics
 
+        from nada_core.guidance.directions import DirectionSet
+
+        if isinstance(direction, DirectionSet):
+            raise node_error(self, f"the direction holds {len(direction)} targets; NADA Metrics measures one "
+                                   "adaptation: connect a NADA Text Direction with the one target it aimed at "
+                                   "(NADA Train's metrics output already measures every target)")
         seed_list = parse_seeds(seeds)
         if len(seed_list) < 2:
             raise node_error(self, "give at least two seeds (diversity compares pairs), e.g. '1000-1015'")

@@ -11,12 +11,14 @@ foreign object into a NADA input):
 - ``NADA_CLIP``: a ``nada_core.guidance.clip.ClipModel`` or ``ClipEnsemble`` (one or several CLIP guides).
 - ``NADA_ENCODER``: a ``nada_core.encoders.Encoder`` (e4e / pSp / ReStyle, eval mode, ComfyUI's device).
 - ``NADA_DIRECTION``: the CLIP-space direction from ``nada_core.guidance.directions`` (from text or images),
-  which steers *training*.
+  which steers *training*; a ``DirectionSet`` (one direction per target line of NADA Text Direction)
+  trains one compact domain per target.
 - ``NADA_DIRECTIONS``: latent *editing* directions in W (not CLIP space): a
   ``nada_core.editing.semantic.Directions`` (``vectors [K, w_dim]``, ``values [K]``, method
   sefa/ganspace/file, default W+ layers, lineage) from NADA Find Directions or NADA Load Direction;
   NADA Apply Direction / NADA Direction Sweep move latents along one of them.
-- ``NADA_DOMAIN``: a compact ``nada_core.domains.Domain`` (a few kilobytes of style vectors).
+- ``NADA_DOMAIN``: a compact ``nada_core.domains.Domain`` (a few kilobytes of style vectors), or a
+  ``DomainSet`` (one per target of a multi-target NADA Train run; NADA Pick Domain selects one).
   A generator with domains applied (NADA Apply Domain) is a light copy sharing the base's weights.
 - Built-in ``IMAGE``: ``[B, H, W, C]`` float32 in [0, 1] on the CPU; ``STRING``; ``INT``...
 

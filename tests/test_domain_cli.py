@@ -34,6 +34,9 @@ def test_train_adapt_writes_a_domain_instead_of_a_generator(run):
     assert d.kind == "stylespace" and any(l.kind == "torgb" for l in d.layers)
     assert d.source_sha256 == sha256_file(gen)
     assert d.metadata["nada"]["settings"]["adapt"] == "stylespace"
+    # An explicit --lr keeps the compact recipe's plain Adam (StyleDomain: betas 0.9, 0.999; no 0.8 ratio).
+    settings = d.metadata["nada"]["settings"]
+    assert (settings["lr"], settings["betas"], settings["adam_ratio"]) == (0.05, [0.9, 0.999], 1.0)
     assert d.metadata["nada"]["clip_models"][0]["weight"] == 1.0
     assert "diversity_after" in d.metadata["metrics"]
 
@@ -105,6 +108,9 @@ def test_train_several_targets_writes_one_domain_each(run, tmp_path):
     assert cli.main(["train", "--generator", str(gen), "--clip", clip, "--source", "photo", "--target", "a",
                      "--target", "b", "--steps", "2", "--device", "cpu", "--out", str(tmp_path / "full"),
                      "--quiet"]) == 2  # several targets need a compact --adapt
+    assert cli.main(["train", "--generator", str(gen), "--clip", clip, "--source", "photo", "--target", "sketch",
+                     "--target", "Sketch", "--adapt", "domain", "--steps", "2", "--device", "cpu",
+                     "--out", str(tmp_path / "twice"), "--quiet"]) == 2  # a target given twice
 
 
 def test_a_domain_file_given_as_generator_says_what_it_is(run, tmp_path, capsys):

@@ -180,7 +180,7 @@ def test_several_targets_train_like_separate_runs_in_one_batched_pass(clip, tmp_
     # Files: one domain per target, previews with one row per target, resumable state.
     multi2 = MultiTargetTrainer(G, clip, dirs, _cfg(steps=2, adapt="stylespace", num_layers=2, preview_every=2),
                                 "cpu")
-    metrics = run_multi_training(multi2, tmp_path, eval_seeds=[1000, 1001])
+    metrics = run_multi_training(multi2, tmp_path, eval_seeds=[1000, 1001]).metrics
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["domain_oil_painting.safetensors", "domain_pencil_sketch.safetensors", "loss.png",
                      "metrics.json", "preview_000002.png", "train_state.safetensors"]

@@ -21,13 +21,31 @@ def test_config_defaults_are_the_table_defaults():
 @pytest.mark.parametrize("name, value", [
     ("truncation", math.nan), ("truncation", math.inf), ("lr", -math.inf), ("mixing", 1.01), ("steps", "10"),
     ("steps", True), ("batch", 1.0), ("seed", 2**32), ("num_layers", 65), ("noise_mode", "loud"),
-    ("mixed_precision", 1), ("betas", (0.5,)), ("global_weight", 101.0), ("lr", 0.0),
+    ("mixed_precision", 1), ("betas", (0.5,)), ("global_weight", 101.0), ("lr", -0.001),
 ])
 def test_bad_values_name_the_setting_and_the_allowed_range(name, value):
     with pytest.raises(InputError) as info:
         TRAIN.check(name, value)
     msg = str(info.value)
     assert msg.startswith(f"{TRAIN[name].label or name} must be ") and TRAIN[name].allowed() in msg and "\n" not in msg
+
+
+def test_lr_zero_is_auto_the_recipe_of_the_adapt_kind():
+    """lr 0 (the node's default) = the adapt kind's recipe, with the numbers the run uses stored in the config;
+    an explicit lr wins, and a compact kind keeps its plain Adam with it (the CLI's rule)."""
+    from nada_core.settings import ADAPT_RECIPES, optimizer_recipe
+
+    full = TrainConfig(lr=0.0)
+    assert (full.lr, full.betas, full.adam_ratio) == (0.002, (0.0, 0.99), 0.8)  # the official default run
+    assert full.to_dict() == TrainConfig().to_dict()
+    for kind, lr in (("domain", 0.1), ("stylespace", 0.05)):
+        cfg = TrainConfig(lr=0.0, adapt=kind)
+        assert (cfg.lr, cfg.betas, cfg.adam_ratio) == (lr, (0.9, 0.999), 1.0) == tuple(ADAPT_RECIPES[kind].values())
+        assert (cfg.adam_lr, cfg.adam_betas) == (lr, (0.9, 0.999))  # plain torch Adam, as the reference code
+        assert optimizer_recipe(kind, 0.02) == {"lr": 0.02, "betas": (0.9, 0.999), "adam_ratio": 1.0}
+    assert optimizer_recipe("full", 0.01, adam_ratio=0.5) == {"lr": 0.01, "betas": (0.0, 0.99), "adam_ratio": 0.5}
+    with pytest.raises(InputError, match="adapt must be"):
+        optimizer_recipe("lora")
 
 
 def test_good_values_are_normalised():

@@ -85,14 +85,13 @@ def _config_from_args(args, saved: dict | None):
     if not saved and len(getattr(args, "target", None) or []) > 1:
         # several targets share each step's frozen pass, which needs every layer's stored noise
         base.setdefault("noise_mode", "const")
-    if not saved and base.get("adapt", "full") != "full":
-        from ..training.adapt import COMPACT_RECIPES
+    if not saved:
+        from ..settings import TRAIN, optimizer_recipe
 
-        recipe = COMPACT_RECIPES[base["adapt"]]  # compact vectors need a far larger step than weights
-        base.setdefault("lr", recipe["lr"])
-        base.setdefault("betas", recipe["betas"])
-        if "lr" not in {n for n in _TRAINING_FLAGS if getattr(args, n) is not None}:
-            base.setdefault("adam_ratio", 1.0)  # the recipes' numbers are plain Adam's, not the official 0.8 scaling
+        # Every optimiser setting not given (--lr absent or 0) comes from the adapt kind's recipe: compact
+        # vectors need a far larger step than weights, with plain Adam (the same rule as NADA Train).
+        adapt = TRAIN.check("adapt", base.get("adapt", TRAIN["adapt"].default))
+        base.update(optimizer_recipe(adapt, base.get("lr"), base.get("betas"), base.get("adam_ratio")))
     return TrainConfig.from_dict(base)
 
 
@@ -130,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from ..formats.checkpoints import load_generator
     from ..guidance.clip import load_clip_ensemble
     from ..devices import resolve_device
-    from ..guidance.directions import image_direction, text_direction
+    from ..guidance.directions import DirectionSet, image_direction, text_direction, text_directions
     from ..errors import InputError
     from ..media.images import load_image
     from ..seeds import parse_seeds
@@ -171,8 +170,11 @@ def run(args: argparse.Namespace) -> int:
             [saved_extra["target"]] if saved_extra.get("target") is not None else [])
         if source is None or not targets:
             raise InputError("describe the change: pass --source TEXT and --target TEXT (or --target-images DIR)")
-        directions = [text_direction(guide, source, t, templates=template_set if templates else False)
-                      for t in targets]
+        if len(targets) > 1:  # one domain per target: the checks NADA Text Direction makes on its lines too
+            got = text_directions(guide, source, "\n".join(targets), templates=template_set if templates else False)
+            directions = list(got) if isinstance(got, DirectionSet) else [got]
+        else:
+            directions = [text_direction(guide, source, targets[0], templates=template_set if templates else False)]
         direction = directions[0]
 
     if not target_images and len(directions) > 1:
@@ -223,7 +225,7 @@ def _run_multi(trainer, out: Path, eval_seeds, args, say) -> int:
 
     bar = ProgressBar(trainer.config.steps, trainer.step_index, enabled=not args.quiet)
     try:
-        m = run_multi_training(trainer, out, eval_seeds=eval_seeds, on_progress=bar)
+        m = run_multi_training(trainer, out, eval_seeds=eval_seeds, on_progress=bar).metrics
     finally:
         bar.close()
     files = [v for k, v in m["paths"].items() if k != "state"]

@@ -66,6 +66,44 @@ class Domain:
         }
 
 
+@dataclasses.dataclass(frozen=True)
+class DomainSet:
+    """Several domains trained in one run (one per target), in target order. Each domain's ``name``
+    is its target reduced to a file-name-safe slug (``pencil_sketch``); NADA Save Domain writes one
+    file per domain, NADA Pick Domain selects one."""
+
+    domains: tuple[Domain, ...]
+
+    def __len__(self) -> int:
+        return len(self.domains)
+
+    def __iter__(self):
+        return iter(self.domains)
+
+    def __getitem__(self, index: int) -> Domain:
+        return self.domains[index]
+
+    @property
+    def names(self) -> list[str]:
+        return [d.name or f"target{i}" for i, d in enumerate(self.domains)]
+
+    def pick(self, index: int) -> Domain:
+        """Domain ``index`` (0-based), or one :class:`InputError` line listing the choices."""
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(self.domains):
+            listed = ", ".join(f"{i} = {n}" for i, n in enumerate(self.names))
+            raise InputError(f"index {index!r} is not one of this run's {len(self.domains)} domains ({listed})")
+        return self.domains[index]
+
+
+def as_domain_list(item: Any) -> list[Domain]:
+    """A :class:`Domain` or a :class:`DomainSet` -> its domains (anything else: one InputError line)."""
+    if isinstance(item, Domain):
+        return [item]
+    if isinstance(item, DomainSet):
+        return list(item.domains)
+    raise InputError(f"expected a compact domain, got {type(item).__name__}")
+
+
 def new_domain(G: Any, kind: str, include_torgb: bool = False, metadata: dict | None = None) -> Domain:
     """A zero domain (the identity) for ``G``: every conv, plus the toRGBs with ``include_torgb``."""
     from ..formats.checkpoints import lineage_sha256
@@ -77,4 +115,4 @@ def new_domain(G: Any, kind: str, include_torgb: bool = False, metadata: dict | 
     return Domain(kind, layers, values, lineage_sha256(G), arch, dict(metadata or {}))
 
 
-__all__ = ["Domain", "new_domain"]
+__all__ = ["Domain", "DomainSet", "as_domain_list", "new_domain"]

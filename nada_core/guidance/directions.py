@@ -229,6 +229,55 @@ def text_direction(clip, source: str, target: str, templates: bool | str | Seque
                      {"template_list": kind})
 
 
+@dataclass(frozen=True)
+class DirectionSet:
+    """Several text directions from one source, one per target, in the order given (NADA Text Direction
+    with one target per line). Training with a compact adapt makes one domain per direction in one
+    run (:mod:`nada_core.training.multi_target`)."""
+
+    directions: tuple[Direction, ...]
+
+    def __len__(self) -> int:
+        return len(self.directions)
+
+    def __iter__(self):
+        return iter(self.directions)
+
+    def __getitem__(self, index: int) -> Direction:
+        return self.directions[index]
+
+    @property
+    def target_texts(self) -> list[str]:
+        return [d.target_text or f"target {i}" for i, d in enumerate(self.directions)]
+
+
+def target_lines(text: str) -> list[str]:
+    """The targets of a multi-line prompt: one per non-empty line, stripped, in order."""
+    return [line.strip() for line in str(text).splitlines() if line.strip()]
+
+
+def text_directions(clip, source: str, targets: str, templates: bool | str | Sequence[str] = True
+                    ) -> Direction | DirectionSet:
+    """One target (a single line): :func:`text_direction` exactly as before; one target per line: a
+    :class:`DirectionSet` of one direction per line (at most :data:`MAX_TARGETS`, no line twice)."""
+    lines = target_lines(targets)
+    if len(lines) <= 1:
+        return text_direction(clip, source, targets, templates=templates)
+    if len(lines) > MAX_TARGETS:
+        raise InputError(f"{len(lines)} target lines; one run trains at most {MAX_TARGETS} domains (each adds a "
+                         "batch to every step): split them over several runs")
+    seen: set[str] = set()
+    for line in lines:
+        if line.casefold() in seen:
+            raise InputError(f"target {line!r} is given twice; give each target once, one per line")
+        seen.add(line.casefold())
+    return DirectionSet(tuple(text_direction(clip, source, line, templates=templates) for line in lines))
+
+
+#: Targets one multi-target run may train (each renders its own batch every step).
+MAX_TARGETS = 16
+
+
 def _image_batches(images) -> list[torch.Tensor]:
     """Target images as a list of ``[1, 3, H, W]`` in [0, 1]; validates shape and values."""
     if isinstance(images, torch.Tensor):
@@ -331,5 +380,6 @@ def image_direction(clip, target_images, G_frozen=None, *, source_images: torch.
     return Direction(vectors, tgt_means, src_means, "image", None, None, False, 1, details)
 
 
-__all__ = ["DEFAULT_TEMPLATES", "Direction", "Guide", "apply_templates", "mean_text_embedding", "text_direction",
+__all__ = ["DEFAULT_TEMPLATES", "Direction", "DirectionSet", "Guide", "MAX_TARGETS", "target_lines",
+           "text_directions", "apply_templates", "mean_text_embedding", "text_direction",
            "image_direction", "sample_source_images", "template_list", "MIN_DIRECTION_NORM"]

@@ -26,10 +26,6 @@ from ..domains.domain import Domain
 from ..domains.layers import StyleLayer, style_layers
 
 ADAPT_KINDS = ("full", "domain", "stylespace")
-#: The reference recipes' Adam settings for compact domains (HyperDomainNet: lr 0.1, StyleDomain's
-#: StyleSpace offsets: 0.05, both betas (0.9, 0.999)); ``nada train`` uses them when --lr is not given.
-COMPACT_RECIPES = {"domain": {"lr": 0.1, "betas": (0.9, 0.999)},
-                   "stylespace": {"lr": 0.05, "betas": (0.9, 0.999)}}
 
 
 class _TrainEdit:
@@ -166,4 +162,4 @@ def make_adapter(config, G_frozen: Any, targets: int = 1) -> DomainAdapter | Non
     return DomainAdapter(G_frozen, kind, include_torgb=config.train_torgb, targets=targets)
 
 
-__all__ = ["ADAPT_KINDS", "COMPACT_RECIPES", "DomainAdapter", "make_adapter"]
+__all__ = ["ADAPT_KINDS", "DomainAdapter", "make_adapter"]

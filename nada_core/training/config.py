@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..errors import InputError
-from ..settings import TRAIN
+from ..settings import AUTO_LR, TRAIN, optimizer_recipe
 from .freezing import FreezeOptions, LayerSchedule, parse_layers
 
 _D = TRAIN.defaults()
@@ -33,6 +33,8 @@ class TrainConfig:
     ``snapshot_every`` (0 = off) saves the generator under ``snapshots/`` every N steps.
     ``adapt``: ``full`` (the synthesis weights) or a compact domain, ``domain`` / ``stylespace``
     (:mod:`nada_core.training.adapt`).
+    ``lr`` 0 is "auto": the recipe of ``adapt`` (:data:`nada_core.settings.ADAPT_RECIPES`; for a compact
+    kind its betas and plain Adam too); the config then holds the numbers it runs with.
     ``adam_ratio``: Adam runs at ``lr * adam_ratio`` with ``betas ** adam_ratio`` (0.8: the official
     code's rosinality-derived optimiser). ``train_const``: ``"auto"`` (constant trains when every
     layer does), ``"on"``, ``"off"``. ``select_chunk``: codes per chunk of a selection pass (0 = batch).
@@ -85,6 +87,11 @@ class TrainConfig:
         naming the first bad setting and its allowed range); normalise types in place."""
         for f in dataclasses.fields(self):
             setattr(self, f.name, TRAIN.check(f.name, getattr(self, f.name)))
+        if self.lr == AUTO_LR:  # auto: the adapt kind's recipe (a compact kind's plain Adam included)
+            recipe = optimizer_recipe(self.adapt)
+            self.lr = recipe["lr"]
+            if self.adapt != "full":
+                self.betas, self.adam_ratio = recipe["betas"], recipe["adam_ratio"]
         if self.directional_weight + self.global_weight + self.angle_weight <= 0:
             raise InputError("all loss weights are 0; set directional_weight (the NADA loss) above 0")
         return self

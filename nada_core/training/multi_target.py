@@ -14,6 +14,7 @@ every domain. ``noise_mode`` must be ``const`` (random noise could not be replay
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -28,8 +29,9 @@ from .state import STATE_FILE, describe_direction
 from .trainer import NadaTrainer, NonFiniteLossError, ProgressInfo
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40] or "target"
+def target_slug(text: str) -> str:
+    """A target prompt as a file-name-safe name: ``"Oil painting!"`` -> ``oil_painting`` (40 characters at most)."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40].strip("_") or "target"
 
 
 class MultiTargetTrainer(NadaTrainer):
@@ -90,19 +92,34 @@ class MultiTargetTrainer(NadaTrainer):
         return self.G_train
 
     def domain(self, target: int = 0, extra_metadata: dict | None = None):
+        """Target ``target``'s domain, named by its target (:meth:`target_names`)."""
         d = super().domain(target, extra_metadata)
         d.metadata["nada"]["direction"] = describe_direction(self.directions[target])
         d.metadata["nada"]["target_index"] = target
+        d.name = self.target_names()[target]
         return d
 
-    def domain_file_names(self) -> list[str]:
+    def domains(self, extra_metadata: list[dict] | None = None):
+        """Every target's domain, as a :class:`~nada_core.domains.DomainSet` (target order)."""
+        from ..domains.domain import DomainSet
+
+        return DomainSet(tuple(self.domain(t, extra_metadata[t] if extra_metadata else None)
+                               for t in range(self.num_targets)))
+
+    def target_names(self) -> list[str]:
+        """One distinct file-name-safe name per target: its slug (``pencil_sketch``), ``_<index>`` added
+        where two targets reduce to the same slug."""
         names: list[str] = []
         for t, d in enumerate(self.directions):
-            stem = "domain_" + _slug(getattr(d, "target_text", None) or f"target{t}")
+            stem = target_slug(getattr(d, "target_text", None) or f"target{t}")
             if stem in names:
                 stem = f"{stem}_{t}"
             names.append(stem)
         return names
+
+    def domain_file_names(self) -> list[str]:
+        """``domain_<target name>`` per target: the files ``nada train`` writes."""
+        return [f"domain_{n}" for n in self.target_names()]
 
     def save(self, out_dir, extra_metadata: list[dict] | None = None) -> dict[str, Path]:
         out = Path(out_dir)
@@ -123,13 +140,35 @@ class MultiTargetTrainer(NadaTrainer):
         return first
 
 
+@dataclasses.dataclass
+class MultiRunOutcome:
+    """What a multi-target run produced: ``metrics`` (the JSON-able summary written as ``metrics.json``,
+    ``targets`` holding each target's before/after numbers, ``paths`` with an out_dir), ``after``: each
+    target's raw :func:`~nada_core.training.metrics.evaluate` dict (None where skipped), ``interrupted``,
+    ``loss_series`` (``{curve: [value per step]}``) and the ``trainer``."""
+
+    metrics: dict
+    after: list[dict | None]
+    interrupted: bool
+    loss_series: dict[str, list[float]]
+    trainer: MultiTargetTrainer
+
+    def comparison(self) -> torch.Tensor:
+        """``[1, 3, H, W]``: the source row, then one row per target (preview seeds)."""
+        from .run import comparison_image
+
+        return comparison_image(self.trainer.preview())
+
+
 def run_multi_training(trainer: MultiTargetTrainer, out_dir: str | Path | None = None,
                        eval_seeds: Sequence[int] | None = None,
                        on_progress: Callable[[ProgressInfo, torch.Tensor | None], None] | None = None,
-                       should_stop: Callable[[], bool] | None = None) -> dict:
+                       should_stop: Callable[[], bool] | None = None,
+                       catch_interrupt: bool = True) -> MultiRunOutcome:
     """The multi-target counterpart of :func:`~nada_core.training.run.run_training`: previews, the
-    loop, then one domain file per target (its own before/after metrics inside), the state,
-    ``loss.png`` and ``metrics.json`` (``targets``: per-target metrics). Returns the metrics dict."""
+    loop, then (with ``out_dir``) one domain file per target (its own before/after metrics inside),
+    the state, ``loss.png`` and ``metrics.json`` (``targets``: per-target metrics). A NaN/inf loss
+    is re-raised after the last good vectors are saved; after a stop the "after" metrics are skipped."""
     from ..atomic import atomic_write_text
     from ..media.images import save_png
     from ..media.plots import save_loss_plot
@@ -139,6 +178,7 @@ def run_multi_training(trainer: MultiTargetTrainer, out_dir: str | Path | None =
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    c = trainer.c  # the class a conditional generator is adapted for
 
     def step_done(info: ProgressInfo) -> None:
         grid = comparison_image(info.preview) if info.preview is not None else None
@@ -147,37 +187,51 @@ def run_multi_training(trainer: MultiTargetTrainer, out_dir: str | Path | None =
         if on_progress is not None:
             on_progress(info, grid)
 
+    before = [evaluate(trainer.G_frozen, trainer.G_frozen, trainer.clip, d, eval_seeds, c=c)
+              for d in trainer.directions] if eval_seeds else [None] * trainer.num_targets
     failure = None
     result = None
     try:
-        result = trainer.run(on_progress=step_done, should_stop=should_stop, out_dir=out)
+        result = trainer.run(on_progress=step_done, should_stop=should_stop, out_dir=out,
+                             catch_interrupt=catch_interrupt)
     except NonFiniteLossError as err:
         failure = err
     interrupted = bool(result.interrupted) if result is not None else False
-    per_target = []
-    for t, d in enumerate(trainer.directions):
-        scores: dict = {}
-        if eval_seeds and not interrupted:
-            before = evaluate(trainer.G_frozen, trainer.G_frozen, trainer.clip, d, eval_seeds)
-            after = evaluate(trainer.G_frozen, trainer.view(t), trainer.clip, d, eval_seeds)
-            trainer.adapter.active = None
-            for key in METRIC_NAMES:
-                scores[f"{key}_before"], scores[f"{key}_after"] = before[key], after[key]
+    per_target: list[dict] = [{} for _ in trainer.directions]
+    after: list[dict | None] = [None] * trainer.num_targets
+    try:
+        for t, d in enumerate(trainer.directions):
+            if before[t] is None:
+                continue
+            scores = per_target[t]
             scores["eval_seeds"] = list(eval_seeds)
-        per_target.append(scores)
+            for key in METRIC_NAMES:
+                scores[f"{key}_before"] = before[t][key]
+            if interrupted:  # after a stop, exit promptly; after a NaN, measure the last good vectors
+                continue
+            after[t] = evaluate(trainer.G_frozen, trainer.view(t), trainer.clip, d, eval_seeds, c=c)
+            for key in METRIC_NAMES:
+                scores[f"{key}_after"] = after[t][key]
+    except KeyboardInterrupt:
+        if not catch_interrupt:
+            raise
+        interrupted = True
+    finally:
+        trainer.adapter.active = None
     metrics = {"steps": trainer.step_index, "total_steps": trainer.config.steps, "interrupted": interrupted,
                "failed": str(failure) if failure else None, "device": str(trainer.device),
                "seconds_per_step": result.seconds_per_step if result and result.history else None,
                "targets": [{"direction": describe_direction(d), **s} for d, s in zip(trainer.directions, per_target)]}
+    series = loss_series(trainer.history)
     if out is not None:
         paths = trainer.save(out, [{"metrics": s} for s in per_target])
         if trainer.history:
-            save_loss_plot(loss_series(trainer.history), out / "loss.png", title="nada train: several targets")
+            save_loss_plot(series, out / "loss.png", title="nada train: several targets")
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         metrics["paths"] = {k: str(v) for k, v in paths.items()}
     if failure is not None:
         raise failure
-    return metrics
+    return MultiRunOutcome(metrics, after, interrupted, series, trainer)
 
 
-__all__ = ["MultiTargetTrainer", "run_multi_training"]
+__all__ = ["MultiRunOutcome", "MultiTargetTrainer", "run_multi_training", "target_slug"]

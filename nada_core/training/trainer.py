@@ -471,8 +471,10 @@ class NadaTrainer:
         meta = self.metadata()
         if extra_metadata:
             meta.update(extra_metadata)
-        self._tag_generator(self.G_train, meta)
-        save_generator(self.G_train, path, metadata=meta)
+        # A compact run's G_train renders through hooks on the frozen weights: save it baked.
+        G = self.G_train if self.adapter is None else self.export_generator()
+        self._tag_generator(G, meta)
+        save_generator(G, path, metadata=meta)
         return Path(path)
 
     def domain(self, target: int = 0, extra_metadata: dict | None = None):
