@@ -64,6 +64,13 @@ def check_domain(domain: Domain, G: Any) -> None:
     from ..editing.latents import short_sha
 
     label = f"domain {domain.name!r}" if domain.name else "the domain"
+    if domain.architecture:  # StyleGAN2 / StyleGAN3-T / -R: named, first: the plainest message
+        from ..models.registry import architecture_label
+
+        trained, here = architecture_label(domain.architecture), architecture_label(G)
+        if trained != here:
+            raise CheckpointError(f"{label} was trained on a {trained} generator, this one is {here}; apply it to "
+                                  f"a {trained} generator of the source it was trained on")
     lineage = lineage_sha256(G)
     if domain.source_sha256 and lineage and domain.source_sha256 != lineage:
         raise CheckpointError(f"{label} was trained on generator {short_sha(domain.source_sha256)}, but this "

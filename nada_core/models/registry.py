@@ -27,6 +27,19 @@ def is_stylegan3(obj: Any) -> bool:
     return architecture_of(obj) == STYLEGAN3
 
 
+def architecture_label(config: Any) -> str:
+    """``"StyleGAN2"``, ``"StyleGAN3-T"`` or ``"StyleGAN3-R"`` for a generator, a config or a config's
+    ``to_dict()`` (as stored in files)."""
+    if isinstance(config, dict):
+        if config.get("architecture", STYLEGAN2) != STYLEGAN3:
+            return "StyleGAN2"
+        return "StyleGAN3-R" if config.get("use_radial_filters") else "StyleGAN3-T"
+    cfg = getattr(config, "config", config)
+    if not isinstance(cfg, StyleGAN3Config):
+        return "StyleGAN2"
+    return "StyleGAN3-R" if cfg.use_radial_filters else "StyleGAN3-T"
+
+
 def build_generator(config: AnyConfig) -> AnyGenerator:
     """A freshly initialised generator of the class ``config`` describes."""
     if isinstance(config, StyleGAN3Config):
