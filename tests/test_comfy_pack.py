@@ -149,6 +149,13 @@ def test_shipped_workflow_validates_and_runs(comfy, name):
         save_id = next(i for i, n in api.items() if n["class_type"] == "NadaSaveGenerator")
         saved = outputs[save_id]["text"][0]
         assert (comfy.user_stylegan / saved).is_file() or (comfy.base / "models" / "stylegan" / saved).is_file()
+    if name == "several_domains":  # one file per target line, then the second one picked and rendered
+        save_id = next(i for i, n in api.items() if n["class_type"] == "NadaSaveDomain")
+        saved = outputs[save_id]["text"][0].splitlines()
+        assert [s.split(".")[0].split("_0")[0] for s in saved] == ["ffhq_pencil_sketch", "ffhq_oil_painting",
+                                                                  "ffhq_watercolor_painting"]
+        folders = [comfy.base / "models" / "stylegan" / "domains", comfy.user_stylegan / "domains"]
+        assert all(any((f / s).is_file() for f in folders) for s in saved), saved
     if name == "domain_morph":
         from PIL import Image
 

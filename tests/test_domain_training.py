@@ -196,3 +196,48 @@ def test_several_targets_train_like_separate_runs_in_one_batched_pass(clip, tmp_
     assert resumed.step_index == 2
     with pytest.raises(InputError, match="compact"):
         MultiTargetTrainer(G, clip, dirs, _cfg(adapt="full"), "cpu")
+
+
+def test_several_targets_stop_snapshot_resume_exactly_and_keep_the_last_good_vectors_on_nan(clip, monkeypatch,
+                                                                                           tmp_path):
+    """A multi-target run stopped after 2 of 3 steps keeps both domains, snapshots and its state; resuming
+    gives the same vectors as the straight run; a NaN loss re-raises after saving the last good vectors."""
+    from nada_core.guidance.directions import text_direction
+    from nada_core.training.multi_target import MultiTargetTrainer, run_multi_training
+
+    dirs = [text_direction(clip, "photo", t, templates=False) for t in ("pencil sketch", "oil painting")]
+    G = tiny_generator(16)
+    cfg = dict(steps=3, num_layers=2, adapt="stylespace", snapshot_every=1, mixing=0.5)
+    straight = MultiTargetTrainer(G, clip, dirs, _cfg(**cfg), "cpu")
+    straight.run()
+    calls = {"n": 0}
+
+    def stop():
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    part = MultiTargetTrainer(G, clip, dirs, _cfg(**cfg), "cpu")
+    outcome = run_multi_training(part, tmp_path, eval_seeds=[1000, 1001], should_stop=stop)
+    assert outcome.interrupted and part.step_index == 2 and outcome.after == [None, None]
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == [
+        f"domain_{t}_00000{s}.safetensors" for t in ("oil_painting", "pencil_sketch") for s in (1, 2)]
+    kept = load_domain(tmp_path / "domain_oil_painting.safetensors")
+    assert all(torch.equal(kept.values[k], part.domain(1).values[k]) for k in kept.values)
+    assert "directional_similarity_before" in kept.metadata["metrics"]  # "after" skipped after a stop
+    resumed = MultiTargetTrainer(G, clip, dirs, _cfg(**cfg), "cpu").load_state(tmp_path)
+    resumed.run()
+    for t in range(2):
+        a, b = resumed.domain(t), straight.domain(t)
+        assert all(torch.equal(a.values[k], b.values[k]) for k in a.values)
+    assert resumed.history == straight.history
+    # NaN guard: the step is refused, the files hold the vectors of the last good step.
+    nan_run = MultiTargetTrainer(G, clip, dirs, _cfg(**{**cfg, "snapshot_every": 0}), "cpu")
+    nan_run.step()
+    good = [nan_run.domain(t) for t in range(2)]
+    original = clip.encode_image
+    monkeypatch.setattr(clip, "encode_image", lambda img: original(img) * float("nan"))
+    with pytest.raises(NonFiniteLossError, match="step 2"):
+        run_multi_training(nan_run, tmp_path / "nan")
+    for t, name in enumerate(("pencil_sketch", "oil_painting")):
+        saved = load_domain(tmp_path / "nan" / f"domain_{name}.safetensors")
+        assert all(torch.equal(saved.values[k], good[t].values[k]) for k in saved.values)

@@ -21,7 +21,7 @@ REQUIRED_NODES = {
     "NadaLoadGenerator", "NadaLoadCLIP", "NadaTextDirection", "NadaImageDirection", "NadaTrain",
     "NadaSaveGenerator", "NadaLatentFromSeeds", "NadaRender", "NadaSample", "NadaInterpolateLatents",
     "NadaStyleMix", "NadaBlendGenerators", "NadaInvertImage", "NadaSaveLatent", "NadaLoadLatent", "NadaMetrics",
-    "NadaBlendFrames", "NadaLoadImageFolder", "NadaLoadDomain", "NadaApplyDomain", "NadaSaveDomain",
+    "NadaBlendFrames", "NadaLoadImageFolder", "NadaLoadDomain", "NadaApplyDomain", "NadaSaveDomain", "NadaPickDomain",
 }
 OUTPUT_NODES = {"NadaSaveGenerator", "NadaSaveLatent", "NadaMetrics", "NadaSaveDomain"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
@@ -112,7 +112,10 @@ def test_function_signature_matches_inputs(name):
 
 def test_paper_defaults():
     train = NODE_CLASS_MAPPINGS["NadaTrain"].INPUT_TYPES()["required"]
-    assert train["lr"][1]["default"] == 0.002
+    from nada_core.training.config import TrainConfig
+
+    # lr 0 = auto: with the default adapt (full) the paper's 0.002, Adam at 0.0016 as the official code.
+    assert train["lr"][1]["default"] == 0.0 and TrainConfig(lr=train["lr"][1]["default"]).adam_lr == 0.002 * 0.8
     assert train["batch"][1]["default"] == 2
     assert train["steps"][1]["default"] == 300
     assert train["mixing"][1]["default"] == 0.0  # the official code's default (0.9 only for shape changes)

@@ -40,7 +40,7 @@ PICTURES_DIR = REPO / "docs" / "workflows"
 THUMBNAIL_MAX = (480, 320)  # px; the Templates browser shows small cards
 THUMBNAIL_QUALITY = 82
 WORKFLOW_NAMES = ("text_to_domain", "images_to_domain", "invert_and_translate", "encode_and_translate",
-                  "domain_morph", "sample_saved_domain", "edit_in_domain", "domain_mixer")
+                  "domain_morph", "sample_saved_domain", "edit_in_domain", "domain_mixer", "several_domains")
 
 # Model file names as a user would have them (see the README for where they come from).
 FFHQ = "stylegan2-ffhq-config-f.pt"
@@ -412,6 +412,42 @@ Applies two **domain files** (a few kilobytes each) to the FFHQ generator on one
             Node(8, "SaveImage", (1070, 30), {"filename_prefix": "nada/domain_mix"}, {"images": (7, 0)},
                  size=(480, 300)),
             Node(9, "PreviewAny", (700, 330), {}, {"source": (2, 1)}, title="Domain A", size=(340, 160)),
+        ],
+        note_pos=(0, 30), note_size=(660, 230),
+    ),
+    "several_domains": Workflow(
+        "several_domains",
+        "Several domains in one run: one compact domain per target line",
+        _note(f"""
+### Several domains in one run (compact domains)
+**NADA Text Direction** takes one target per line; **NADA Train** with *adapt* `domain` trains one domain file
+(a few kilobytes) per line in the same run, sharing each step's source pass.
+
+- Needs `models/stylegan/{FFHQ}` and the CLIP folder `models/open_clip/{CLIP_FOLDER}`.
+- *lr* 0 = auto: 0.1 for `domain`, 0.05 for `stylespace` (the reference recipes), 0.002 for `full`.
+- **NADA Save Domain** writes `models/stylegan/domains/ffhq_<target>.safetensors`, one per line.
+- **NADA Pick Domain** selects one (*index* 0 = first line) for **NADA Apply Domain**."""),
+        [
+            Node(1, "NadaLoadGenerator", (0, 300), {"generator_name": FFHQ, "weights": "EMA"}),
+            Node(2, "NadaLoadCLIP", (0, 480), {"clip_name": CLIP_FOLDER, "model_name": "ViT-B-32"}),
+            Node(3, "NadaTextDirection", (350, 480), {"source_text": "photo",
+                                                      "target_text": "pencil sketch\noil painting\nwatercolor painting",
+                                                      "templates": True}, {"clip": (2, 0)}, size=(320, 260)),
+            # tall enough for the live preview (one row per target) it shows while and after training
+            Node(4, "NadaTrain", (700, 30), {"steps": 300, "batch": 2, "lr": 0.0, "layers": "all", "seed": 0,
+                                             "preview_every": 20, "preview_seeds": "0-3", "adapt": "domain"},
+                 {"generator": (1, 0), "clip": (2, 0), "direction": (3, 0)}, size=(340, 760)),
+            Node(5, "NadaSaveDomain", (1080, 30), {"file_name": "ffhq", "overwrite": False}, {"domain": (4, 4)}),
+            Node(6, "SaveImage", (1080, 240), {"filename_prefix": "nada/several_domains_comparison"},
+                 {"images": (4, 1)}, title="Source (top), one row per target", size=(460, 360)),
+            Node(7, "PreviewAny", (1080, 640), {}, {"source": (4, 3)}, title="Metrics per target", size=(460, 420)),
+            Node(8, "NadaPickDomain", (1580, 30), {"index": 1}, {"domains": (4, 4)}, title="Second target"),
+            Node(9, "NadaApplyDomain", (1580, 240), {"strength": 0.8, "layers": ""},
+                 {"generator": (1, 0), "domain": (8, 0)}),
+            Node(10, "NadaLatentFromSeeds", (1580, 450), {"seeds": "0-7", "truncation": 0.7}, {"generator": (1, 0)}),
+            Node(11, "NadaRender", (1580, 640), {"noise_mode": "const"}, {"generator": (9, 0), "latent": (10, 0)}),
+            Node(12, "SaveImage", (0, 800), {"filename_prefix": "nada/several_domains_picked"}, {"images": (11, 0)},
+                 title="Seeds 0-7, second domain at 0.8", size=(660, 300)),
         ],
         note_pos=(0, 30), note_size=(660, 230),
     ),

@@ -130,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
                 results[name] = res["history"]["outputs"]
         finally:
             worker.close()
-        return _write_pictures(base, results, only)
+        return _write_pictures(base, results)
     finally:
         shutil.rmtree(base, ignore_errors=True)  # unlinks the custom_nodes symlink, never follows it
 
 
-def _write_pictures(base: Path, results: dict, only: set[str] = frozenset()) -> int:
+def _write_pictures(base: Path, results: dict) -> int:
     from PIL import Image
 
     from workflows.build_workflows import PORTRAIT
@@ -192,6 +192,11 @@ def _write_pictures(base: Path, results: dict, only: set[str] = frozenset()) -> 
             [("8 seeds, both domains applied", grid(images("domain_mixer", 8), 4))],
             CAPTION.format(name="domain_mixer").replace("test models", "test models and random domain files"),
             text=text("domain_mixer", 9)),
+        "several_domains": lambda: compose(
+            "several_domains: three targets trained in one run; the second one picked and applied",
+            [("NADA Train: source (top), one row per target", images("several_domains", 6)[0]),
+             ("seeds 0-7, second domain at strength 0.8", grid(images("several_domains", 12), 4))],
+            CAPTION.format(name="several_domains"), text=text("several_domains", 7)),
         "edit_in_domain": lambda: compose(
             "edit_in_domain: one SeFa direction found on the source, applied in both domains",
             [("edited, source generator", grid(images("edit_in_domain", 8), 2)),
