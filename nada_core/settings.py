@@ -287,7 +287,8 @@ TRAIN = Table([
     Setting("adapt", "choice", "full", "what training changes: full = the synthesis weights (a whole generator); "
             "domain = one multiplier per style channel (HyperDomainNet), stylespace = one offset per style channel "
             "(StyleDomain): a few-kilobyte domain.safetensors; compact kinds want a much larger lr (0.1 domain, 0.05 "
-            "stylespace; the CLI uses these when --lr is not given)", choices=("full", "domain", "stylespace")),
+            "stylespace, plain Adam): lr 0 = auto (the node's default; on the CLI: no --lr) picks them",
+            choices=("full", "domain", "stylespace")),
     Setting("train_torgb", "bool", False, "also train the toRGB layers of selected entries (official code: no; with a compact adapt: include the toRGB styles)"),
     # The official code unfreezes a chosen rosinality StyledConv whole, its style affine ("modulation") included.
     Setting("train_affine", "bool", True, "also train the style affines of selected layers (official code: yes)"),
