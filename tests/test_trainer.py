@@ -446,7 +446,7 @@ def test_export_generator_is_independent(clip, direction, tmp_path):
 
 
 @pytest.mark.parametrize("bad, word", [
-    (dict(steps=0), "steps"), (dict(batch=0), "batch"), (dict(lr=0.0), "lr"), (dict(lr=-1e-3), "lr"),
+    (dict(steps=0), "steps"), (dict(batch=0), "batch"), (dict(lr=11.0), "lr"), (dict(lr=-1e-3), "lr"),
     (dict(lr=float("nan")), "lr"), (dict(num_layers=0), "layers"), (dict(num_layers="some"), "layers"),
     (dict(interval=0), "interval"), (dict(falloff=-1), "falloff"), (dict(mixing=1.5), "mixing"),
     (dict(betas=(1.0, 0.9)), "betas"), (dict(truncation=0.0), "truncation"),
