@@ -67,6 +67,7 @@ class Setting:
     step: float | None = None
     widget_min: float | None = None
     what: str = ""  # what the setting is, in words, appended to error messages
+    default_text: str = ""  # the default as CLI help shows it, where the value depends on other settings
     label: str = ""  # the name users know it by (CLI flag / node input), used in messages; default name
 
 
@@ -189,7 +190,8 @@ class Table:
         for name in names:
             s = self.rows[name]
             flags = [s.cli_flag, *s.aliases]
-            default_txt = s.default if not isinstance(s.default, tuple) else ",".join(map(str, s.default))
+            default_txt = s.default_text or (s.default if not isinstance(s.default, tuple)
+                                             else ",".join(map(str, s.default)))
             help_txt = f"{s.help} (default {default_txt}; {s.allowed()})"
             if s.kind == "bool":
                 group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None,
@@ -250,14 +252,14 @@ TRAIN = Table([
             "paper and the official code (Adam at lr * adam_ratio = 0.0016), domain 0.1 and stylespace 0.05 as "
             "HyperDomainNet / StyleDomain (plain Adam, betas 0.9, 0.999; a compact kind keeps those with any lr); "
             "lower it if the images fall apart or the loss becomes NaN", lo=0.0, hi=10.0, metavar="LR",
-            step=0.00001, widget_min=0.0, node_default=0.0),
+            step=0.00001, widget_min=0.0, node_default=0.0, default_text="auto"),
     Setting("betas", "betas", (0.0, 0.99), "Adam betas before adam_ratio (effective: betas ** adam_ratio)", flag=None),
     # The official StyleGAN-NADA code builds its Adam like rosinality's StyleGAN2 trainer, with the lazy
     # regularisation ratio g_reg_every / (g_reg_every + 1) = 4/5 (it runs no regularisation): lr * 0.8 and
     # betas ** 0.8, i.e. lr 0.0016, betas (0, 0.99 ** 0.8 = 0.99199...). 1 = plain Adam(lr, betas).
     Setting("adam_ratio", "float", 0.8, "Adam runs at lr * r and betas ** r; 0.8 = the official StyleGAN-NADA code "
             "(rosinality's 4/5 ratio: lr 0.0016, beta2 0.99199); 1 = plain Adam at lr and betas", lo=0.0, hi=1.0,
-            lo_open=True, metavar="R", step=0.05, widget_min=0.05),
+            lo_open=True, metavar="R", step=0.05, widget_min=0.05, default_text="0.8, 1 with a compact adapt"),
     # num_layers: a COUNT of W+ layers (not indices); users know it as --layers / the "layers" input.
     Setting("num_layers", "layers", "all", "how many W+ layers to train each step, chosen adaptively: 'all' "
             "(texture, style), about 12 for small shape changes, 3 for animals, or a number",
