@@ -291,6 +291,9 @@ TRAIN = Table([
             "(StyleDomain): a few-kilobyte domain.safetensors; compact kinds want a much larger lr (0.1 domain, 0.05 "
             "stylespace, plain Adam): lr 0 = auto (the node's default; on the CLI: no --lr) picks them",
             choices=("full", "domain", "stylespace")),
+    Setting("domain_layers", "text", "", "compact adapt only: the W+ entries whose styled layers get a vector, "
+            "e.g. 'coarse', 'middle', 'fine' or '0-7' (empty = every layer); adaptive selection then chooses "
+            "among these", metavar="LAYERS", label="domain_layers"),
     Setting("train_torgb", "bool", False, "also train the toRGB layers of selected entries (official code: no; with a compact adapt: include the toRGB styles)"),
     # The official code unfreezes a chosen rosinality StyledConv whole, its style affine ("modulation") included.
     Setting("train_affine", "bool", True, "also train the style affines of selected layers (official code: yes)"),

@@ -90,6 +90,7 @@ class NadaTrain:
                 "class_index": _setting_input("class_index"),
                 "snapshot_every": _snapshot_input(),
                 "adapt": _setting_input("adapt"),
+                "domain_layers": _setting_input("domain_layers"),
             },
         }
 
@@ -110,7 +111,7 @@ class NadaTrain:
     def train(self, generator, clip, direction, steps: int, batch: int, lr: float, layers: str, interval: int,
               falloff: int, mixing: float, global_weight: float, angle_weight: float, seed: int,
               preview_every: int, preview_seeds: str, class_index: int = -1, snapshot_every: int = 0,
-              adapt: str = "full"):
+              adapt: str = "full", domain_layers: str = ""):
         from nada_core.guidance.directions import DirectionSet
         from nada_core.media.images import to_comfy
         from nada_core.media.plots import draw_loss_plot
@@ -133,7 +134,8 @@ class NadaTrain:
         config = TrainConfig(steps=steps, batch=batch, num_layers=layers, interval=interval, falloff=falloff,
                              mixing=mixing, global_weight=global_weight, angle_weight=angle_weight, seed=seed,
                              preview_every=preview_every, preview_seeds=preview_seeds, class_index=class_index,
-                             snapshot_every=snapshot_every, adapt=adapt, **optimizer,
+                             snapshot_every=snapshot_every, adapt=adapt, domain_layers=domain_layers,
+                             **optimizer,
                              **({"noise_mode": "const"} if several else {}))
         comfy_bridge.free_memory()  # make room: ComfyUI may still hold diffusion models
         if several:

@@ -96,11 +96,12 @@ def test_train_several_targets_writes_one_domain_each(run, tmp_path):
     clip = save_tiny_clip(tmp_path / "clip", layout="safetensors")
     out = tmp_path / "multi"
     rc = cli.main(["train", "--generator", str(gen), "--clip", clip, "--source", "photo", "--target", "sketch",
-                   "--target", "oil painting", "--adapt", "domain", "--steps", "2", "--device", "cpu",
-                   "--out", str(out), "--quiet", "--eval-seeds", "none", "--preview-every", "0"])
+                   "--target", "oil painting", "--adapt", "domain", "--domain-layers", "0-2", "--steps", "2",
+                   "--device", "cpu", "--out", str(out), "--quiet", "--eval-seeds", "none", "--preview-every", "0"])
     assert rc == 0
     a, b = load_domain(out / "domain_sketch.safetensors"), load_domain(out / "domain_oil_painting.safetensors")
     assert a.metadata["nada"]["direction"]["target_text"] == "sketch"
+    assert sorted({l.w_index for l in a.layers}) == [0, 1, 2] == sorted({l.w_index for l in b.layers})
     # Without --lr a compact run uses the reference recipe (HyperDomainNet: 0.1, Adam 0.9/0.999).
     assert a.metadata["nada"]["settings"]["lr"] == 0.1 and a.metadata["nada"]["settings"]["betas"] == [0.9, 0.999]
     assert b.metadata["nada"]["direction"]["target_text"] == "oil painting"

@@ -211,7 +211,8 @@ def test_nada_train_lr_auto_follows_the_adapt_kind_and_explicit_values_stay(G, c
     assert spec["default"] == 0.0 and "0 = auto" in spec["tooltip"] and "0.1" in spec["tooltip"]
     auto = _train(G, clip, direction, steps=1, adapt="stylespace")[4]
     assert (auto.metadata["nada"]["settings"]["lr"], auto.metadata["nada"]["settings"]["adam_ratio"]) == (0.05, 1.0)
-    given = _train(G, clip, direction, steps=1, adapt="stylespace", lr=0.01)[4]
+    given = _train(G, clip, direction, steps=1, adapt="stylespace", lr=0.01, domain_layers="middle")[4]
+    assert {layer.w_index for layer in given.layers} == {4}  # 16 px: "middle" is entries 4-5 (5: toRGB only)
     assert (given.metadata["nada"]["settings"]["lr"], given.metadata["nada"]["settings"]["betas"]) == (0.01, [0.9, 0.999])
     # A saved workflow's lr 0.002 with adapt full trains exactly as before: Adam at 0.0016, betas (0, 0.99 ** 0.8).
     from nada_core.training.config import TrainConfig

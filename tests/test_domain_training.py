@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nada_core.domains import apply_domains, load_domain
+from nada_core.domains import apply_domains, load_domain, style_layers
 from nada_core.errors import InputError
 from nada_core.training.run import run_training
 from nada_core.training.trainer import NadaTrainer, NonFiniteLossError, TrainConfig
@@ -241,3 +241,37 @@ def test_several_targets_stop_snapshot_resume_exactly_and_keep_the_last_good_vec
     for t, name in enumerate(("pencil_sketch", "oil_painting")):
         saved = load_domain(tmp_path / "nan" / f"domain_{name}.safetensors")
         assert all(torch.equal(saved.values[k], good[t].values[k]) for k in saved.values)
+
+
+def test_domain_layers_pick_the_layers_a_domain_has_and_selection_chooses_among_them(clip, direction, tmp_path):
+    """--domain-layers coarse: vectors exist for the coarse layers only, adaptive selection picks among their
+    W+ entries, the other layers render exactly as the source; with adapt full it is one clear line."""
+    G = tiny_generator(32)  # W+ entries 0-7 (no 'fine' group at 32 px)
+    tr = NadaTrainer(G, clip, direction, _cfg(num_layers=2, domain_layers="0-3", train_torgb=True), "cpu")
+    assert {layer.w_index for layer in tr.adapter.layers} == {0, 1, 2, 3}
+    assert [layer.path for layer in tr.adapter.layers] == [
+        l.path for l in style_layers(G) if l.w_index <= 3]  # convs 0-3, toRGBs at entries 1 and 3
+    assert tr.candidates == [0, 1, 2, 3]
+    for _ in range(3):
+        res = tr.step()
+        assert set(res.layer_indices) <= {0, 1, 2, 3} and len(res.layer_indices) == 2
+    tr.save(tmp_path)
+    d = load_domain(tmp_path / "domain.safetensors")
+    assert [l.path for l in d.layers] == [l.path for l in tr.adapter.layers]
+    assert d.metadata["nada"]["settings"]["domain_layers"] == "0-3"
+    w = tr.G_frozen.mapping(torch.randn(2, G.z_dim))
+    A = apply_domains(G, [(d, 1.0)])
+    changed = 0
+    with torch.no_grad():
+        for layer in style_layers(G):
+            same = torch.equal(A.get_submodule(layer.path)(w), G.get_submodule(layer.path)(w))
+            if layer.w_index > 3:
+                assert same, layer  # not in the domain: the source's style exactly
+            elif float(d.values[layer.path].abs().sum()) > 0:
+                assert not same, layer
+                changed += 1
+    assert changed >= 2
+    with pytest.raises(InputError, match="domain_layers picks the layers of a compact domain"):
+        _cfg(adapt="full", domain_layers="coarse")
+    with pytest.raises(InputError, match="selects no styled layer"):
+        NadaTrainer(G, clip, direction, _cfg(domain_layers="7"), "cpu")  # entry 7 drives the last toRGB only

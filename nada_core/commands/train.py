@@ -24,7 +24,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 # Settings from the table (nada_core.settings.TRAIN) offered as flags; a resumed run takes the
 # saved value of each one not given again.
-_TRAINING_FLAGS = ("adapt", "steps", "batch", "num_layers", "interval", "falloff", "lr", "adam_ratio", "mixing", "truncation",
+_TRAINING_FLAGS = ("adapt", "domain_layers", "steps", "batch", "num_layers", "interval", "falloff", "lr", "adam_ratio",
+                   "mixing", "truncation",
                    "directional_weight", "global_weight", "angle_weight", "n_select_codes", "select_steps",
                    "select_lr", "select_chunk", "noise_mode", "train_torgb", "train_affine", "train_const",
                    "checkpointing", "mixed_precision", "seed", "class_index")

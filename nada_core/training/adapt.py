@@ -73,13 +73,22 @@ class DomainAdapter:
     batched) or one target index (e.g. for that target's layer selection and previews).
     """
 
-    def __init__(self, G_frozen: Any, kind: str, include_torgb: bool = False, targets: int = 1) -> None:
+    def __init__(self, G_frozen: Any, kind: str, include_torgb: bool = False, targets: int = 1,
+                 layers: str = "") -> None:
         if kind not in ("domain", "stylespace"):
             raise InputError(f"adapt must be one of {', '.join(ADAPT_KINDS)}, got {kind!r}")
         if targets < 1:
             raise InputError("a compact run needs at least one target")
         self.kind, self.targets = kind, int(targets)
         self.layers: list[StyleLayer] = style_layers(G_frozen, include_torgb=include_torgb)
+        if layers and layers.strip():  # only the layers these W+ entries drive get a vector
+            from ..domains.layers import select_w_indices
+            from ..editing.interpolate import parse_layers
+
+            self.layers = select_w_indices(self.layers, parse_layers(layers, int(G_frozen.num_ws)))
+            if not self.layers:
+                raise InputError(f"domain_layers {layers!r} selects no styled layer (the last W+ entry drives only "
+                                 "the final toRGB: include it with train_torgb, or pick other entries)")
         self.active: int | None = None
         device = next(G_frozen.parameters()).device
         with torch.inference_mode(False):
@@ -89,6 +98,11 @@ class DomainAdapter:
         self.generator = edited_generator(G_frozen, {layer.path: _TrainEdit(self, layer.path) for layer in self.layers})
         if self.targets > 1:  # every render shows the codes once per active target
             self.generator._modules["synthesis"] = _PerTargetSynthesis(self.generator.synthesis, self)
+
+    @property
+    def w_indices(self) -> set[int]:
+        """The W+ entries whose layers have a vector (what layer selection may choose from)."""
+        return {layer.w_index for layer in self.layers}
 
     def active_targets(self) -> list[int]:
         return list(range(self.targets)) if self.active is None else [self.active]
@@ -159,7 +173,8 @@ def make_adapter(config, G_frozen: Any, targets: int = 1) -> DomainAdapter | Non
         return None
     # train_affine / train_const choose weights for --adapt full (where the official defaults turn them
     # on); a compact run trains style vectors only, so they do not apply here.
-    return DomainAdapter(G_frozen, kind, include_torgb=config.train_torgb, targets=targets)
+    return DomainAdapter(G_frozen, kind, include_torgb=config.train_torgb, targets=targets,
+                         layers=config.domain_layers)
 
 
 __all__ = ["ADAPT_KINDS", "DomainAdapter", "make_adapter"]

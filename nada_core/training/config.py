@@ -32,7 +32,8 @@ class TrainConfig:
     ``preview_every`` (0 = off) renders ``preview_seeds`` at ``preview_truncation``.
     ``snapshot_every`` (0 = off) saves the generator under ``snapshots/`` every N steps.
     ``adapt``: ``full`` (the synthesis weights) or a compact domain, ``domain`` / ``stylespace``
-    (:mod:`nada_core.training.adapt`).
+    (:mod:`nada_core.training.adapt`); ``domain_layers``: the W+ entries whose layers a compact domain
+    has (``""`` = all; e.g. ``"coarse"``, ``"0-7"``).
     ``lr`` 0 is "auto": the recipe of ``adapt`` (:data:`nada_core.settings.ADAPT_RECIPES`; for a compact
     kind its betas and plain Adam too); the config then holds the numbers it runs with.
     ``adam_ratio``: Adam runs at ``lr * adam_ratio`` with ``betas ** adam_ratio`` (0.8: the official
@@ -64,6 +65,7 @@ class TrainConfig:
     global_weight: float = _D["global_weight"]
     angle_weight: float = _D["angle_weight"]
     adapt: str = _D["adapt"]
+    domain_layers: str = _D["domain_layers"]
     train_torgb: bool = _D["train_torgb"]
     train_affine: bool = _D["train_affine"]
     train_const: str = _D["train_const"]
@@ -92,6 +94,9 @@ class TrainConfig:
             self.lr = recipe["lr"]
             if self.adapt != "full":
                 self.betas, self.adam_ratio = recipe["betas"], recipe["adam_ratio"]
+        if self.domain_layers.strip() and self.adapt == "full":
+            raise InputError("domain_layers picks the layers of a compact domain; with adapt 'full' leave it empty "
+                             "(layers chooses how many train), or set adapt to 'domain' or 'stylespace'")
         if self.directional_weight + self.global_weight + self.angle_weight <= 0:
             raise InputError("all loss weights are 0; set directional_weight (the NADA loss) above 0")
         return self

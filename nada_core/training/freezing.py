@@ -285,8 +285,9 @@ class LayerSelector:
 
     def __init__(self, schedule: LayerSchedule, options: FreezeOptions = FreezeOptions(),
                  n_codes: int = 8, steps: int = 1, lr: float = 0.01, chunk: int | None = None,
-                 c: torch.Tensor | None = None) -> None:
+                 c: torch.Tensor | None = None, allowed: set[int] | None = None) -> None:
         self.schedule = schedule
+        self.allowed = None if allowed is None else set(allowed)  # W+ entries selection may pick (None = all)
         self.c = c  # class of a conditional generator ([1, c_dim] one-hot), None otherwise
         self.options = options
         self.n_codes, self.steps, self.lr, self.chunk = n_codes, steps, lr, chunk
@@ -299,6 +300,8 @@ class LayerSelector:
         """Return ``(indices, changed)`` for 0-based training ``step``; runs a selection pass only
         when the schedule asks for one and ``k`` is below the number of candidates."""
         cands = candidate_w_indices(G, self.options)
+        if self.allowed is not None:
+            cands = [i for i in cands if i in self.allowed]
         self.ran_selection = False
         if not (self.current is None or self.schedule.reselects_at(step)):
             return list(self.current), False

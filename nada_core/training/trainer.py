@@ -151,6 +151,9 @@ class NadaTrainer:
         cfg = self.config
         self.freeze_options = cfg.freeze_options
         self.candidates = candidate_w_indices(self.G_train, self.freeze_options)
+        allowed = None if self.adapter is None else self.adapter.w_indices  # a compact domain's own layers
+        if allowed is not None:
+            self.candidates = [i for i in self.candidates if i in allowed]
         if not self.candidates:
             raise InputError("no trainable layers under these settings")
         # A conditional generator adapts one class: every code (training, selection, previews) uses it.
@@ -159,7 +162,7 @@ class NadaTrainer:
         # Selection chunks of one training batch keep the pass's memory peak at or below a step's.
         self.selector = LayerSelector(cfg.schedule, self.freeze_options, n_codes=cfg.n_select_codes,
                                       steps=cfg.select_steps, lr=cfg.select_lr,
-                                      chunk=cfg.select_chunk or cfg.batch, c=self.c)
+                                      chunk=cfg.select_chunk or cfg.batch, c=self.c, allowed=allowed)
         # The optimiser sees every parameter that may ever train; Adam skips those without grad.
         if self.adapter is None:
             self._opt_names = trainable_parameter_names(self.G_train, self.candidates, self.freeze_options)
