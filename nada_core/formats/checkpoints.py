@@ -339,32 +339,36 @@ def _build(config: AnyConfig, state_dict: dict, w_avg: torch.Tensor | None, src:
         G = build_generator(config)
     sd = dict(state_dict)
     sd["mapping.w_avg"] = w_avg if w_avg is not None else torch.zeros(config.w_dim)
+    _check_values(src, G, sd)
     try:
         G.load_state_dict(sd, strict=True)
     except RuntimeError as err:
         first = " ".join(str(err).split())[:200]
         raise CheckpointError(f"{src}: the weights do not fit the architecture they describe ({first})") from None
+    for name, t in G.state_dict().items():  # after the cast: float64 beyond float32 range became inf
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{src}: the weight '{name}' holds NaN or infinite values; the generator is broken "
+                                  f"(a diverged training run?), get or save the file again")
     return G
 
 
+def _check_values(src: str, G: AnyGenerator, sd: dict) -> None:
+    """Every weight must be a real tensor of floats where the model has floats: ``load_state_dict``
+    would silently cast integers or bools (and drop the imaginary part of complex numbers)."""
+    own = G.state_dict()
+    for name, t in sd.items():
+        if not isinstance(t, torch.Tensor):
+            raise CheckpointError(f"{src}: the weight '{name}' is a {type(t).__name__}, not a tensor; the file is corrupt")
+        ref = own.get(name)
+        if ref is not None and ref.is_floating_point() and not t.is_floating_point():
+            raise CheckpointError(f"{src}: the weight '{name}' holds {str(t.dtype).replace('torch.', '')} values, "
+                                  f"not floats; the file is corrupt or from another program")
+
+
 def _read_safetensors_header(p: Path) -> dict:
-    size = p.stat().st_size
-    with open(p, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{p}: too short to be a .safetensors file; expected {SUPPORTED_FORMATS}")
-        (n,) = struct.unpack("<Q", head)
-        if n > _MAX_SAFETENSORS_HEADER or n < 2:
-            raise CheckpointError(f"{p}: not a .safetensors file (bad header size); expected {SUPPORTED_FORMATS}")
-        if 8 + n > size:
-            raise CheckpointError(f"{p}: the .safetensors file is truncated (header cut short)")
-        blob = fh.read(n)
-    header = parse_json(blob, f"{p}: the .safetensors header", "the file is corrupt (not JSON); re-save it",
-                        expect=dict, error=CheckpointError)
-    meta = header.get("__metadata__")
-    if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
-        raise CheckpointError(f"{p}: the .safetensors metadata is not a table of text values; the file is corrupt")
-    return header
+    from .safetensors_header import read_header
+
+    return read_header(p, what=str(p), fix="the file is corrupt; get or save it again")
 
 
 def _safetensors_format(p: Path) -> str:

@@ -170,6 +170,9 @@ def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         p = p / STATE_FILE
     if not p.is_file():
         raise InputError(f"no training state at {p}; resume from the --out folder of an earlier `nada train`")
+    from ..formats.safetensors_header import read_header
+
+    read_header(p, what=f"training state {p}", fix=_FIX)  # size-checked before safetensors parses it
     try:
         with safe_open(str(p), framework="pt") as fh:
             meta = fh.metadata() or {}
