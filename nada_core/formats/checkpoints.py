@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -46,31 +45,16 @@ from ..models.stylegan2 import Generator, GeneratorConfig  # noqa: F401 - re-exp
 from ..models.registry import GENERATOR_CLASSES, AnyConfig, AnyGenerator, architecture_of, build_generator, \
     config_from_dict, is_stylegan3
 from .limits import check_generator_config, check_stylegan3_fields
-from .nvidia3 import FORMAT_STYLEGAN3, config_fields_for_limits
-
-FORMAT_ROSINALITY = "rosinality-pt"
-FORMAT_NVIDIA = "stylegan2-ada-pkl"
-FORMAT_NADA = "nada-safetensors"
-FORMAT_TF = "stylegan2-tf-pkl"  # told apart from FORMAT_NVIDIA only after (safe) unpickling
-FORMAT_DFL = "dfl-safetensors"  # dfl/ComfyUI-StyleGan's cache: NVIDIA state dict + arch/init_kwargs metadata
-FORMAT_DESCRIPTIONS = {
-    FORMAT_ROSINALITY: "rosinality stylegan2-pytorch checkpoint (.pt)",
-    FORMAT_NVIDIA: "NVIDIA stylegan2-ada-pytorch pickle (.pkl)",
-    FORMAT_TF: "NVIDIA StyleGAN2 TensorFlow pickle (.pkl, e.g. stylegan2-ffhq-config-f.pkl)",
-    FORMAT_STYLEGAN3: "NVIDIA stylegan3 pickle (.pkl, StyleGAN3-T or -R)",
-    FORMAT_NADA: "ComfyUI-NADA generator (.safetensors)",
-    FORMAT_DFL: "dfl/ComfyUI-StyleGan cache of an NVIDIA pickle (.safetensors)",
-}
-SUPPORTED_FORMATS = ("a rosinality stylegan2-pytorch .pt, an NVIDIA stylegan2-ada-pytorch, stylegan3 or StyleGAN2 "
-                     "TensorFlow .pkl or a ComfyUI-NADA (or dfl/ComfyUI-StyleGan) .safetensors generator")
+from .detect import (FORMAT_DESCRIPTIONS, FORMAT_DFL, FORMAT_NADA, FORMAT_NVIDIA,  # noqa: F401 - re-exported
+                     FORMAT_ROSINALITY, FORMAT_STYLEGAN3, FORMAT_TF, SUPPORTED_FORMATS, detect_format,
+                     existing_file as _existing_file, read_safetensors_header as _read_safetensors_header)
+from .nvidia3 import config_fields_for_limits
 
 NADA_FORMAT_TAG = "generator"
 NADA_FORMAT_VERSION = "1"
 W_AVG_ESTIMATE_SAMPLES = 10_000
 W_AVG_ESTIMATE_SEED = 0
 
-_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickle of torch's magic number
-_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 
 
 # ----------------------------------------------------------------------------------------------
@@ -85,30 +69,6 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         while chunk := fh.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()
-
-
-def detect_format(path: str | os.PathLike) -> str:
-    """Format id (``FORMAT_*``) of a generator file from its first bytes.
-
-    Raises :class:`CheckpointError` for missing, empty or unrecognised files.
-    """
-    p = _existing_file(path)
-    with open(p, "rb") as fh:
-        head = fh.read(64)
-    size = p.stat().st_size
-    if not head:
-        raise CheckpointError(f"{p}: the file is empty; expected {SUPPORTED_FORMATS}")
-    # safetensors first: its 8-byte header length can itself start with 0x80 0x02..0x05.
-    if len(head) >= 10 and head[8:10] in (b'{"', b"{}"):
-        (n,) = struct.unpack("<Q", head[:8])
-        if 2 <= n <= _MAX_SAFETENSORS_HEADER:
-            return _safetensors_format(p)
-    if head.startswith(b"PK\x03\x04") or head.startswith(_TORCH_LEGACY_MAGIC):
-        return FORMAT_ROSINALITY
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return FORMAT_NVIDIA
-    raise CheckpointError(f"{p}: not a recognised generator file ({size} bytes, unknown content); expected "
-                          f"{SUPPORTED_FORMATS}")
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True) -> AnyGenerator:
@@ -256,17 +216,6 @@ def summarize_generator(G: AnyGenerator) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def _existing_file(path: str | os.PathLike) -> Path:
-    if path is None or str(path) == "":
-        raise CheckpointError(f"no generator file given; expected {SUPPORTED_FORMATS}")
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise CheckpointError(f"{p}: no such file; expected {SUPPORTED_FORMATS}")
-    if p.is_dir():
-        raise CheckpointError(f"{p}: is a folder, not a file; expected {SUPPORTED_FORMATS}")
-    return p
-
-
 def _device(device: str | torch.device | None) -> torch.device:
     from ..devices import resolve_device
 
@@ -363,26 +312,6 @@ def _check_values(src: str, G: AnyGenerator, sd: dict) -> None:
         if ref is not None and ref.is_floating_point() and not t.is_floating_point():
             raise CheckpointError(f"{src}: the weight '{name}' holds {str(t.dtype).replace('torch.', '')} values, "
                                   f"not floats; the file is corrupt or from another program")
-
-
-def _read_safetensors_header(p: Path) -> dict:
-    from .safetensors_header import read_header
-
-    return read_header(p, what=str(p), fix="the file is corrupt; get or save it again")
-
-
-def _safetensors_format(p: Path) -> str:
-    """``FORMAT_DFL`` when the header metadata is dfl/ComfyUI-StyleGan's (``arch`` + ``init_kwargs``,
-    no ``nada_format``), else ``FORMAT_NADA`` (whose reader names any other problem)."""
-    from .dfl import is_dfl_metadata
-
-    try:
-        meta = _read_safetensors_header(p).get("__metadata__")
-    except CheckpointError:
-        return FORMAT_NADA  # the loader reports the broken header in its own words
-    if is_dfl_metadata(meta) and meta.get("nada_format") is None:
-        return FORMAT_DFL
-    return FORMAT_NADA
 
 
 def _header_shapes(p: Path, header: dict) -> dict[str, tuple[int, ...]]:

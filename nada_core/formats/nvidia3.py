@@ -26,10 +26,10 @@ import torch
 
 from ..errors import CheckpointError
 from .common import Converted, kwarg_int, kwargs_with_defaults, reject_unused_tensors
+from .detect import FORMAT_STYLEGAN3  # noqa: F401 - the format id lives with detection
 from .limits import check_stylegan3_fields
 from .safe_unpickle import PersistentStub
 
-FORMAT_STYLEGAN3 = "stylegan3-pkl"
 
 _GENERATOR_ARG_ORDER = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs")
 _MAPPING_DEFAULTS = dict(num_layers=2, lr_multiplier=0.01, w_avg_beta=0.998)
