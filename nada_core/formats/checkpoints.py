@@ -44,6 +44,7 @@ from ..json_text import parse_json
 from ..models.stylegan2 import Generator, GeneratorConfig  # noqa: F401 - re-exported for callers
 from ..models.registry import GENERATOR_CLASSES, AnyConfig, AnyGenerator, architecture_of, build_generator, \
     config_from_dict, is_stylegan3
+from .common import check_weight_values
 from .limits import check_generator_config, check_stylegan3_fields
 from .detect import (FORMAT_DESCRIPTIONS, FORMAT_DFL, FORMAT_NADA, FORMAT_NVIDIA,  # noqa: F401 - re-exported
                      FORMAT_ROSINALITY, FORMAT_STYLEGAN3, FORMAT_TF, SUPPORTED_FORMATS, detect_format,
@@ -288,30 +289,13 @@ def _build(config: AnyConfig, state_dict: dict, w_avg: torch.Tensor | None, src:
         G = build_generator(config)
     sd = dict(state_dict)
     sd["mapping.w_avg"] = w_avg if w_avg is not None else torch.zeros(config.w_dim)
-    _check_values(src, G, sd)
+    check_weight_values(src, sd, G.state_dict())
     try:
         G.load_state_dict(sd, strict=True)
     except RuntimeError as err:
         first = " ".join(str(err).split())[:200]
         raise CheckpointError(f"{src}: the weights do not fit the architecture they describe ({first})") from None
-    for name, t in G.state_dict().items():  # after the cast: float64 beyond float32 range became inf
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise CheckpointError(f"{src}: the weight '{name}' holds NaN or infinite values; the generator is broken "
-                                  f"(a diverged training run?), get or save the file again")
     return G
-
-
-def _check_values(src: str, G: AnyGenerator, sd: dict) -> None:
-    """Every weight must be a real tensor of floats where the model has floats: ``load_state_dict``
-    would silently cast integers or bools (and drop the imaginary part of complex numbers)."""
-    own = G.state_dict()
-    for name, t in sd.items():
-        if not isinstance(t, torch.Tensor):
-            raise CheckpointError(f"{src}: the weight '{name}' is a {type(t).__name__}, not a tensor; the file is corrupt")
-        ref = own.get(name)
-        if ref is not None and ref.is_floating_point() and not t.is_floating_point():
-            raise CheckpointError(f"{src}: the weight '{name}' holds {str(t.dtype).replace('torch.', '')} values, "
-                                  f"not floats; the file is corrupt or from another program")
 
 
 def _header_shapes(p: Path, header: dict) -> dict[str, tuple[int, ...]]:
