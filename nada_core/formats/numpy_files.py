@@ -45,7 +45,10 @@ def read_numpy_array(path: str | os.PathLike, *, kind: str, max_values: int, fix
     p = Path(path)
     what = f"{kind} {p.name}"
     try:
-        if zipfile.is_zipfile(p):
+        with open(p, "rb") as fh:
+            magic = fh.read(len(_NPY_MAGIC))
+        # By content, not by name: an .npz is a zip archive (its first member's local header).
+        if magic.startswith(b"PK\x03\x04") or (magic.startswith(b"PK") and p.suffix.lower() == ".npz"):
             arr = _read_npz(p, keys, max_values, kind, names_hint, fix)
         else:
             with open(p, "rb") as fh:
