@@ -348,3 +348,19 @@ def test_mp4_frames_of_the_wrong_kind_are_one_line(tmp_path):
     with pytest.raises(InputError, match="crf"):
         write_mp4([good], tmp_path / "x.mp4", crf="high")
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_a_video_without_a_video_stream_is_one_line(tmp_path):
+    """An audio-only .mp4 raised IndexError from ``container.decode(video=0)``."""
+    av = pytest.importorskip("av")
+    from nada_core.media.video import read_video
+
+    path = tmp_path / "sound.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    with pytest.raises(InputError, match="no video stream"):
+        read_video(path)

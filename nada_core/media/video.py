@@ -116,10 +116,18 @@ def write_mp4(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float 
 
 def read_video(path: str | os.PathLike, max_frames: int = 100_000) -> list[np.ndarray]:
     """Decode every frame of a video file as ``uint8 [H, W, 3]`` RGB arrays (at most ``max_frames``)."""
+    from .images import MAX_IMAGE_PIXELS
+
     av = _av()
     out = []
     try:
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"cannot read video {Path(path).name}: the file has no video stream")
+            ctx = container.streams.video[0].codec_context
+            if ctx.width * ctx.height > MAX_IMAGE_PIXELS:  # declared size, before any frame is decoded
+                raise InputError(f"cannot read video {Path(path).name}: frames of {ctx.width}x{ctx.height} are over "
+                                 f"{MAX_IMAGE_PIXELS:,} pixels")
             for frame in container.decode(video=0):
                 out.append(frame.to_ndarray(format="rgb24"))
                 if len(out) >= max_frames:
