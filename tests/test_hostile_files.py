@@ -364,3 +364,26 @@ def test_a_video_without_a_video_stream_is_one_line(tmp_path):
             out.mux(packet)
     with pytest.raises(InputError, match="no video stream"):
         read_video(path)
+
+
+def test_foreign_generators_with_integer_weights_are_refused(tmp_path):
+    """The rosinality, NVIDIA and TensorFlow converters cast every tensor to float32 themselves, so
+    an integer or bool weight was taken as a weight (NVIDIA's case: test_interop.py)."""
+    import checkpoint_factories as cf
+    import tf_factories as tff
+
+    sd = cf.rosinality_state_dict(size=8, style_dim=8, n_mlp=1, seed=3)
+    key = next(k for k in sd if k.endswith("conv.weight"))
+    path = cf.write_rosinality_checkpoint(tmp_path / "r.pt", {**sd, key: sd[key].to(torch.int16)}, g=sd)
+    with pytest.raises(CheckpointError, match="int16 values, not floats") as info:
+        load_generator(path)
+    assert key in one_line(info.value)
+    kw = tff.tf_generator_settings()
+    variables = tff.tf_generator_variables(kw, seed=1)
+    synthesis = variables["synthesis"]
+    name = next(k for k, v in synthesis.items() if getattr(v, "ndim", 0) == 4)
+    synthesis[name] = np.asarray(synthesis[name]).astype(np.int32)
+    path = tff.write_tf_pkl(tmp_path / "tf.pkl", variables, kw)
+    with pytest.raises(CheckpointError, match="int32 values, not floats") as info:
+        load_generator(path)
+    assert name in one_line(info.value)

@@ -85,3 +85,23 @@ def check_weight_values(source: str, given: dict, own: dict, what: str = "weight
         if not bool(torch.isfinite(cast).all()):
             raise CheckpointError(f"{source}: the {what} '{name}' holds NaN or infinite values; the network is broken "
                                   f"(a diverged training run?), get or save the file again")
+
+
+def float_weights(x: Any, name: str, source: str) -> Any:
+    """``x`` (a torch tensor or numpy array read from a foreign file) as a float32 copy, refused in one
+    line when it does not hold floats: the converters' cast would silently turn integers or bools
+    into weights and drop the imaginary part of complex numbers. NaN/inf are left for
+    :func:`check_weight_values` (which names them after the conversion)."""
+    import numpy as np
+
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind != "f":
+            raise CheckpointError(f"{source}: '{name}' holds {x.dtype} values, not floats; the file is corrupt or "
+                                  f"from another program")
+        with np.errstate(over="ignore"):
+            return x.astype(np.float32)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        what = str(x.dtype).replace("torch.", "") if isinstance(x, torch.Tensor) else type(x).__name__
+        raise CheckpointError(f"{source}: '{name}' holds {what} values, not floats; the file is corrupt or from "
+                              f"another program")
+    return x.detach().to(torch.float32).clone()
