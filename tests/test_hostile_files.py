@@ -156,6 +156,9 @@ def test_latents_need_a_w_dim_and_float_codes(tmp_path):
     np.save(tmp_path / "z.npy", np.zeros((2, 0), np.float32))
     with pytest.raises(CheckpointError, match="at least one W\\+ entry"):
         load_latents(tmp_path / "z.npy")  # loaded as [2, 1, 0] before
+    save_file({"ws": torch.full((1, 4, 8), 1e300, dtype=torch.float64)}, str(tmp_path / "big.safetensors"))
+    with pytest.raises(CheckpointError, match="32 NaN/inf"):  # finite as float64, inf as the float32 codes
+        load_latents(tmp_path / "big.safetensors")
     save_file({"ws": torch.ones(1, 4, 8, dtype=torch.int32)}, str(tmp_path / "i.safetensors"))
     with pytest.raises(CheckpointError, match="must be floats"):
         load_latents(tmp_path / "i.safetensors")

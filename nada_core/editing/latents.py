@@ -361,7 +361,10 @@ MAX_NOISE_MAPS = 64  # per-conv noise maps saved with inverted codes: 17 for a 1
 
 
 def _check_finite(t: torch.Tensor, what: str, p: Path) -> None:
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    if not t.is_floating_point():
+        return  # Latents refuses non-float codes in its own words
+    t = t.float()  # as stored in Latents: float64 beyond the float32 range becomes inf
+    if not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise CheckpointError(f"latents file {p.name}: {what} holds {bad} NaN/inf value(s), which would "
                               "poison every image; invert or save the codes again")
