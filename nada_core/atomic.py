@@ -133,6 +133,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     tmp: Path | None = None
+    if "\x00" in os.fspath(target):  # os calls would raise ValueError, not OSError
+        raise WriteError(f"cannot write {os.fspath(target)[:80]!r}: the name holds a NUL character; use another name")
     try:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -213,6 +215,8 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike | No
     p = Path(os.path.expanduser(os.fspath(out)))
     if not os.fspath(p).strip():
         raise InputError(f"{what}: no path given; name the {kind} to write")
+    if "\x00" in os.fspath(p):  # no file system takes it (os calls raise ValueError)
+        raise InputError(f"{what}: the name {os.fspath(p)[:60]!r} holds a NUL character; use another name")
     # Names the file system cannot hold: refuse before anything else touches the path.
     anchor = _existing_ancestor(p.absolute())
     name_max = _limit(anchor if anchor.is_dir() else anchor.parent, "PC_NAME_MAX", 255)

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from nada_core.errors import InputError
+from nada_core.json_text import parse_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXPORT_HINT = 'in ComfyUI use Workflow -> Export (API) and pass that file'
 
+MAX_WORKFLOW_BYTES = 64 * 1024 * 1024  # real API workflows are kilobytes; big ones embed a few images as text
 Workflow = dict[str, dict[str, Any]]
 
 
@@ -34,10 +36,12 @@ def load_workflow(path: str | os.PathLike) -> Workflow:
         head = fh.read(8)
     if head == PNG_MAGIC:
         return read_png_prompt(p)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{p.name} is neither JSON nor a PNG ({err}); pass an API-format workflow") from None
+    size = p.stat().st_size
+    if size > MAX_WORKFLOW_BYTES:  # read whole below: refuse what no workflow is before it fills memory
+        raise InputError(f"{p.name} is {size:,} bytes, far more than an API-format workflow "
+                         f"({MAX_WORKFLOW_BYTES:,} at most); pass the exported workflow .json")
+    # parse_json: deep nesting, huge integers and bad bytes are one line too (json.loads raised them)
+    data = parse_json(p.read_bytes(), f"{p.name} is neither JSON nor a PNG", "pass an API-format workflow")
     return parse_workflow(data, source=p.name)
 
 
@@ -59,10 +63,8 @@ def read_png_prompt(path: str | os.PathLike) -> Workflow:
                 f"{p.name} holds only a canvas (UI) workflow, no API prompt; {EXPORT_HINT}")
         raise InputError(f"{p.name} has no embedded ComfyUI prompt; pass a PNG saved by ComfyUI's Save Image "
                          "(metadata enabled) or an API-format .json")
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise InputError(f"the prompt embedded in {p.name} is not valid JSON ({err})") from None
+    data = parse_json(raw, f"the prompt embedded in {p.name}", "save the image again from ComfyUI or pass the "
+                      "exported workflow .json")
     return parse_workflow(data, source=p.name)
 
 

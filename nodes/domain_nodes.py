@@ -60,17 +60,17 @@ class NadaLoadDomain:
 
 def describe_domain(domain) -> str:
     """A few readable lines about a domain, for the node's text output."""
+    from nada_core.domains.domain import provenance_facts
+
     s = domain.summary()
-    nada = domain.metadata.get("nada") if isinstance(domain.metadata.get("nada"), dict) else {}
-    d = nada.get("direction") or {}
+    facts = provenance_facts(domain.metadata)  # the file's own JSON: every field type-checked
     lines = [f"{domain.name or 'domain'}: {s['kind']}, {s['layers']} layers, {s['values']} values"
              f"{' (toRGB included)' if s['torgb'] else ''}, {s['resolution']} px"]
-    if d.get("target_text") or d.get("target"):
-        lines.append(f"direction: {d.get('source_text', d.get('source'))!r} -> {d.get('target_text', d.get('target'))!r}")
-    metrics = domain.metadata.get("metrics") or {}
-    if "directional_similarity_after" in metrics:
-        lines.append(f"directional similarity {metrics.get('directional_similarity_before', 0):.3f} -> "
-                     f"{metrics['directional_similarity_after']:.3f}")
+    if facts["target"]:
+        lines.append(f"direction: {facts['source']!r} -> {facts['target']!r}")
+    if "directional_similarity" in facts["metrics"]:
+        before, after = facts["metrics"]["directional_similarity"]
+        lines.append(f"directional similarity {before:.3f} -> {after:.3f}")
     return "\n".join(lines)
 
 

@@ -325,3 +325,35 @@ def test_cli_and_node_share_one_pipeline_and_give_identical_runs(files, tmp_path
     assert cli_params.keys() == node_params.keys()
     assert all(torch.equal(cli_params[k], node_params[k].cpu()) for k in cli_params)
     assert any(not torch.equal(cli_params[k], v) for k, v in G.named_parameters())  # training changed something
+
+
+def test_shared_outputs_carry_file_names_and_hashes_not_folders(files, tmp_path):
+    """The absolute paths ``--resume`` needs stay in train_state.safetensors (the run's own folder);
+    the files people share (generator, snapshots, domain, metrics, the exported .pt) name the source
+    generator and CLIP weights by file name and sha256 only."""
+    images = tmp_path / "private_examples"
+    images.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (24, 24), (200, 30, 30)).save(images / "ex.png")
+    runs = {"full": ["--snapshot-every", "1"], "domain": ["--adapt", "domain"]}
+    for name, extra in runs.items():
+        assert cli.main(["train", "--generator", files["generator"], "--clip", files["clip"], "--target-images",
+                         str(images), "--source-samples", "2", "--steps", "1", "--eval-seeds", "none", "--device",
+                         "cpu", "--out", str(tmp_path / name), "--quiet", *extra]) == 0
+    exported = tmp_path / "export.pt"
+    assert cli.main(["export", "--generator", str(tmp_path / "full" / "generator.safetensors"), "--out", str(exported),
+                     "--custom-layout"]) == 0
+    shared = [exported, *(p for p in tmp_path.rglob("*") if p.is_file() and p.name != "train_state.safetensors"
+                          and p.parent != images)]
+    assert {p.name for p in shared} >= {"generator.safetensors", "generator_000001.safetensors", "domain.safetensors",
+                                        "metrics.json", "export.pt"}
+    secrets = [str(Path(files["root"]).resolve()).encode(), str(images.resolve()).encode()]
+    for path in shared:
+        data = path.read_bytes()
+        assert not any(s in data for s in secrets), f"{path.name} names a private folder"
+    nada = read_metadata(tmp_path / "full" / "generator.safetensors")["provenance"]["nada"]
+    assert nada["source_file"] == "source.safetensors" and nada["source_sha256"] == sha256_file(files["generator"])
+    assert all(":" not in m["name"] or "/" not in m["name"] for m in nada["clip_models"])
+    # --resume needs the real path: it stays in the training state, inside the run folder.
+    assert read_state(tmp_path / "full")[1]["extra"]["generator"] == str(Path(files["generator"]).resolve())

@@ -623,3 +623,13 @@ def test_cli_turns_a_stray_os_error_into_one_line(monkeypatch, capsys):
     monkeypatch.delenv("NADA_TRACEBACK", raising=False)
     assert main(["info", "whatever.pt"]) == 1
     assert capsys.readouterr().err.strip() == "nada info: error: OSError: [Errno 5] Input/output error"
+
+
+def test_a_nul_character_in_an_output_name_is_one_line(tmp_path):
+    """``open()`` raises ValueError (not OSError) for it, which escaped as a traceback."""
+    name = str(tmp_path / "a\x00b.safetensors")
+    with pytest.raises(InputError, match="NUL character"):
+        check_output(name, suffixes=(".safetensors",))
+    with pytest.raises(WriteError, match="NUL character"):
+        atomic_write_bytes(name, b"x")
+    assert list(tmp_path.iterdir()) == []

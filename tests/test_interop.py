@@ -140,3 +140,21 @@ def test_interop_nodes_translate_between_the_packs(their_generator):
     assert NadaLatentFromStyleGAN.INPUT_TYPES()["required"]["stylegan_latent"][0] == "STYLEGAN_LATENT"
     assert NadaLatentToStyleGAN.RETURN_TYPES == ("STYLEGAN_LATENT",)
     assert NadaGeneratorFromStyleGAN.INPUT_TYPES()["required"]["stylegan_model"][0] == "STYLEGAN"
+
+
+@pytest.mark.parametrize("case", ["parameters_list", "nan_weight", "int_weight"])
+def test_their_generator_with_odd_attributes_is_one_line(their_generator, case):
+    """A ``_parameters`` that is a list raised AttributeError; NaN or integer weights were taken as they were."""
+    module = their_generator[0]
+    mapping = object.__getattribute__(module, "__dict__")["_modules"]["mapping"]
+    fc = object.__getattribute__(mapping, "__dict__")["_modules"]["fc0"]
+    params = object.__getattribute__(fc, "__dict__")
+    if case == "parameters_list":
+        params["_parameters"] = [1, 2]
+    else:
+        w = params["_parameters"]["weight"]
+        params["_parameters"] = {**params["_parameters"],
+                                 "weight": torch.full_like(w, float("nan")) if case == "nan_weight" else w.long()}
+    with pytest.raises(CheckpointError) as info:
+        generator_from_nvidia_module(module)
+    assert "\n" not in str(info.value) and "other node pack" in str(info.value)

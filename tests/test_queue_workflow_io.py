@@ -101,3 +101,20 @@ def test_links_and_fingerprint():
     changed = json.loads(json.dumps(API))
     changed["1"]["inputs"]["width"] = 9
     assert workflow_sha256(changed) != workflow_sha256(API)
+
+
+@pytest.mark.parametrize("text, words", [("[" * 100_000 + "]" * 100_000, "nested deeper"),
+                                         ('{"1": ' + "9" * 5000 + "}", "unreadable JSON"),
+                                         (b"\xff\xfe{}", "not UTF-8")])
+def test_hostile_workflow_json_is_one_line(tmp_path, text, words):
+    """json.loads raised RecursionError / ValueError / UnicodeDecodeError tracebacks for these."""
+    p = tmp_path / "w.json"
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(InputError, match=words) as err:
+        load_workflow(p)
+    assert "\n" not in str(err.value)
+    png = tmp_path / "w.png"
+    if isinstance(text, str):
+        save_png(png, {"prompt": text})
+        with pytest.raises(InputError, match=words):
+            load_workflow(png)

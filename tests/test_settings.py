@@ -146,3 +146,17 @@ def test_latents_from_seeds_checks_truncation_at_the_boundary(psi, cutoff, needl
     with pytest.raises(InputError, match=needle):
         latents_from_seeds(G, "0-1", truncation_psi=psi, truncation_cutoff=cutoff)
     assert latents_from_seeds(G, "0-1", truncation_psi=0.5, truncation_cutoff=2).ws.shape[0] == 2
+
+
+def test_invert_config_is_frozen_and_replace_checks_the_change():
+    import dataclasses
+
+    from nada_core.editing.invert import InvertConfig
+
+    cfg = InvertConfig(steps=10)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.steps = 0  # a checked config cannot become invalid afterwards
+    assert dataclasses.replace(cfg, lr=0.05).lr == 0.05 and cfg.lr != 0.05
+    with pytest.raises(InputError, match="^steps must be"):
+        dataclasses.replace(cfg, steps=0)
+    assert InvertConfig(pixel_scales=[1, 2]).pixel_scales == (1, 2)  # normalised when built

@@ -14,6 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from nada_core import cli
+from nada_core.errors import CheckpointError
 from nada_core.formats.checkpoints import save_generator
 from nada_core.training.state import STATE_FILE, read_state
 from tests.clip_factory import save_tiny_clip
@@ -159,3 +160,13 @@ def test_state_saved_before_the_layers_rename_still_resumes(run_dir, tmp_path):
                    "--eval-seeds", "none", "--device", "cpu"])
     assert rc == 0
     assert read_state(old)[1]["config"]["num_layers"] == 2
+
+
+def test_a_state_listing_absurdly_many_tensors_is_refused_before_reading_them(run_dir, tmp_path):
+    from nada_core.training.state import MAX_STATE_TENSORS
+
+    folder = _copy(run_dir, tmp_path)
+    _rewrite(folder, tensors=lambda t: {**t, **{f"junk.{i}": torch.zeros(1) for i in range(MAX_STATE_TENSORS + 1)}})
+    with pytest.raises(CheckpointError, match="more than any run saves") as info:
+        read_state(folder)
+    assert "\n" not in str(info.value)

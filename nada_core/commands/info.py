@@ -18,13 +18,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..formats.checkpoints import FORMAT_DESCRIPTIONS, detect_format, load_generator, summarize_generator
+    from ..formats.detect import FORMAT_DESCRIPTIONS, detect_format
 
+    # Torch-free: a missing, empty or non-model file is refused before torch is imported (~2 s, ~600 MB).
+    fmt = detect_format(args.path)
     from ..domains.files import is_domain_file
+    from ..formats.checkpoints import load_generator, summarize_generator
 
     if is_domain_file(args.path):
         return _domain_info(args)
-    fmt = detect_format(args.path)
     G = load_generator(args.path, device="cpu", ema=not args.no_ema)
     info = summarize_generator(G)
     fmt = info.get("format") or fmt  # pickles: TF-era or PyTorch is known only once (safely) unpickled
@@ -98,6 +100,7 @@ def _domain_info(args: argparse.Namespace) -> int:
     import os
 
     from ..domains import load_domain
+    from ..domains.domain import provenance_facts
 
     d = load_domain(args.path)
     info = d.summary()
@@ -107,10 +110,8 @@ def _domain_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
-    meta = d.metadata.get("nada", {}) if isinstance(d.metadata.get("nada"), dict) else {}
-    direction = meta.get("direction") or {}
-    source = direction.get("source_text", direction.get("source"))
-    target = direction.get("target_text", direction.get("target"))
+    facts = provenance_facts(d.metadata)  # the file's own JSON: every field type-checked
+    source, target, direction = facts["source"], facts["target"], facts["direction"]
     what = (f"{source!r} -> {target!r}" if target else json.dumps(direction, sort_keys=True) if direction
             else "(unknown)")
     kinds = {"domain": "domain modulation s * (1 + d) (HyperDomainNet)",
@@ -126,17 +127,16 @@ def _domain_info(args: argparse.Namespace) -> int:
                    f"{info['w_indices'][0]}-{info['w_indices'][-1]}"),
         ("values", f"{info['values']:,} (norm {info['norm']:.4g})"),
         ("direction", what),
-        ("clip", ", ".join(f"{c.get('name')} x{c.get('weight')}" for c in meta.get("clip_models", [])) or "?"),
-        ("steps", str(meta.get("steps_done", "?"))),
+        ("clip", ", ".join(f"{name} x{weight}" for name, weight in facts["clip_models"]) or "?"),
+        ("steps", str(facts["steps"] if facts["steps"] is not None else "?")),
     ]
-    metrics = d.metadata.get("metrics") or {}
-    for key in ("directional_similarity", "diversity"):
-        if f"{key}_before" in metrics and f"{key}_after" in metrics:
-            lines.append((key.replace("_", " "), f"{metrics[key + '_before']:.4f} -> {metrics[key + '_after']:.4f}"))
-    settings = meta.get("settings")
+    for key, (before, after) in facts["metrics"].items():
+        lines.append((key.replace("_", " "), f"{before:.4f} -> {after:.4f}"))
+    settings = facts["settings"]
     if settings:
         lines.append(("settings", json.dumps(settings, sort_keys=True)))
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         print(f"{key + ':':<{width + 2}}{value}")
     return 0
+

@@ -60,7 +60,8 @@ class Domain:
             "torgb": any(layer.kind == "torgb" for layer in self.layers),
             "w_indices": self.w_indices,
             "source_sha256": self.source_sha256 or "",
-            "resolution": self.architecture.get("img_resolution"),
+            "resolution": res if isinstance(res := self.architecture.get("img_resolution"), int)
+            and not isinstance(res, bool) else None,
             "norm": float(sum(v * v for v in norms.values()) ** 0.5),
             "metadata": self.metadata,
         }
@@ -104,6 +105,33 @@ def as_domain_list(item: Any) -> list[Domain]:
     raise InputError(f"expected a compact domain, got {type(item).__name__}")
 
 
+def provenance_facts(metadata: Any) -> dict:
+    """What a domain's provenance says, each field type-checked (the file's JSON is untrusted).
+
+    ``source`` / ``target``: the prompts (or None), ``direction``: the raw direction record,
+    ``clip_models``: ``[(name, weight), ...]``, ``metrics``: ``{name: (before, after)}`` numbers
+    only, ``steps``: ``steps_done`` (or None), ``settings``: a dict (or None).
+    """
+    table = metadata if isinstance(metadata, dict) else {}
+    nada = table.get("nada") if isinstance(table.get("nada"), dict) else {}
+    direction = nada.get("direction")
+    source = target = None
+    if isinstance(direction, dict):
+        source = direction.get("source_text", direction.get("source"))
+        target = direction.get("target_text", direction.get("target"))
+    clips = nada.get("clip_models") if isinstance(nada.get("clip_models"), list) else []
+    metrics = table.get("metrics") if isinstance(table.get("metrics"), dict) else {}
+    pairs = {}
+    for key in ("directional_similarity", "diversity"):
+        before, after = metrics.get(f"{key}_before"), metrics.get(f"{key}_after")
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (before, after)):
+            pairs[key] = (float(before), float(after))
+    return {"source": source, "target": target, "direction": direction,
+            "clip_models": [(c.get("name"), c.get("weight")) for c in clips if isinstance(c, dict)],
+            "metrics": pairs, "steps": nada.get("steps_done"),
+            "settings": nada.get("settings") if isinstance(nada.get("settings"), dict) else None}
+
+
 def new_domain(G: Any, kind: str, include_torgb: bool = False, metadata: dict | None = None) -> Domain:
     """A zero domain (the identity) for ``G``: every conv, plus the toRGBs with ``include_torgb``."""
     from ..formats.checkpoints import lineage_sha256
@@ -115,4 +143,4 @@ def new_domain(G: Any, kind: str, include_torgb: bool = False, metadata: dict | 
     return Domain(kind, layers, values, lineage_sha256(G), arch, dict(metadata or {}))
 
 
-__all__ = ["Domain", "DomainSet", "as_domain_list", "new_domain"]
+__all__ = ["Domain", "DomainSet", "as_domain_list", "new_domain", "provenance_facts"]

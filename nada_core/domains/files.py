@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 
 import torch
@@ -69,19 +68,13 @@ def save_domain(domain: Domain, path: str | os.PathLike) -> Path:
 
 
 def _read_header(p: Path) -> dict:
+    from ..formats.safetensors_header import read_header
+
     size = p.stat().st_size
     if size > MAX_DOMAIN_BYTES:
         raise CheckpointError(f"{p}: {size} bytes is far more than a domain file holds ({MAX_DOMAIN_BYTES}); "
                               f"{_FIX}")
-    with open(p, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{p}: too short to be a domain .safetensors file; {_FIX}")
-        (n,) = struct.unpack("<Q", head)
-        if n < 2 or n > MAX_HEADER_BYTES or 8 + n > size:
-            raise CheckpointError(f"{p}: bad .safetensors header size ({n} bytes); {_FIX}")
-        blob = fh.read(n)
-    return parse_json(blob, f"{p}: the .safetensors header", _FIX, expect=dict, error=CheckpointError)
+    return read_header(p, what=str(p), fix=_FIX, max_bytes=MAX_HEADER_BYTES)
 
 
 def is_domain_file(path: str | os.PathLike) -> bool:

@@ -91,7 +91,12 @@ def load_direction(path: str | os.PathLike) -> Directions:
 
 
 def _from_array(p: Path, arr: Any) -> Directions:
-    t = torch.as_tensor(np.asarray(arr, dtype=np.float32)) if not isinstance(arr, torch.Tensor) else arr
+    if isinstance(arr, np.ndarray):
+        if arr.dtype.kind != "f":  # ints, bools, complex: not a direction (casting would hide it)
+            raise CheckpointError(f"{p.name} holds {arr.dtype} values; a direction is a float vector")
+        with np.errstate(over="ignore"):  # float64 beyond float32 range -> inf, refused below
+            arr = arr.astype(np.float32)
+    t = torch.as_tensor(arr)
     if not t.is_floating_point():
         raise CheckpointError(f"{p.name} holds {t.dtype} values; a direction is a float vector")
     t = t.detach().float().cpu()
@@ -121,47 +126,11 @@ def _check_count(p: Path, shape: Any) -> None:
 
 
 def _read_numpy(p: Path) -> np.ndarray:
-    import zipfile
+    from ..formats.numpy_files import read_numpy_array
 
-    try:
-        if p.suffix.lower() == ".npz":
-            with np.load(p, allow_pickle=False) as data:
-                names = list(data.files)
-                key = next((k for k in _DICT_KEYS if k in names), None)
-                if key is None and len(names) == 1:
-                    key = names[0]
-                if key is None:
-                    raise CheckpointError(f"{p.name} has arrays {names}; expected one array or one named "
-                                          "'direction' or 'boundary'")
-                _npz_shape(data, key, p)
-                return np.array(data[key])
-        with open(p, "rb") as fh:  # the declared shape first: nothing is allocated for a huge one
-            _check_count(p, _header_shape(fh))
-        return np.array(np.load(p, allow_pickle=False))
-    except CheckpointError:
-        raise
-    except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
-        reason = " ".join(str(err).split())[:120] or type(err).__name__
-        raise CheckpointError(f"cannot read direction file {p.name}: {reason}; save the vector again as a "
-                              ".npy array of floats") from None
-
-
-def _header_shape(fh: Any) -> tuple:
-    """The shape an ``.npy`` stream declares (its header only)."""
-    version = np.lib.format.read_magic(fh)
-    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, _, _ = read(fh)
-    return shape
-
-
-def _npz_shape(data: Any, key: str, p: Path) -> None:
-    """Refuse a compressed member whose declared shape is huge, before it is inflated."""
-    try:
-        with data.zip.open(f"{key}.npy") as fh:
-            shape = _header_shape(fh)
-    except Exception:  # unreadable header: np.load reports it when the member is read
-        return
-    _check_count(p, shape)
+    return read_numpy_array(p, kind="direction file", max_values=MAX_DIRECTION_VALUES,
+                            fix="save the vector again as a .npy array of floats", keys=_DICT_KEYS,
+                            names_hint="one named 'direction' or 'boundary'")
 
 
 def _read_torch(p: Path) -> Any:
@@ -189,15 +158,20 @@ def _read_torch(p: Path) -> Any:
 def _load_safetensors(p: Path) -> Directions:
     from safetensors import safe_open
 
+    from ..formats.safetensors_header import read_header
     from ..json_text import parse_json
 
+    read_header(p, what=f"cannot read direction file {p.name}", fix="is it a .safetensors direction file (truncated "
+                "or corrupt files must be saved again)?")  # size-checked before safetensors parses it
     try:
         with safe_open(str(p), framework="pt") as fh:
             meta = fh.metadata() or {}
             keys = list(fh.keys())
-            for k in keys:
+            # Only the tensors a direction file can hold are read (a file may list thousands).
+            wanted = [k for k in ("vectors", "values") if k in keys] if "vectors" in keys else keys[:1]
+            for k in wanted:
                 _check_count(p, fh.get_slice(k).get_shape())
-            tensors = {k: fh.get_tensor(k) for k in keys}
+            tensors = {k: fh.get_tensor(k) for k in wanted}
     except CheckpointError:
         raise
     except Exception as err:  # safetensors raises its own error types for corrupt headers
@@ -205,10 +179,10 @@ def _load_safetensors(p: Path) -> Directions:
         raise CheckpointError(f"cannot read direction file {p.name}: {reason}; is it a .safetensors direction "
                               "file (truncated or corrupt files must be saved again)?") from None
     if meta.get("format") != DIRECTIONS_FORMAT:
-        if "vectors" not in tensors and len(tensors) == 1:
+        if "vectors" not in tensors and len(keys) == 1:
             return _from_array(p, next(iter(tensors.values())))
         hint = " (it looks like a generator checkpoint)" if any(k.startswith(("mapping.", "synthesis.")) for k in keys) else ""
-        if "ws" in tensors:
+        if "ws" in keys:
             hint = " (it is a latents file: load it as latents)"
         raise CheckpointError(f"{p.name} is not a direction file{hint}; pick one written by 'nada edit --save-directions' "
                               "or NADA Find Directions, or a .npy/.pt vector")

@@ -165,6 +165,22 @@ def interpolate_path(keyframes: torch.Tensor, frames: int, mode: Mode = "lerp", 
     return torch.stack([fn(keyframes[a], keyframes[b], t) for a, b, t in sched])
 
 
+def _keyframe_truncation(provenance: dict) -> tuple[float, int | None, int | None]:
+    """``(truncation_psi, truncation_cutoff, class_index)`` the keyframes were made with, from their
+    provenance (a latents file's JSON, so each value is checked as the setting it is)."""
+    from ..settings import SAMPLE, check
+
+    try:
+        psi = check(SAMPLE["truncation_psi"], provenance.get("truncation_psi", 1.0))
+        cutoff = provenance.get("truncation_cutoff")
+        cutoff = None if cutoff is None else check(SAMPLE["truncation_cutoff"], cutoff)
+        class_index = provenance.get("class_index")  # the keyframes' class (conditional models)
+        class_index = None if class_index is None else check(SAMPLE["class_index"], class_index)
+    except InputError as err:
+        raise CheckpointError(f"the latents' provenance is damaged ({err}); make the codes from seeds again") from None
+    return psi, cutoff, class_index
+
+
 def interpolate_latents(latents: Latents, frames: int, mode: Mode = "lerp", easing: str = "linear",
                         loop: bool = False, G: Any = None) -> Latents:
     """A :class:`Latents` of ``frames`` codes travelling through the codes of ``latents`` in order.
@@ -180,11 +196,8 @@ def interpolate_latents(latents: Latents, frames: int, mode: Mode = "lerp", easi
         if G is None:
             raise InputError("slerp through z needs the generator to map the z codes; pass G")
         z = interpolate_path(latents.z, frames, "slerp", easing, loop).to(G.w_avg.device)
-        psi = float(latents.provenance.get("truncation_psi", 1.0))
-        cutoff = latents.provenance.get("truncation_cutoff")
-        class_index = latents.provenance.get("class_index")  # the keyframes' class (conditional models)
-        c = class_one_hot(getattr(G, "c_dim", 0), class_index if isinstance(class_index, int) else None,
-                          z.shape[0], G.w_avg.device)
+        psi, cutoff, class_index = _keyframe_truncation(latents.provenance)
+        c = class_one_hot(getattr(G, "c_dim", 0), class_index, z.shape[0], G.w_avg.device)
         with torch.no_grad():
             ws = G.mapping(z, c, truncation_psi=psi, truncation_cutoff=cutoff).float().cpu()
         # Frames sitting on a keyframe reuse its stored code, so they match it bit for bit.

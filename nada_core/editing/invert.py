@@ -43,9 +43,10 @@ _D = INVERT.defaults()
 ProgressFn = Callable[[int, int, dict, "torch.Tensor | None"], None]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class InvertConfig:
-    """Settings of one inversion.
+    """Settings of one inversion (immutable: ``dataclasses.replace(cfg, steps=...)`` makes a changed copy,
+    checked again as it is built).
 
     ``space``: ``"w"`` (one code per image, broadcast to every layer: most editable) or ``"w+"``
     (one code per layer: closest reconstructions). ``steps``: optimisation steps. ``lr``: peak
@@ -94,14 +95,11 @@ class InvertConfig:
     class_index: int = _D["class_index"]  # class of a conditional generator (-1 = none)
 
     def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
         """Check every field against :data:`nada_core.settings.INVERT` (one :class:`InputError` line
-        naming the setting and its range); runs when the config is built and again in
-        :func:`invert`, as fields may be changed in between."""
+        naming the setting and its range) and store its normalised value. Frozen, so a config that
+        passed here stays valid: :func:`invert` needs no second check."""
         for f in dataclasses.fields(self):
-            setattr(self, f.name, INVERT.check(f.name, getattr(self, f.name)))
+            object.__setattr__(self, f.name, INVERT.check(f.name, getattr(self, f.name)))
         if self.pixel_weight == 0 and self.ssim_weight == 0 and self.clip_weight == 0:
             raise InputError("all loss weights are zero; give pixel_weight, ssim_weight or clip_weight a positive value")
 
@@ -307,7 +305,8 @@ def invert(G: Any, images: Any, config: InvertConfig | None = None, clip: Any = 
     Works under ``torch.inference_mode()`` (as in ComfyUI): gradients are switched on inside.
     """
     cfg = config or InvertConfig()
-    cfg.validate()
+    if not isinstance(cfg, InvertConfig):
+        raise InputError(f"invert() needs an InvertConfig, got {type(cfg).__name__}")
     prepared = images if isinstance(images, PreparedImages) else prepare_images(images, G.img_resolution, cfg.fit, layout)
     if prepared.images.shape[-1] != G.img_resolution:
         raise InputError(f"prepared images are {prepared.images.shape[-1]} px but the generator makes "

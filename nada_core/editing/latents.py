@@ -84,6 +84,11 @@ class Latents:
             raise InputError(f"latent codes must have shape [N, num_ws, w_dim], got {shape}")
         if self.ws.shape[0] < 1:
             raise InputError("latent codes are empty; give at least one code")
+        if self.ws.shape[1] < 1 or self.ws.shape[2] < 1:
+            raise InputError(f"latent codes must have at least one W+ entry of at least one value, got shape "
+                             f"{list(self.ws.shape)}")
+        if not self.ws.is_floating_point():  # ints, bools or complex cannot be latent codes
+            raise InputError(f"latent codes must be floats, got {self.ws.dtype}")
         self.ws = self.ws.detach().float()
         if self.space not in ("w", "w+"):
             raise InputError(f"latent space must be 'w' or 'w+', got {self.space!r}")
@@ -351,10 +356,15 @@ def load_latents(path: str | os.PathLike) -> Latents:
 
 
 MAX_LATENT_VALUES = 64 * 2**20  # floats in one foreign array (real files hold a few thousand per code)
+_SAFETENSORS_FIX = "is it a .safetensors latents file (truncated or corrupt files must be saved again)?"
+MAX_NOISE_MAPS = 64  # per-conv noise maps saved with inverted codes: 17 for a 1024 px StyleGAN2
 
 
 def _check_finite(t: torch.Tensor, what: str, p: Path) -> None:
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+    if not t.is_floating_point():
+        return  # Latents refuses non-float codes in its own words
+    t = t.float()  # as stored in Latents: float64 beyond the float32 range becomes inf
+    if not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
         raise CheckpointError(f"latents file {p.name}: {what} holds {bad} NaN/inf value(s), which would "
                               "poison every image; invert or save the codes again")
@@ -376,76 +386,42 @@ def _build(p: Path, ws, space, lineage, provenance, z=None, noise=None) -> Laten
 def _load_safetensors(p: Path) -> Latents:
     from safetensors import safe_open
 
+    from ..formats.safetensors_header import read_header
     from ..json_text import parse_json
 
+    read_header(p, what=f"cannot read latents file {p.name}", fix=_SAFETENSORS_FIX)  # size-checked first
     try:
         with safe_open(str(p), framework="pt") as fh:
             meta = fh.metadata() or {}
             keys = set(fh.keys())
-            tensors = {k: fh.get_tensor(k) for k in keys}
+            noise_keys = sorted(k for k in keys if k.startswith("noise."))
+            if len(noise_keys) > MAX_NOISE_MAPS:
+                raise CheckpointError(f"latents file {p.name} lists {len(noise_keys)} noise maps, more than any "
+                                      f"generator has ({MAX_NOISE_MAPS}); the file is corrupt or hostile")
+            # Only what a latents file holds is read (a hostile file may list thousands of tensors).
+            tensors = {k: fh.get_tensor(k) for k in ("ws", "z", *noise_keys) if k in keys}
+    except CheckpointError:
+        raise
     except Exception as err:  # safetensors raises its own error types for corrupt headers
         reason = " ".join(str(err).split())[:120] or type(err).__name__
-        raise CheckpointError(f"cannot read latents file {p.name}: {reason}; is it a .safetensors latents file "
-                              "(truncated or corrupt files must be saved again)?") from None
+        raise CheckpointError(f"cannot read latents file {p.name}: {reason}; {_SAFETENSORS_FIX}") from None
     if "ws" not in tensors:
         hint = " (it looks like a generator checkpoint)" if any(k.startswith(("mapping.", "synthesis.")) for k in keys) else ""
         raise CheckpointError(f"{p.name} holds no latent codes (no 'ws' tensor){hint}; pick a file written by 'nada invert' or save_latents")
     provenance = parse_json(meta.get("provenance") or "{}", f"latents file {p.name}: provenance metadata",
                             "save the latents again", expect=dict, error=CheckpointError)
     space = meta.get("space") or _space_of(tensors["ws"])
-    noise_keys = sorted(k for k in keys if k.startswith("noise."))
     noise = [tensors[k] for k in noise_keys] or None
     return _build(p, tensors["ws"], space, meta.get("lineage_sha256") or None, provenance, tensors.get("z"), noise)
 
 
-def _npz_member_shape(data, key: str, p: Path) -> None:
-    """Refuse a compressed member whose *declared* shape is huge, before it is inflated."""
-    import numpy as np
-
-    try:
-        with data.zip.open(f"{key}.npy") as fh:
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, _ = read(fh)  # header only, no data
-    except Exception:  # unreadable header: np.load reports it below
-        return
-    count = 1
-    for d in shape:
-        count *= int(d)
-    if count > MAX_LATENT_VALUES:
-        raise CheckpointError(f"latents file {p.name}: array '{key}' declares shape {list(shape)}, over "
-                              f"{MAX_LATENT_VALUES:,} values; this is not a latents file")
-
-
 def _load_numpy(p: Path) -> Latents:
-    import zipfile
+    from ..formats.numpy_files import read_numpy_array
 
-    import numpy as np
-
-    try:
-        data = np.load(p, allow_pickle=False, mmap_mode=None if p.suffix.lower() == ".npz" else "r")
-        if isinstance(data, np.lib.npyio.NpzFile):
-            with data:
-                names = list(data.files)
-                key = next((k for k in ("w", "ws", "latent", "latents", "dlatents") if k in names), None)
-                if key is None and len(names) == 1:
-                    key = names[0]
-                if key is None:
-                    raise CheckpointError(f"{p.name} has arrays {names}; expected one named 'w' or 'ws'")
-                _npz_member_shape(data, key, p)
-                arr = data[key]
-        else:
-            arr = data
-            if arr.size > MAX_LATENT_VALUES:
-                raise CheckpointError(f"latents file {p.name}: array of shape {list(arr.shape)} is over "
-                                      f"{MAX_LATENT_VALUES:,} values; this is not a latents file")
-        ws = torch.from_numpy(np.array(arr, dtype=np.float32))
-    except CheckpointError:
-        raise
-    except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
-        reason = " ".join(str(err).split())[:120] or type(err).__name__
-        raise CheckpointError(f"cannot read latents file {p.name}: {reason}; save the codes again as .npy/.npz "
-                              "of floats or as .safetensors") from None
+    arr = read_numpy_array(p, kind="latents file", max_values=MAX_LATENT_VALUES,
+                           fix="save the codes again as .npy/.npz of floats or as .safetensors",
+                           keys=("w", "ws", "latent", "latents", "dlatents"), names_hint="one named 'w' or 'ws'")
+    ws = torch.from_numpy(arr)
     if ws.ndim == 1:
         ws = ws[None, None]
     elif ws.ndim == 2:

@@ -63,12 +63,16 @@ class Directions:
         if not isinstance(v, torch.Tensor) or v.ndim != 2 or v.shape[0] < 1 or v.shape[1] < 1:
             shape = list(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise InputError(f"editing directions must have shape [K, w_dim], got {shape}")
+        if not v.is_floating_point() or not torch.as_tensor(self.values).is_floating_point():
+            raise InputError(f"editing directions must be float vectors, got {v.dtype}")
         self.vectors = v.detach().float().cpu().contiguous()
         if not bool(torch.isfinite(self.vectors).all()):
             raise InputError("editing directions hold NaN/inf values; compute or save them again")
         self.values = torch.as_tensor(self.values).detach().float().cpu().reshape(-1)
         if self.values.numel() != self.vectors.shape[0]:
             raise InputError(f"got {self.values.numel()} values for {self.vectors.shape[0]} directions")
+        if not bool(torch.isfinite(self.values).all()):
+            raise InputError("editing direction values hold NaN/inf; compute or save them again")
         if self.names is not None and len(self.names) != len(self):
             raise InputError(f"got {len(self.names)} names for {len(self)} directions")
         if self.layers is not None:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, NadaError, short_reason
+from ..formats.common import check_weight_values
 from ..formats.encoder_checkpoint import (latent_avg_rows, looks_like_encoder_checkpoint, output_size, part,
                                           plain_opts)
 from .encoder import RESTYLE_DEFAULT_ITERS, Encoder, EncoderInfo
@@ -168,5 +169,6 @@ def _load(net: torch.nn.Module, sd: dict[str, torch.Tensor], src: str) -> tuple[
         k = wrong[0]
         raise CheckpointError(f"{src}: encoder tensor '{k}' has shape {list(sd[k].shape)}, expected {list(own[k].shape)}; the file is corrupt")
     if not missing:
+        check_weight_values(src, sd, own, "encoder tensor")
         net.load_state_dict({k: sd[k].detach().to(own[k].dtype) for k in own}, strict=True, assign=True)
     return missing, unexpected

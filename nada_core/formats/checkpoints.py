@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -45,32 +44,18 @@ from ..json_text import parse_json
 from ..models.stylegan2 import Generator, GeneratorConfig  # noqa: F401 - re-exported for callers
 from ..models.registry import GENERATOR_CLASSES, AnyConfig, AnyGenerator, architecture_of, build_generator, \
     config_from_dict, is_stylegan3
+from .common import check_weight_values
 from .limits import check_generator_config, check_stylegan3_fields
-from .nvidia3 import FORMAT_STYLEGAN3, config_fields_for_limits
-
-FORMAT_ROSINALITY = "rosinality-pt"
-FORMAT_NVIDIA = "stylegan2-ada-pkl"
-FORMAT_NADA = "nada-safetensors"
-FORMAT_TF = "stylegan2-tf-pkl"  # told apart from FORMAT_NVIDIA only after (safe) unpickling
-FORMAT_DFL = "dfl-safetensors"  # dfl/ComfyUI-StyleGan's cache: NVIDIA state dict + arch/init_kwargs metadata
-FORMAT_DESCRIPTIONS = {
-    FORMAT_ROSINALITY: "rosinality stylegan2-pytorch checkpoint (.pt)",
-    FORMAT_NVIDIA: "NVIDIA stylegan2-ada-pytorch pickle (.pkl)",
-    FORMAT_TF: "NVIDIA StyleGAN2 TensorFlow pickle (.pkl, e.g. stylegan2-ffhq-config-f.pkl)",
-    FORMAT_STYLEGAN3: "NVIDIA stylegan3 pickle (.pkl, StyleGAN3-T or -R)",
-    FORMAT_NADA: "ComfyUI-NADA generator (.safetensors)",
-    FORMAT_DFL: "dfl/ComfyUI-StyleGan cache of an NVIDIA pickle (.safetensors)",
-}
-SUPPORTED_FORMATS = ("a rosinality stylegan2-pytorch .pt, an NVIDIA stylegan2-ada-pytorch, stylegan3 or StyleGAN2 "
-                     "TensorFlow .pkl or a ComfyUI-NADA (or dfl/ComfyUI-StyleGan) .safetensors generator")
+from .detect import (FORMAT_DESCRIPTIONS, FORMAT_DFL, FORMAT_NADA, FORMAT_NVIDIA,  # noqa: F401 - re-exported
+                     FORMAT_ROSINALITY, FORMAT_STYLEGAN3, FORMAT_TF, SUPPORTED_FORMATS, detect_format,
+                     existing_file as _existing_file, read_safetensors_header as _read_safetensors_header)
+from .nvidia3 import config_fields_for_limits
 
 NADA_FORMAT_TAG = "generator"
 NADA_FORMAT_VERSION = "1"
 W_AVG_ESTIMATE_SAMPLES = 10_000
 W_AVG_ESTIMATE_SEED = 0
 
-_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickle of torch's magic number
-_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 
 
 # ----------------------------------------------------------------------------------------------
@@ -85,30 +70,6 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         while chunk := fh.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()
-
-
-def detect_format(path: str | os.PathLike) -> str:
-    """Format id (``FORMAT_*``) of a generator file from its first bytes.
-
-    Raises :class:`CheckpointError` for missing, empty or unrecognised files.
-    """
-    p = _existing_file(path)
-    with open(p, "rb") as fh:
-        head = fh.read(64)
-    size = p.stat().st_size
-    if not head:
-        raise CheckpointError(f"{p}: the file is empty; expected {SUPPORTED_FORMATS}")
-    # safetensors first: its 8-byte header length can itself start with 0x80 0x02..0x05.
-    if len(head) >= 10 and head[8:10] in (b'{"', b"{}"):
-        (n,) = struct.unpack("<Q", head[:8])
-        if 2 <= n <= _MAX_SAFETENSORS_HEADER:
-            return _safetensors_format(p)
-    if head.startswith(b"PK\x03\x04") or head.startswith(_TORCH_LEGACY_MAGIC):
-        return FORMAT_ROSINALITY
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return FORMAT_NVIDIA
-    raise CheckpointError(f"{p}: not a recognised generator file ({size} bytes, unknown content); expected "
-                          f"{SUPPORTED_FORMATS}")
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True) -> AnyGenerator:
@@ -256,17 +217,6 @@ def summarize_generator(G: AnyGenerator) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def _existing_file(path: str | os.PathLike) -> Path:
-    if path is None or str(path) == "":
-        raise CheckpointError(f"no generator file given; expected {SUPPORTED_FORMATS}")
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise CheckpointError(f"{p}: no such file; expected {SUPPORTED_FORMATS}")
-    if p.is_dir():
-        raise CheckpointError(f"{p}: is a folder, not a file; expected {SUPPORTED_FORMATS}")
-    return p
-
-
 def _device(device: str | torch.device | None) -> torch.device:
     from ..devices import resolve_device
 
@@ -339,46 +289,13 @@ def _build(config: AnyConfig, state_dict: dict, w_avg: torch.Tensor | None, src:
         G = build_generator(config)
     sd = dict(state_dict)
     sd["mapping.w_avg"] = w_avg if w_avg is not None else torch.zeros(config.w_dim)
+    check_weight_values(src, sd, G.state_dict())
     try:
         G.load_state_dict(sd, strict=True)
     except RuntimeError as err:
         first = " ".join(str(err).split())[:200]
         raise CheckpointError(f"{src}: the weights do not fit the architecture they describe ({first})") from None
     return G
-
-
-def _read_safetensors_header(p: Path) -> dict:
-    size = p.stat().st_size
-    with open(p, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{p}: too short to be a .safetensors file; expected {SUPPORTED_FORMATS}")
-        (n,) = struct.unpack("<Q", head)
-        if n > _MAX_SAFETENSORS_HEADER or n < 2:
-            raise CheckpointError(f"{p}: not a .safetensors file (bad header size); expected {SUPPORTED_FORMATS}")
-        if 8 + n > size:
-            raise CheckpointError(f"{p}: the .safetensors file is truncated (header cut short)")
-        blob = fh.read(n)
-    header = parse_json(blob, f"{p}: the .safetensors header", "the file is corrupt (not JSON); re-save it",
-                        expect=dict, error=CheckpointError)
-    meta = header.get("__metadata__")
-    if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
-        raise CheckpointError(f"{p}: the .safetensors metadata is not a table of text values; the file is corrupt")
-    return header
-
-
-def _safetensors_format(p: Path) -> str:
-    """``FORMAT_DFL`` when the header metadata is dfl/ComfyUI-StyleGan's (``arch`` + ``init_kwargs``,
-    no ``nada_format``), else ``FORMAT_NADA`` (whose reader names any other problem)."""
-    from .dfl import is_dfl_metadata
-
-    try:
-        meta = _read_safetensors_header(p).get("__metadata__")
-    except CheckpointError:
-        return FORMAT_NADA  # the loader reports the broken header in its own words
-    if is_dfl_metadata(meta) and meta.get("nada_format") is None:
-        return FORMAT_DFL
-    return FORMAT_NADA
 
 
 def _header_shapes(p: Path, header: dict) -> dict[str, tuple[int, ...]]:

@@ -20,17 +20,13 @@ import torch
 from ..errors import CheckpointError, short_reason
 from ..json_text import parse_json
 from .common import Converted
+from .detect import is_dfl_metadata  # noqa: F401 - re-exported
 from .nvidia import config_from_init_kwargs, map_nvidia_tensors
 
 #: ``arch`` values -> a converter ``(path, init_kwargs, source) -> Converted``; None = known but refused.
 #: TODO(coordinator): wire "stylegan3" to the StyleGAN3 loader once it is merged (its tensors are
 #: NVIDIA's stylegan3 ``G.state_dict()`` names, its config the same ``init_kwargs``).
 ARCH_LOADERS: dict[str, Callable[[Path, dict, str], Converted] | None] = {}
-
-
-def is_dfl_metadata(meta: Any) -> bool:
-    """True for a safetensors ``__metadata__`` table with dfl's ``arch`` and ``init_kwargs``."""
-    return isinstance(meta, dict) and isinstance(meta.get("arch"), str) and isinstance(meta.get("init_kwargs"), str)
 
 
 def convert_dfl_safetensors(path: Path, meta: dict, source: str) -> Converted:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .common import Converted, kwarg_int, kwargs_with_defaults, reject_unused_tensors
+from .common import Converted, float_weights, kwarg_int, kwargs_with_defaults, reject_unused_tensors
 from ..errors import CheckpointError
 from .limits import check_generator_config
 from .safe_unpickle import PersistentStub, TFNetworkStub
@@ -217,7 +217,7 @@ def map_nvidia_tensors(t: dict[str, torch.Tensor], cfg: GeneratorConfig, use_noi
             raise CheckpointError(f"{source}: tensor '{name}' has shape {list(x.shape)} but the constructor "
                                   f"arguments imply {list(shape)}")
         used.add(name)
-        return x.detach().to(torch.float32).clone()
+        return float_weights(x, name, source)
 
     hidden = cfg.mapping_hidden or cfg.w_dim
     embed = (cfg.embed_features or cfg.w_dim) if cfg.c_dim else 0

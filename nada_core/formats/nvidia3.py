@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from .common import Converted, kwarg_int, kwargs_with_defaults, reject_unused_tensors
+from .common import Converted, float_weights, kwarg_int, kwargs_with_defaults, reject_unused_tensors
+from .detect import FORMAT_STYLEGAN3  # noqa: F401 - the format id lives with detection
 from .limits import check_stylegan3_fields
 from .safe_unpickle import PersistentStub
 
-FORMAT_STYLEGAN3 = "stylegan3-pkl"
 
 _GENERATOR_ARG_ORDER = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs")
 _MAPPING_DEFAULTS = dict(num_layers=2, lr_multiplier=0.01, w_avg_beta=0.998)
@@ -109,7 +109,7 @@ def convert_stylegan3_generator(net: PersistentStub, *, source: str, key: str = 
             raise CheckpointError(f"{source}: tensor '{src}' has shape {list(t.shape)} but the constructor "
                                   f"arguments imply {list(shape)}")
         used.add(src)
-        sd[name] = t.detach().to(torch.float32).clone()
+        sd[name] = float_weights(t, src, source)
     reject_unused_tensors(source, tensors, used, "a StyleGAN3 generator")
     w_avg = sd.pop("mapping.w_avg", None)
     notes = {"network": key, "format": FORMAT_STYLEGAN3, "architecture": "stylegan3",

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, NadaError, short_reason
 from .safe_unpickle import MAX_MODULE_DEPTH, MAX_MODULES, PersistentStub
 
 FORMAT_NVIDIA_MODULE = "stylegan2-ada-module"
@@ -114,13 +114,19 @@ def generator_from_nvidia_module(module: Any, device: str | torch.device = "cpu"
         raise InputError(f"expected an NVIDIA StyleGAN generator (a torch module) from the other StyleGAN pack's "
                          f"loader, got {type(module).__name__}")
     with torch.inference_mode(False):
-        stub = module_to_stub(module)
-        conv = convert_nvidia_generator(stub, source=SOURCE, key="STYLEGAN")
-        if conv.w_avg is None:
-            raise CheckpointError(f"{SOURCE}: its mapping network has no w_avg buffer; not a stylegan2-ada-pytorch "
-                                  f"generator")
-        G = _build(conv.config, conv.state_dict, conv.w_avg, SOURCE)
-        sha = weights_sha256(stub.tensors())
+        try:
+            stub = module_to_stub(module)
+            conv = convert_nvidia_generator(stub, source=SOURCE, key="STYLEGAN")
+            if conv.w_avg is None:
+                raise CheckpointError(f"{SOURCE}: its mapping network has no w_avg buffer; not a stylegan2-ada-pytorch "
+                                      f"generator")
+            G = _build(conv.config, conv.state_dict, conv.w_avg, SOURCE)
+            sha = weights_sha256(stub.tensors())
+        except NadaError:
+            raise
+        except Exception as err:  # noqa: BLE001 - odd attributes of a foreign object: one line, as for files
+            raise CheckpointError(f"{SOURCE}: its attributes have unexpected types or sizes ({type(err).__name__}: "
+                                  f"{short_reason(err, 160)}); not a stylegan2-ada-pytorch generator") from None
         G.source_sha256 = sha
         G.metadata = {
             "format": FORMAT_NVIDIA_MODULE,

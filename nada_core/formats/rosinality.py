@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from .common import Converted, reject_unused_tensors
+from .common import Converted, float_weights, reject_unused_tensors
 from .encoder_checkpoint import decoder_part, looks_like_encoder_checkpoint
 from ..errors import CheckpointError
 from .limits import check_generator_config
@@ -250,7 +250,7 @@ def _map_tensors(sd: dict, cfg: GeneratorConfig, source: str) -> tuple[dict[str,
         if tuple(x.shape) != row.their_shape:
             raise CheckpointError(f"{source}: tensor '{row.theirs}' has shape {list(x.shape)}, expected "
                                   f"{list(row.their_shape)} for this architecture")
-        out[row.ours] = x.detach().to(torch.float32).reshape(row.our_shape).clone()
+        out[row.ours] = float_weights(x, row.theirs, source).reshape(row.our_shape)
 
     if missing_noise:
         # Old files without stored noise: fixed, seeded maps so 'const' noise stays reproducible.

@@ -45,7 +45,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..models.stylegan2 import GeneratorConfig
-from .common import Converted
+from .common import Converted, float_weights
 from .limits import MAX_CHANNELS, MAX_CLASSES, MAX_LATENT_DIM, check_generator_config
 from .safe_unpickle import TFNetworkStub
 
@@ -286,7 +286,7 @@ def _map_variables(p: dict[str, np.ndarray], cfg: GeneratorConfig, use_noise: bo
             raise CheckpointError(f"{source}: TensorFlow variable '{name}' has shape {list(a.shape)} but the "
                                   f"settings imply {list(shape)}")
         used.add(name)
-        return a.astype(np.float32)
+        return float_weights(a, name, source)
 
     def tensor(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(a, dtype=np.float32, order="C"))  # a copy; keeps 0-d shapes

@@ -81,12 +81,14 @@ def write_mp4(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float 
 
     if not frames:
         raise InputError("no frames to write")
-    if not 0 <= int(crf) <= 51:
+    if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= int(crf) <= 51:
         raise InputError(f"crf must be between 0 and 51, got {crf}")
     rate = _fps_fraction(fps)
     av = _av()
     codec = h264_encoder()
-    h, w = frames[0].shape[:2]
+    h, w = np.shape(frames[0])[:2] if np.ndim(frames[0]) >= 2 else (0, 0)
+    if h < 1 or w < 1:
+        raise InputError(f"frame 0 has shape {list(np.shape(frames[0]))}; MP4 frames are uint8 [H, W, 3] RGB arrays")
     ew, eh = even_size(w, h)
 
     def encode(tmp: Path) -> None:
@@ -97,6 +99,9 @@ def write_mp4(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float 
             if codec.startswith("libx264"):
                 stream.codec_context.options = {"crf": str(int(crf)), "preset": "medium"}
             for i, arr in enumerate(frames):
+                if not (isinstance(arr, np.ndarray) and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3):
+                    what = f"{arr.dtype} {list(arr.shape)}" if isinstance(arr, np.ndarray) else type(arr).__name__
+                    raise InputError(f"frame {i} is {what}; MP4 frames are uint8 [H, W, 3] RGB arrays")
                 if arr.shape[:2] != (h, w):
                     raise InputError(f"frame {i} is {arr.shape[1]}x{arr.shape[0]} but frame 0 is {w}x{h}; "
                                      "all frames must have the same size")
@@ -111,10 +116,18 @@ def write_mp4(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float 
 
 def read_video(path: str | os.PathLike, max_frames: int = 100_000) -> list[np.ndarray]:
     """Decode every frame of a video file as ``uint8 [H, W, 3]`` RGB arrays (at most ``max_frames``)."""
+    from .images import MAX_IMAGE_PIXELS
+
     av = _av()
     out = []
     try:
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"cannot read video {Path(path).name}: the file has no video stream")
+            ctx = container.streams.video[0].codec_context
+            if ctx.width * ctx.height > MAX_IMAGE_PIXELS:  # declared size, before any frame is decoded
+                raise InputError(f"cannot read video {Path(path).name}: frames of {ctx.width}x{ctx.height} are over "
+                                 f"{MAX_IMAGE_PIXELS:,} pixels")
             for frame in container.decode(video=0):
                 out.append(frame.to_ndarray(format="rgb24"))
                 if len(out) >= max_frames:

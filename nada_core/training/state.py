@@ -35,6 +35,8 @@ RESUMABLE_CHANGES = {"steps", "preview_every", "preview_seeds", "preview_truncat
                      "select_chunk", "checkpointing"}
 
 _FIX = "resume from an intact --out folder, or start a new run without --resume"
+#: A 1024 px generator's synthesis has a few hundred tensors, each with three Adam entries.
+MAX_STATE_TENSORS = 20_000
 _ADAM_KEYS = ("step", "exp_avg", "exp_avg_sq")
 
 
@@ -170,10 +172,18 @@ def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         p = p / STATE_FILE
     if not p.is_file():
         raise InputError(f"no training state at {p}; resume from the --out folder of an earlier `nada train`")
+    from ..formats.safetensors_header import read_header
+
+    read_header(p, what=f"training state {p}", fix=_FIX)  # size-checked before safetensors parses it
     try:
         with safe_open(str(p), framework="pt") as fh:
             meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+            keys = list(fh.keys())
+            if len(keys) > MAX_STATE_TENSORS:
+                raise _bad(p, f"it lists {len(keys)} tensors, more than any run saves ({MAX_STATE_TENSORS})")
+            tensors = {k: fh.get_tensor(k) for k in keys}
+    except CheckpointError:
+        raise
     except Exception as err:  # safetensors raises several types for damaged files
         raise _bad(p, f"cannot be read ({str(err).splitlines()[0][:120] if str(err) else type(err).__name__})") \
             from None

@@ -140,6 +140,11 @@ def _fill_model(model, sd: dict[str, torch.Tensor], path: Path, arch: str, drop_
     if problem:
         raise ClipError(problem)
     sd = _fitting_state_dict(model, sd, drop_unexpected)
+    own = model.state_dict()
+    ints = [k for k, v in sd.items() if own[k].is_floating_point() and not v.is_floating_point()]
+    if ints:  # load_state_dict would cast integers/bools silently and drop imaginary parts
+        raise ClipError(f"CLIP weights {path} hold {sd[ints[0]].dtype} values where floats belong (e.g. {ints[0]}); "
+                        f"the file is damaged or not CLIP weights, download it again")
     bad = [k for k, v in sd.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise ClipError(f"CLIP weights {path} hold NaN/inf values (e.g. {bad[0]}); the file is damaged, "
