@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="nada",
-        description="StyleGAN-NADA: CLIP-guided domain adaptation of StyleGAN2 generators.",
+        description="StyleGAN-NADA: CLIP-guided domain adaptation of StyleGAN2 and StyleGAN3 generators.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
