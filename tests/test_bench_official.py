@@ -89,3 +89,24 @@ def test_install_provides_the_names_the_rosinality_generator_imports(monkeypatch
                                torch.nn.functional.conv_transpose2d(x, wt, stride=2))
     with conv2d_gradfix.no_weight_gradients():
         pass
+
+
+@pytest.mark.parametrize("up", [False, True])
+def test_step_flop_count_is_the_same_for_grouped_and_shared_weight_convolutions(up):
+    """bench_train's FLOP counter: torch's formula counts a grouped convolution's weight gradient
+    once per group; the per-sample (grouped) and the shared-weight formulation of a modulated conv
+    do the same convolution arithmetic and must count alike (up to the small demodulation matmul)."""
+    import bench_train
+    from nada_core.models.stylegan2 import ModulatedConv2d
+
+    conv = ModulatedConv2d(8, 6, 3, 4, up=up)
+    x, w = torch.randn(3, 8, 8, 8, requires_grad=True), torch.randn(3, 4)
+    counts = {}
+    for grouped in (True, False):
+        conv.grouped = grouped
+        counts[grouped] = bench_train.count_step_flops(lambda: conv(x, w).sum().backward(), torch.nn.Identity())
+    if not up:  # by hand: the conv, 2 * N * out * in * 9 per pixel, plus the style affine 2 * N * w_dim * in
+        conv_flops = 2 * 3 * 6 * 8 * 9 * 8 * 8
+        assert counts[True]["generator"] == conv_flops + 2 * 3 * 4 * 8
+        assert counts[True]["backward"] == 2 * conv_flops + 2 * 3 * 4 * 8  # input + weight grads; affine's weight
+    assert counts[False]["total"] == pytest.approx(counts[True]["total"], rel=0.01)
