@@ -134,6 +134,8 @@ class _FlopCount:
                 formula = flop_registry.get(func._overloadpacket)
                 if formula is not None:
                     n = float(formula(*args, **kwargs, out_val=out))
+                    if func._overloadpacket is torch.ops.aten.convolution_backward and int(args[9]) > 1:
+                        n = _grouped_conv_backward_flops(args)
                     if torch._C._current_autograd_node() is not None:
                         counter.counts["backward"] += n
                     else:
@@ -160,6 +162,17 @@ class _FlopCount:
         for h in self._hooks:
             h.remove()
         return False
+
+
+def _grouped_conv_backward_flops(args) -> float:
+    """FLOPs of ``aten.convolution_backward`` for a grouped convolution (per-sample modulated
+    weights). torch's formula ignores groups and counts the weight gradient ``groups`` times over;
+    each requested gradient costs what the forward convolution costs."""
+    from torch.utils.flop_counter import conv_flop_count
+
+    grad_out, x, w, transposed, mask = args[0], args[1], args[2], bool(args[7]), args[10]
+    fwd = conv_flop_count(list(x.shape), list(w.shape), list(grad_out.shape), transposed=transposed)
+    return float(fwd * (int(bool(mask[0])) + int(bool(mask[1]))))
 
 
 def count_step_flops(step, clip_module: torch.nn.Module) -> dict[str, float]:

@@ -580,3 +580,37 @@ def test_the_package_keeps_its_public_names_and_small_modules():
     assert not hasattr(pkg, "_probe") and hasattr(pkg.hub, "_probe")
     for path in Path(pkg.__file__).parent.glob("*.py"):
         assert len(path.read_text(encoding="utf-8").splitlines()) < 400, path.name
+
+
+def test_sequence_first_attention_equals_open_clips_batch_first_layout():
+    """The ClipModel's image tower runs attention on [L, N, D] activations (one matmul per projection
+    instead of a batched one per token): image embeddings and their input gradients equal those of
+    open_clip's own batch-first layout, computed on an untouched copy of the same weights."""
+    import copy
+
+    from tests.clip_factory import tiny_clip_model
+    from nada_core.guidance.clip.model import sequence_first_attention
+
+    reference = tiny_clip_model(seed=3).requires_grad_(False)
+    changed = copy.deepcopy(reference)
+    assert reference.visual.transformer.batch_first  # open_clip's default layout
+    assert sequence_first_attention(changed.visual)
+    assert not changed.visual.transformer.batch_first
+    assert all(not b.attn.batch_first for b in changed.visual.transformer.resblocks)
+    assert not sequence_first_attention(changed.visual)  # already applied: nothing left to change
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    outs, grads = [], []
+    for model in (reference, changed):
+        xi = x.clone().requires_grad_(True)
+        e = model.encode_image(xi)
+        (e * torch.linspace(-1, 1, e.shape[1])).sum().backward()
+        outs.append(e.detach())
+        grads.append(xi.grad)
+    assert outs[0].abs().max() > 0.01 and grads[0].abs().max() > 0
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
+    assert not sequence_first_attention(torch.nn.Linear(2, 2))  # no transformer: left alone
+
+
+def test_clip_model_runs_its_image_tower_sequence_first(tiny):
+    assert tiny.model.visual.transformer.batch_first is False

@@ -211,3 +211,33 @@ def test_select_layers_rejects_bad_arguments():
         select_layers(G, _pixel_loss(), 0, rng=torch.Generator())
     with pytest.raises(InputError):
         select_layers(G, _pixel_loss(), 2, rng=torch.Generator(), lr=0.0)
+
+
+def test_channels_last_selection_pass_gives_the_same_scores_and_restores_the_weights():
+    """On a CPU the pass runs with the conv weights channels-last (faster oneDNN convolutions): the
+    scores equal those of the usual layout to float rounding, and afterwards every parameter holds
+    its original tensor again (same storage and strides: a 1x1 toRGB kernel must not keep
+    channels-last strides, or the trained generator would stop matching the frozen one bit for bit)."""
+    G = tiny_generator(32, seed=4)
+    before = {n: (p.data_ptr(), p.stride(), p.requires_grad) for n, p in G.named_parameters()}
+    plain = select_layers(G, _pixel_loss(), 3, rng=torch.Generator().manual_seed(5), channels_last=False)
+    fast = select_layers(G, _pixel_loss(), 3, rng=torch.Generator().manual_seed(5))  # default on CPU: on
+    assert plain.scores.abs().max() > 0
+    torch.testing.assert_close(fast.scores, plain.scores, rtol=1e-4, atol=1e-9)
+    assert fast.indices == plain.indices
+    assert {n: (p.data_ptr(), p.stride(), p.requires_grad) for n, p in G.named_parameters()} == before
+
+
+def test_channels_last_weights_swaps_only_4d_parameters_for_the_block():
+    from nada_core.training.runtime import channels_last_weights
+
+    G = tiny_generator(16)
+    rgb = G.synthesis.to_rgbs[0].conv.weight  # [3, C, 1, 1]: contiguous in both senses
+    ptr, stride = rgb.data_ptr(), rgb.stride()
+    with channels_last_weights(G.synthesis):
+        conv = G.synthesis.convs[1].conv.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+        assert G.synthesis.const.is_contiguous()  # 3-D: untouched
+    assert conv.is_contiguous() and (rgb.data_ptr(), rgb.stride()) == (ptr, stride)
+    with channels_last_weights(G.synthesis, enabled=False):
+        assert G.synthesis.convs[1].conv.weight.is_contiguous()

@@ -307,18 +307,24 @@ def test_both_modulated_conv_formulations_agree_in_value_and_gradient():
             torch.testing.assert_close(g0, g1, rtol=1e-4, atol=1e-5)
 
 
-def test_automatic_formulation_choice_follows_autograd():
+def test_automatic_formulation_choice_follows_autograd_and_size():
+    """Scaled whenever only the styles need a gradient (per-sample weights would need a per-sample
+    weight gradient); otherwise the form with less elementwise work: grouped when the per-sample
+    weights (N * out * in * 3 * 3 = 288 here) are no larger than the activations."""
     from nada_core.models.stylegan2 import ModulatedConv2d
 
     conv = ModulatedConv2d(4, 4, 3, w_dim=4)
     calls = []
     conv._forward_grouped = lambda x, s: calls.append("grouped") or x
     conv._forward_scaled = lambda x, s: calls.append("scaled") or x
-    x, w = torch.randn(2, 4, 4, 4), torch.randn(2, 4)
+    big, small, w = torch.randn(2, 4, 16, 16), torch.randn(2, 4, 2, 2), torch.randn(2, 4)
     with torch.no_grad():
-        conv(x, w)
-    conv(x, w)                      # the weight requires grad: training
+        conv(big, w)
+        conv(small, w)
+    conv(big, w)                      # the weight requires grad: training, fine layer
+    conv(small, w)                    # training, coarse layer
     conv.requires_grad_(False)
-    conv(x, w)                      # nothing needs a gradient
-    conv(x, w.requires_grad_(True))  # codes being optimised (layer selection, inversion)
-    assert calls == ["grouped", "scaled", "grouped", "scaled"]
+    conv(big, w)                      # nothing needs a gradient
+    conv(big.requires_grad_(True), w)  # a frozen layer inside a trained network: input gradient only
+    conv(big, w.requires_grad_(True))  # codes being optimised (layer selection, inversion)
+    assert calls == ["grouped", "scaled", "grouped", "scaled", "grouped", "grouped", "scaled"]

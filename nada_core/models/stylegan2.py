@@ -275,8 +275,8 @@ class ModulatedConv2d(nn.Module):
     """Style-modulated convolution (optionally demodulated, optionally 2x upsampling).
 
     ``x [N, in, H, W], w [N, w_dim] -> [N, out, H', W']`` with ``H' = 2H`` when ``up``.
-    Without autograd, per-sample weights run as one grouped convolution; with autograd, the
-    style scaling moves onto the activations (same result, much cheaper backward).
+    Per-sample weights run as one grouped convolution, or the style scaling moves onto the
+    activations (same result): :meth:`grouped_is_cheaper` picks per call.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, w_dim: int,
@@ -306,11 +306,27 @@ class ModulatedConv2d(nn.Module):
         styles = self.affine(w)  # [N, in]
         grouped = self.grouped
         if grouped is None:
-            grouped = not (torch.is_grad_enabled()
-                           and (x.requires_grad or styles.requires_grad or self.weight.requires_grad))
+            grouped = self.grouped_is_cheaper(x, styles)
         if grouped:
             return self._forward_grouped(x, styles), None
         return self._forward_scaled(x, styles)
+
+    def grouped_is_cheaper(self, x: torch.Tensor, styles: torch.Tensor) -> bool:
+        """Which formulation costs less for this call (both give the same result to float rounding).
+
+        When autograd needs the styles' gradient but not the weight's (layer selection, inversion,
+        compact domains), per-sample weights would need a per-sample weight gradient, a second
+        convolution's worth of work: the scaled form is used. Otherwise (training the weights,
+        frozen layers, no autograd) the extra work of each form is elementwise: the grouped form
+        passes over the per-sample weights ``N * out * in * k * k``, the scaled form over the
+        activations (scaling ``x``, and in the backward pass its gradient and the styles'), so the
+        smaller of the two decides: grouped at the fine, large layers, scaled at the coarse ones.
+        Both twins of a training run make the same choice for the same shapes, which keeps
+        ``G_train(w) == G_frozen(w)`` bit for bit before the first update.
+        """
+        if torch.is_grad_enabled() and styles.requires_grad and not self.weight.requires_grad:
+            return False
+        return x.shape[0] * self.weight.numel() <= x.numel()
 
     def _forward_grouped(self, x: torch.Tensor, styles: torch.Tensor) -> torch.Tensor:
         """Per-sample modulated weights in one grouped convolution: fastest without autograd."""

@@ -174,7 +174,7 @@ def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
                   candidates: Sequence[int] | None = None, n_codes: int = 8, steps: int = 1,
                   lr: float = 0.01, noise_mode: str = "const",
                   autocast: Callable[[], object] | None = None, chunk: int | None = None,
-                  c: torch.Tensor | None = None) -> LayerSelection:
+                  c: torch.Tensor | None = None, channels_last: bool | None = None) -> LayerSelection:
     """Rank W+ indices by how far the global CLIP loss pushes them; return the top ``k``.
 
     ``G`` is the generator being trained (its current weights are used, as in the paper).
@@ -190,9 +190,13 @@ def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
     / n_codes``: the same step (up to float rounding), with the activations of only ``chunk``
     images alive at a time, which keeps the pass's memory peak at or below a training step's.
     ``c``: one-hot class ``[1, c_dim]`` of a conditional generator (the class being trained), None otherwise.
+    ``channels_last``: run the pass with the StyleGAN2 synthesis weights in channels-last order
+    (:func:`~nada_core.training.runtime.channels_last_weights`; same scores up to float rounding);
+    None (default) = on a CPU.
     """
     from ..settings import TRAIN
-    from .runtime import forked_noise
+    from ..models.stylegan2 import SynthesisNetwork
+    from .runtime import channels_last_weights, forked_noise
 
     if k < 1:
         raise InputError(f"layer count k must be at least 1, got {k}")
@@ -208,10 +212,12 @@ def select_layers(G, global_loss: GlobalLoss, k: int, *, rng: torch.Generator,
     size = n_codes if not chunk else min(int(chunk), n_codes)
     params = list(G.parameters())
     saved_flags = [p.requires_grad for p in params]
+    if channels_last is None:  # measured faster on CPU; on CUDA it is the --channels-last switch's business
+        channels_last = device.type == "cpu" and isinstance(G.synthesis, SynthesisNetwork)
     try:
         for p in params:
             p.requires_grad_(False)
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), channels_last_weights(G.synthesis, channels_last):
             w0 = _initial_codes(G, n_codes, rng, device, c)
             noise_seed = int(torch.randint(0, 2**62, (1,), generator=rng)) if noise_mode == "random" else None
             w = w0.clone()

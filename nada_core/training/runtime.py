@@ -120,3 +120,28 @@ def forked_noise(device: torch.device, seed: int | None) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         seed_device_rng(device, seed)
         yield
+
+
+@contextlib.contextmanager
+def channels_last_weights(module: torch.nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Hold ``module``'s 4-D parameters (convolution weights ``[out, in, kh, kw]``) in channels-last
+    memory order for the block, then give each back its original tensor (same values, same strides,
+    same storage: not a copy back, so a 1x1 kernel cannot keep channels-last strides afterwards).
+
+    oneDNN's CPU convolutions then run channels-last, which on this project's CPU makes the
+    selection pass (forward + input gradients, no weight gradients) about 10% faster; the values
+    are those of the usual layout up to float rounding. Parameter objects stay the same, so an
+    optimiser holding them is unaffected. ``enabled=False`` does nothing.
+    """
+    saved: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
+    if enabled:
+        with torch.no_grad():
+            for p in module.parameters():
+                if p.dim() == 4:
+                    saved.append((p, p.data))
+                    p.data = p.data.contiguous(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for p, data in saved:
+            p.data = data

@@ -141,11 +141,13 @@ class NadaTrainer:
             # Compact domains (--adapt domain|stylespace) train small vectors on a light copy instead.
             self.adapter = make_adapter(self.config, self.G_frozen, targets=self.num_targets)
             self.G_train = self._make_train_generator() if self.adapter is None else self.adapter.generator
-            # One formulation of the modulated convs for both twins, with or without autograd, so
-            # that before the first update G_train(w) == G_frozen(w) bit for bit (dI starts at 0).
+            # Full runs: each modulated conv picks its cheaper formulation, the same in both twins for
+            # the same shapes (grad only on weights or activations, never on styles alone), so before
+            # the first update G_train(w) == G_frozen(w) bit for bit (dI starts at 0). Compact domains
+            # restyle G_train (style gradients only): one formulation for both twins instead.
             for m in list(self.G_frozen.modules()) + list(self.G_train.modules()):
                 if isinstance(m, ModulatedConv2d):
-                    m.grouped = False
+                    m.grouped = None if self.adapter is None else False
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         cfg = self.config

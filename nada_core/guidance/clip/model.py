@@ -15,6 +15,30 @@ from .preprocess import Preprocess, _as_rgb, preprocess_unit_images
 _TEXT_CACHE_SIZE = 4096
 
 
+def sequence_first_attention(visual) -> bool:
+    """Run the image tower's attention blocks on ``[L, N, D]`` activations instead of ``[N, L, D]``.
+
+    open_clip's ViTs keep activations batch-first, so ``nn.MultiheadAttention`` transposes them to
+    ``[L, N, D]`` views and every projection runs as a batched matmul over the L tokens with N rows
+    each (slow on a CPU, worst in the backward pass). With the transformer sequence-first, the
+    activations are contiguous ``[L, N, D]`` and each projection is one ``[L*N, D]`` matmul: the
+    same arithmetic (results equal to float rounding), about 25% less time for the image tower's
+    forward + backward on one CPU thread. Applies only to towers made of ``nn.MultiheadAttention``
+    blocks (others are left alone); returns whether it applied.
+    """
+    transformer = getattr(visual, "transformer", None)
+    blocks = getattr(transformer, "resblocks", None)
+    if blocks is None or not getattr(transformer, "batch_first", False):
+        return False
+    attns = [getattr(b, "attn", None) for b in blocks]
+    if not attns or not all(isinstance(a, torch.nn.MultiheadAttention) and a.batch_first for a in attns):
+        return False
+    transformer.batch_first = False
+    for a in attns:
+        a.batch_first = False
+    return True
+
+
 class ClipModel:
     """A frozen CLIP model with cached text and differentiable image encoders.
 
@@ -28,6 +52,7 @@ class ClipModel:
                  device: torch.device | str = "cpu", quick_gelu: bool = False, precision: str = "fp32",
                  name: str | None = None, spec: str | None = None) -> None:
         self.model = model.eval().requires_grad_(False).to(device)
+        sequence_first_attention(getattr(self.model, "visual", None))
         self.tokenizer = tokenizer
         self.arch, self.source = arch, source
         self.name = name or f"{arch}:{source}"
