@@ -77,9 +77,11 @@ _OPENAI_EXTRA = ("input_resolution", "context_length", "vocab_size")
 # ----------------------------------------------------------------------------------------------
 
 
-def import_official(official: Path, clip_dir: Path | None, weights: Path | None):
+def import_official(official: Path, clip_dir: Path | None, weights: Path | None, ops: str = "nada"):
     """Make the official code importable on a CPU; returns their ``clip`` module (its ``load``
-    replaced, see the module doc). ``weights``: the ViT-B/32 state dict ``clip.load`` returns."""
+    replaced, see the module doc). ``weights``: the ViT-B/32 state dict ``clip.load`` returns.
+    ``ops``: ``nada`` = their compiled ops replaced by ours (``official_ops``); ``native`` = their
+    own ``op`` package with only its CUDA build skipped, so its own CPU branches run."""
     import official_ops
 
     official = Path(official).resolve()
@@ -87,7 +89,10 @@ def import_official(official: Path, clip_dir: Path | None, weights: Path | None)
         raise SystemExit(f"bench_official: error: {official} is not a StyleGAN-nada checkout (no ZSSGAN/model/ZSSGAN.py)")
     for p in ([clip_dir] if clip_dir else []) + [official / "ZSSGAN", official]:
         sys.path.insert(0, str(Path(p).resolve()))
-    official_ops.install()
+    if ops == "native":
+        official_ops.install_native()
+    else:
+        official_ops.install()
     sys.modules["ZSSGAN.legacy"] = types.ModuleType("ZSSGAN.legacy")  # StyleGAN-XL pickles only; needs CUDA ops
     try:
         import cv2  # noqa: F401  (their utils import it to write sample images, which is never done here)
@@ -232,7 +237,7 @@ def worker_time(args) -> dict:
     ckpt, vit = args.workdir / f"generator_{args.resolution}.pt", args.workdir / "vit_b32.pt"
     total = args.warmup + args.steps
     if args.side == "official":
-        import_official(args.official, args.clip, vit)
+        import_official(args.official, args.clip, vit, args.official_ops)
         net, g_optim, opts = build_official(args, ckpt, args.setting)
         step = official_step_fn(net, g_optim, opts)
     else:
@@ -259,7 +264,7 @@ def worker_check(args) -> dict:
 
     torch.set_num_threads(args.threads)
     ckpt, vit = args.workdir / f"generator_{args.resolution}.pt", args.workdir / "vit_b32.pt"
-    import_official(args.official, args.clip, vit)
+    import_official(args.official, args.clip, vit, args.official_ops)
     net, _, _ = build_official(args, ckpt, "all")
     net.eval()  # no selection pass; the loss is the same function. (Random-weight rosinality
     # generators have zero noise strengths, so both sides' random noise changes nothing.)
@@ -300,7 +305,7 @@ def _run_worker(args, role: str, **extra) -> dict:
     cmd = [sys.executable, __file__, "--worker", role, "--official", str(args.official), "--workdir", str(args.workdir),
            "--resolution", str(args.resolution), "--batch", str(args.batch), "--k", str(args.k),
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads),
-           "--seed", str(args.seed)]
+           "--seed", str(args.seed), "--official-ops", args.official_ops]
     if args.clip:
         cmd += ["--clip", str(args.clip)]
     for key, value in extra.items():
@@ -326,6 +331,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (default 1)")
     p.add_argument("--parallel", type=int, default=1, help="measurements run at once (default 1)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--official-ops", choices=["nada", "native"], default="nada",
+                   help="their compiled CUDA ops on the CPU: nada = replaced by nada_core's functions (default); "
+                        "native = their own op package's CPU branches (only the CUDA build is skipped)")
     p.add_argument("--check", action="store_true", help="only compare one step's loss on identical inputs")
     p.add_argument("--workdir", type=Path, default=None, help="folder for the random weights (default: a temp dir)")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
@@ -354,7 +362,7 @@ def main(argv=None) -> int:
             results = {job: f.result() for job, f in futures.items()}
     print(f"\nStyleGAN-NADA training step, {args.resolution} px config-f, batch {args.batch}, ViT-B/32 (random weights), "
           f"{args.threads} CPU thread(s) per process, torch {torch.__version__}; median of {args.steps} steps after "
-          f"{args.warmup} warm-up\n")
+          f"{args.warmup} warm-up; official ops: {args.official_ops}\n")
     print("| settings | official CPU s/step | ours CPU s/step | ratio | wall s/step official / ours "
           "| peak RSS official / ours |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -104,6 +104,37 @@ def make_module() -> types.ModuleType:
     return op
 
 
+class _NoCudaBuild:
+    """Stands in for an extension ``torch.utils.cpp_extension.load`` would have compiled; any use is an error."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str):
+        raise RuntimeError(f"the CUDA extension {self.name!r} was not built (CPU benchmark); {attr} is unavailable")
+
+
+def install_native() -> types.ModuleType:
+    """Import the official code's own ``op`` package (``ZSSGAN/op`` on ``sys.path``) with its CUDA
+    build skipped: ``torch.utils.cpp_extension.load`` returns a placeholder during the import, so
+    their functions take their own ``input.device.type == "cpu"`` branches (``upfirdn2d_native``,
+    plain leaky ReLU, plain convolutions). Returns their module."""
+    import importlib
+
+    import torch.utils.cpp_extension as cpp
+
+    saved = cpp.load
+    cpp.load = lambda name, *a, **k: _NoCudaBuild(name)
+    try:
+        for key in [k for k in sys.modules if k == "op" or k.startswith("op.")]:
+            del sys.modules[key]
+        op = importlib.import_module("op")
+        importlib.import_module("op.conv2d_gradfix")
+    finally:
+        cpp.load = saved
+    return op
+
+
 def install() -> types.ModuleType:
     """Register the CPU ``op`` module (and ``op.conv2d_gradfix``) in ``sys.modules``; returns it."""
     op = make_module()

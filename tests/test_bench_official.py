@@ -110,3 +110,32 @@ def test_step_flop_count_is_the_same_for_grouped_and_shared_weight_convolutions(
         assert counts[True]["generator"] == conv_flops + 2 * 3 * 4 * 8
         assert counts[True]["backward"] == 2 * conv_flops + 2 * 3 * 4 * 8  # input + weight grads; affine's weight
     assert counts[False]["total"] == pytest.approx(counts[True]["total"], rel=0.01)
+
+
+def test_native_mode_imports_their_op_package_with_the_cuda_build_skipped(tmp_path, monkeypatch):
+    """``install_native`` imports an ``op`` package whose modules call ``cpp_extension.load`` at import
+    (as rosinality's do): the build is not attempted, using the extension fails loudly, their CPU code
+    runs, and ``load`` is restored afterwards."""
+    import torch.utils.cpp_extension as cpp
+
+    pkg = tmp_path / "op"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from .act import double, ext\n")
+    (pkg / "act.py").write_text("from torch.utils.cpp_extension import load\n"
+                                "ext = load('fused', sources=['missing.cu'])\n"
+                                "def double(x):\n    return x * 2 if x.device.type == 'cpu' else ext.apply(x)\n")
+    (pkg / "conv2d_gradfix.py").write_text("enabled = False\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    saved_modules = {k: v for k, v in sys.modules.items() if k == "op" or k.startswith("op.")}
+    original_load = cpp.load
+    try:
+        op = official_ops.install_native()
+        assert op.double(torch.tensor([1.5])).item() == 3.0
+        with pytest.raises(RuntimeError, match="was not built"):
+            op.ext.apply
+        assert cpp.load is original_load
+        assert sys.modules["op.conv2d_gradfix"].enabled is False
+    finally:
+        for key in [k for k in sys.modules if k == "op" or k.startswith("op.")]:
+            del sys.modules[key]
+        sys.modules.update(saved_modules)
