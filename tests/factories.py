@@ -52,3 +52,15 @@ def tiny_sg3_generator(kind: str = "t", img_resolution: int = 16, seed: int = 0,
     """A small random StyleGAN3 in eval mode (random biases and ``w_avg`` as for :func:`tiny_generator`)."""
     return random_generator(tiny_sg3_config(kind, img_resolution, **kw), seed, bias_std=bias_std,
                             w_avg_std=w_avg_std, isolate_rng=False, leave_inference_mode=False)
+
+
+def random_domain(G, kind: str, seed: int, scale: float = 0.3, torgb: bool = True):
+    """A compact domain of ``kind`` ('domain' / 'stylespace') for ``G`` with seeded N(0, scale^2) values
+    (instead of the zeros training starts from), so applying it visibly changes the images."""
+    from nada_core.domains import new_domain
+
+    d = new_domain(G, kind, include_torgb=torgb)
+    g = torch.Generator().manual_seed(seed)
+    for layer in d.layers:
+        d.values[layer.path] = torch.randn(layer.channels, generator=g) * scale
+    return d

@@ -10,18 +10,10 @@ import torch
 
 import checkpoint_factories as cf
 from reference_stylegan2 import nvidia_reference
-from nada_core.domains import apply_domains, bake, load_domain, new_domain, save_domain, style_layers
+from nada_core.domains import apply_domains, bake, load_domain, save_domain, style_layers
 from nada_core.errors import CheckpointError, InputError
 from nada_core.formats.checkpoints import load_generator, save_generator
-from tests.factories import tiny_generator
-
-
-def _random_domain(G, kind, seed, scale=0.3, torgb=True):
-    d = new_domain(G, kind, include_torgb=torgb)
-    g = torch.Generator().manual_seed(seed)
-    for layer in d.layers:
-        d.values[layer.path] = torch.randn(layer.channels, generator=g) * scale
-    return d
+from tests.factories import random_domain, tiny_generator
 
 
 def _z(G, n=3, seed=5):
@@ -57,7 +49,7 @@ def test_layer_table_follows_the_contract(G):
 def test_strength_zero_is_the_base_bit_for_bit_and_the_base_never_changes(G):
     z = _z(G)
     before = _params(G)
-    d, s = _random_domain(G, "domain", 1), _random_domain(G, "stylespace", 2)
+    d, s = random_domain(G, "domain", 1), random_domain(G, "stylespace", 2)
     with torch.no_grad():
         base = G(z)
         for mode in (torch.no_grad, torch.inference_mode):
@@ -75,7 +67,7 @@ def test_strength_zero_is_the_base_bit_for_bit_and_the_base_never_changes(G):
 
 def test_strength_one_equals_the_baked_generator_and_bake_keeps_lineage(G, tmp_path):
     z = _z(G)
-    d, s = _random_domain(G, "domain", 3), _random_domain(G, "stylespace", 4)
+    d, s = random_domain(G, "domain", 3), random_domain(G, "stylespace", 4)
     with torch.no_grad():
         applied = apply_domains(G, [(d, 1.0), (s, 1.0)])(z)
         baked = bake(G, [(d, 1.0), (s, 1.0)])
@@ -93,7 +85,7 @@ def test_strength_one_equals_the_baked_generator_and_bake_keeps_lineage(G, tmp_p
 
 
 def test_saving_an_applied_generator_saves_it_baked(G, tmp_path):
-    d = _random_domain(G, "stylespace", 9)
+    d = random_domain(G, "stylespace", 9)
     z = _z(G)
     A = apply_domains(G, [(d, 0.5)])
     back = load_generator(save_generator(A, tmp_path / "a.safetensors"))
@@ -109,7 +101,7 @@ def _styles(G, path, w):
 @pytest.mark.parametrize("strength", [-1.0, 0.5, 2.0, 3.5])
 def test_strengths_scale_and_extrapolate_each_kind_exactly(G, strength):
     w = torch.randn(4, G.w_dim, generator=torch.Generator().manual_seed(0))
-    d, s = _random_domain(G, "domain", 5), _random_domain(G, "stylespace", 6)
+    d, s = random_domain(G, "domain", 5), random_domain(G, "stylespace", 6)
     Ad, As = apply_domains(G, [(d, strength)]), apply_domains(G, [(s, strength)])
     for layer in d.layers:
         base = _styles(G, layer.path, w)
@@ -133,8 +125,8 @@ def test_mixing_multiplies_modulations_and_adds_offsets_against_the_reference(tm
     reference StyleGAN2 whose affines are rewritten by hand: weight * M, bias * M + A."""
     tensors = cf.nvidia_generator_tensors(img_resolution=16, seed=3)
     G = load_generator(cf.write_nvidia_pkl(tmp_path / "g.pkl", tensors, cf.nvidia_generator_kwargs(img_resolution=16)))
-    d1, d2 = _random_domain(G, "domain", 11), _random_domain(G, "domain", 12, torgb=False)
-    o1, o2 = _random_domain(G, "stylespace", 13), _random_domain(G, "stylespace", 14)
+    d1, d2 = random_domain(G, "domain", 11), random_domain(G, "domain", 12, torgb=False)
+    o1, o2 = random_domain(G, "stylespace", 13), random_domain(G, "stylespace", 14)
     mix = [(d1, 0.7), (o1, 1.2), (d2, -0.4), (o2, 0.5)]
     res_list = [4, 8, 16]
     expected_t = dict(tensors)
@@ -160,7 +152,7 @@ def test_mixing_multiplies_modulations_and_adds_offsets_against_the_reference(tm
 
 def test_chaining_equals_one_stack_and_layer_ranges_limit_the_edit(G):
     z = _z(G)
-    d, s = _random_domain(G, "domain", 7), _random_domain(G, "stylespace", 8)
+    d, s = random_domain(G, "domain", 7), random_domain(G, "stylespace", 8)
     with torch.no_grad():
         one = apply_domains(G, [(d, 0.6), (s, 0.9)])(z)
         chained = apply_domains(apply_domains(G, [(d, 0.6)]), [(s, 0.9)])(z)
@@ -173,7 +165,7 @@ def test_chaining_equals_one_stack_and_layer_ranges_limit_the_edit(G):
 
 
 def test_autograd_flows_through_an_applied_domain_built_in_inference_mode(G):
-    d = _random_domain(G, "domain", 1)
+    d = random_domain(G, "domain", 1)
     with torch.inference_mode():
         A = apply_domains(G, [(d, 1.0)])
     w = G.mapping(_z(G, 2)).detach().requires_grad_(True)
@@ -193,7 +185,7 @@ def _one_line(err) -> str:
 
 
 def test_a_domain_of_another_source_or_architecture_is_refused_in_one_line(G):
-    d = _random_domain(G, "domain", 1)
+    d = random_domain(G, "domain", 1)
     other = tiny_generator(32, seed=2)
     other.source_sha256 = "cd" * 32
     with pytest.raises(CheckpointError) as err:
@@ -204,7 +196,7 @@ def test_a_domain_of_another_source_or_architecture_is_refused_in_one_line(G):
         apply_domains(small, [(d, 1.0)])
     assert "32 px" in _one_line(err)
     wide = tiny_generator(32, seed=1, channels=((4, 48), (8, 48), (16, 16), (32, 8)))
-    d2 = _random_domain(G, "stylespace", 1)
+    d2 = random_domain(G, "stylespace", 1)
     d2.source_sha256 = None
     with pytest.raises(CheckpointError) as err:
         apply_domains(wide, [(d2, 1.0)])
@@ -220,7 +212,7 @@ def test_a_domain_of_another_source_or_architecture_is_refused_in_one_line(G):
 
 
 def test_domain_files_read_back_bit_exact_and_are_small(G, tmp_path):
-    d = _random_domain(G, "stylespace", 21)
+    d = random_domain(G, "stylespace", 21)
     d.metadata = {"nada": {"direction": {"source": "photo", "target": "sketch"}}, "metrics": {"x_after": 0.5}}
     path = save_domain(d, tmp_path / "s.safetensors")
     back = load_domain(path)
@@ -239,7 +231,7 @@ def _write_raw(path, header: dict, data: bytes = b"") -> str:
 
 
 def _valid_parts(G):
-    d = _random_domain(G, "domain", 1, torgb=False)
+    d = random_domain(G, "domain", 1, torgb=False)
     layers = [l.to_dict() for l in d.layers]
     meta = {"nada_format": "domain", "format_version": "1", "kind": "domain", "source_sha256": "",
             "layers": json.dumps(layers), "architecture": "{}", "provenance": "{}"}
@@ -304,7 +296,7 @@ def test_copies_and_blends_of_an_applied_generator_keep_the_domain(G):
     from nada_core.editing.interpolate import blend_generators
     from nada_core.training.runtime import copy_generator
 
-    d = _random_domain(G, "domain", 31)
+    d = random_domain(G, "domain", 31)
     A = apply_domains(G, [(d, 0.8)])
     z = _z(G)
     with torch.no_grad():

@@ -10,21 +10,13 @@ import torch
 import checkpoint_factories_sg3 as f3
 from reference_stylegan3 import ref_synthesis
 from nada_core import cli
-from nada_core.domains import apply_domains, bake, load_domain, new_domain, save_domain, style_layers
+from nada_core.domains import apply_domains, bake, load_domain, save_domain, style_layers
 from nada_core.errors import CheckpointError
 from nada_core.formats.checkpoints import lineage_sha256, load_generator, save_generator
 from nada_core.media.images import load_image
 from nada_core.training.trainer import NadaTrainer, TrainConfig
 from tests.clip_factory import load_tiny_clip, save_tiny_clip
-from tests.factories import tiny_generator, tiny_sg3_generator
-
-
-def _random_domain(G, kind, seed, scale=0.3, torgb=True):
-    d = new_domain(G, kind, include_torgb=torgb)
-    g = torch.Generator().manual_seed(seed)
-    for layer in d.layers:
-        d.values[layer.path] = torch.randn(layer.channels, generator=g) * scale
-    return d
+from tests.factories import random_domain, tiny_generator, tiny_sg3_generator
 
 
 def _z(G, n=2, seed=5):
@@ -60,8 +52,8 @@ def test_strengths_and_mixing_match_the_reference_with_rewritten_affines(nvidia3
     (the affine's bias gain is 1). The toRGB styles, which StyleGAN3 scales by 1/sqrt(fan-in) after the
     affine, are included."""
     G, tensors, kwargs, layers = nvidia3[kind]
-    d1, d2 = _random_domain(G, "domain", 11), _random_domain(G, "domain", 12, torgb=False)
-    o1, o2 = _random_domain(G, "stylespace", 13), _random_domain(G, "stylespace", 14)
+    d1, d2 = random_domain(G, "domain", 11), random_domain(G, "domain", 12, torgb=False)
+    o1, o2 = random_domain(G, "stylespace", 13), random_domain(G, "stylespace", 14)
     mix = [(d1, 1.7), (o1, -0.8), (d2, 0.4), (o2, 2.5)]
     expected_t = dict(tensors)
     table = style_layers(G)
@@ -92,7 +84,7 @@ def test_strengths_and_mixing_match_the_reference_with_rewritten_affines(nvidia3
 @pytest.mark.parametrize("kind", ["t", "r"])
 def test_strength_one_equals_the_baked_generator_which_saves_and_reloads(nvidia3, kind, tmp_path):
     G = nvidia3[kind][0]
-    d, s = _random_domain(G, "domain", 3), _random_domain(G, "stylespace", 4)
+    d, s = random_domain(G, "domain", 3), random_domain(G, "stylespace", 4)
     z = _z(G)
     with torch.no_grad():
         applied = apply_domains(G, [(d, 1.0), (s, 1.0)])(z)
@@ -116,14 +108,14 @@ def test_strength_one_equals_the_baked_generator_which_saves_and_reloads(nvidia3
 
 def test_a_domain_of_another_architecture_is_refused_in_one_line(nvidia3):
     t, r = nvidia3["t"][0], nvidia3["r"][0]
-    sg2 = _random_domain(tiny_generator(16), "domain", 1)
+    sg2 = random_domain(tiny_generator(16), "domain", 1)
     sg2.source_sha256 = None  # no lineage to compare: the architecture alone must refuse it
     for G, label in ((t, "StyleGAN3-T"), (r, "StyleGAN3-R")):
         with pytest.raises(CheckpointError) as err:
             apply_domains(G, [(sg2, 1.0)])
         text = str(err.value)
         assert f"trained on a StyleGAN2 generator, this one is {label}" in text and "\n" not in text
-    on_t = _random_domain(t, "stylespace", 2)
+    on_t = random_domain(t, "stylespace", 2)
     on_t.source_sha256 = None
     with pytest.raises(CheckpointError, match="trained on a StyleGAN3-T generator, this one is StyleGAN3-R"):
         apply_domains(r, [(on_t, 1.0)])
