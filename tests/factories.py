@@ -64,3 +64,17 @@ def random_domain(G, kind: str, seed: int, scale: float = 0.3, torgb: bool = Tru
     for layer in d.layers:
         d.values[layer.path] = torch.randn(layer.channels, generator=g) * scale
     return d
+
+
+def mixed_style_factors(mix, path: str, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel ``(scale, offset)`` that ``[(domain, strength), ...]`` give the style of layer
+    ``path``, written out independently of nada_core: each 'domain' multiplies by ``1 + st * d``,
+    each 'stylespace' adds ``st * delta``; ``style -> style * scale + offset``."""
+    scale, offset = torch.ones(channels), torch.zeros(channels)
+    for dom, st in mix:
+        if path in dom.values:
+            if dom.kind == "domain":
+                scale = scale * (1 + st * dom.values[path])
+            else:
+                offset = offset + st * dom.values[path]
+    return scale, offset

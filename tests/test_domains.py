@@ -13,7 +13,7 @@ from reference_stylegan2 import nvidia_reference
 from nada_core.domains import apply_domains, bake, load_domain, save_domain, style_layers
 from nada_core.errors import CheckpointError, InputError
 from nada_core.formats.checkpoints import load_generator, save_generator
-from tests.factories import random_domain, tiny_generator
+from tests.factories import mixed_style_factors, random_domain, tiny_generator
 
 
 def _z(G, n=3, seed=5):
@@ -132,14 +132,7 @@ def test_mixing_multiplies_modulations_and_adds_offsets_against_the_reference(tm
     expected_t = dict(tensors)
     for layer in style_layers(G):
         p = _nv_prefix(layer.path, res_list)
-        M = torch.ones(layer.channels)
-        A = torch.zeros(layer.channels)
-        for dom, st in mix:
-            if layer.path in dom.values:
-                if dom.kind == "domain":
-                    M = M * (1 + st * dom.values[layer.path])
-                else:
-                    A = A + st * dom.values[layer.path]
+        M, A = mixed_style_factors(mix, layer.path, layer.channels)
         expected_t[f"{p}.affine.weight"] = tensors[f"{p}.affine.weight"] * M[:, None]
         expected_t[f"{p}.affine.bias"] = tensors[f"{p}.affine.bias"] * M + A
     z = _z(G, 2)

@@ -16,7 +16,7 @@ from nada_core.formats.checkpoints import lineage_sha256, load_generator, save_g
 from nada_core.media.images import load_image
 from nada_core.training.trainer import NadaTrainer, TrainConfig
 from tests.clip_factory import load_tiny_clip, save_tiny_clip
-from tests.factories import random_domain, tiny_generator, tiny_sg3_generator
+from tests.factories import mixed_style_factors, random_domain, tiny_generator, tiny_sg3_generator
 
 
 def _z(G, n=2, seed=5):
@@ -60,13 +60,7 @@ def test_strengths_and_mixing_match_the_reference_with_rewritten_affines(nvidia3
     assert [layer.path for layer in table] == [f"synthesis.{rec['name']}.affine" for rec in layers]
     assert [layer.kind for layer in table][-1] == "torgb" and all(layer.kind == "conv" for layer in table[:-1])
     for layer in table:
-        M, A = torch.ones(layer.channels), torch.zeros(layer.channels)
-        for dom, st in mix:
-            if layer.path in dom.values:
-                if dom.kind == "domain":
-                    M = M * (1 + st * dom.values[layer.path])
-                else:
-                    A = A + st * dom.values[layer.path]
+        M, A = mixed_style_factors(mix, layer.path, layer.channels)
         expected_t[f"{layer.path}.weight"] = tensors[f"{layer.path}.weight"] * M[:, None]
         expected_t[f"{layer.path}.bias"] = tensors[f"{layer.path}.bias"] * M + A
     with torch.no_grad():

@@ -28,6 +28,7 @@ import torch
 
 from ..errors import CheckpointError, NadaError, short_reason
 from ..formats.common import check_weight_values
+from ..formats.detect import existing_file
 from ..formats.encoder_checkpoint import (latent_avg_rows, looks_like_encoder_checkpoint, output_size, part,
                                           plain_opts)
 from .encoder import RESTYLE_DEFAULT_ITERS, Encoder, EncoderInfo
@@ -41,14 +42,7 @@ _FAMILIES = {"Encoder4Editing": "e4e", "GradualStyleEncoder": "psp", "BackboneEn
 
 
 def _existing(path: Any) -> Path:
-    if path is None or str(path) == "":
-        raise CheckpointError(f"no encoder file given; expected {EXPECTED}")
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise CheckpointError(f"{p}: no such file; expected {EXPECTED}")
-    if p.is_dir():
-        raise CheckpointError(f"{p}: is a folder, not a file; expected {EXPECTED}")
-    return p
+    return existing_file(path, "encoder", EXPECTED)
 
 
 def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu",

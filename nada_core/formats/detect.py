@@ -35,15 +35,16 @@ _TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickle of 
 _SAFETENSORS_LIBRARY_MAX_HEADER = 100 * 1024 * 1024  # what the safetensors library itself accepts
 
 
-def existing_file(path: str | os.PathLike) -> Path:
-    """``path`` as a :class:`Path` when it names an existing file; else one :class:`CheckpointError` line."""
+def existing_file(path: str | os.PathLike, what: str = "generator", expected: str = SUPPORTED_FORMATS) -> Path:
+    """``path`` as a :class:`Path` when it names an existing file; else one :class:`CheckpointError` line
+    naming ``what`` was wanted and the ``expected`` formats."""
     if path is None or str(path) == "":
-        raise CheckpointError(f"no generator file given; expected {SUPPORTED_FORMATS}")
+        raise CheckpointError(f"no {what} file given; expected {expected}")
     p = Path(path).expanduser()
     if not p.exists():
-        raise CheckpointError(f"{p}: no such file; expected {SUPPORTED_FORMATS}")
+        raise CheckpointError(f"{p}: no such file; expected {expected}")
     if p.is_dir():
-        raise CheckpointError(f"{p}: is a folder, not a file; expected {SUPPORTED_FORMATS}")
+        raise CheckpointError(f"{p}: is a folder, not a file; expected {expected}")
     return p
 
 
