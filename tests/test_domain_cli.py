@@ -58,6 +58,21 @@ def test_sample_with_domain_strengths(run, tmp_path):
     assert not torch.equal(load_image(one), load_image(plain))
 
 
+def test_a_strength_that_is_not_a_number_is_named(run, tmp_path, capsys):
+    root, gen, dom = run
+    capsys.readouterr()
+    assert cli.main(["sample", "--generator", str(gen), "--seeds", "0", "--device", "cpu", "--domain", f"{dom}@abc",
+                     "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "strength 'abc' is not a number" in err
+    assert not (tmp_path / "x.png").exists()
+    # An '@' that belongs to the file name still works.
+    named = tmp_path / "style@home.safetensors"
+    named.write_bytes(dom.read_bytes())
+    assert cli.main(["sample", "--generator", str(gen), "--seeds", "0", "--device", "cpu", "--domain", str(named),
+                     "--out", str(tmp_path / "y.png")]) == 0
+
+
 def test_bake_and_wrong_source(run, tmp_path, capsys):
     root, gen, dom = run
     out = tmp_path / "baked.safetensors"

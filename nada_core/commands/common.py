@@ -75,6 +75,7 @@ def add_domain_argument(parser: argparse.ArgumentParser) -> None:
 def parse_domain_spec(text: str) -> tuple[str, float]:
     """``"style.safetensors@0.5"`` -> ``(path, 0.5)``; no ``@number`` suffix -> strength 1."""
     import math
+    import os
 
     from ..errors import InputError
 
@@ -83,7 +84,9 @@ def parse_domain_spec(text: str) -> tuple[str, float]:
         try:
             strength = float(tail)
         except ValueError:
-            return text, 1.0  # an '@' inside the file name
+            if os.path.exists(text) or not os.path.exists(path):
+                return text, 1.0  # an '@' inside the file name (or no such file either way: the loader says so)
+            raise InputError(f"--domain {text}: the strength {tail!r} is not a number; write FILE@0.5") from None
         if not math.isfinite(strength):
             raise InputError(f"--domain {text}: the strength must be a finite number")
         return path, strength

@@ -74,6 +74,6 @@ def run(args: argparse.Namespace) -> int:
             single = check_output(out.with_name(f"{out.stem}_{label}.png"), inputs, suffixes=(".png",),
                                   what="--individual")
             save_png(img, single)
-    print(f"wrote {out} ({n} images, {G.img_resolution} px, {cols} columns)")
+    print(f"wrote {out} ({n} image{'s' * (n != 1)}, {G.img_resolution} px, {cols} column{'s' * (cols != 1)})")
     return 0
 
