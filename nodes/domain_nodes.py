@@ -188,21 +188,10 @@ class NadaSaveDomain:
         stems = [stem] if len(items) == 1 else [f"{stem}_{d.name or f'target{i}'}" for i, d in enumerate(items)]
         listed = []
         for d, one in zip(items, stems):
-            target = _free_name(folder, one, overwrite)
+            target = folder / f"{one if overwrite else paths.free_stem(folder, one)}.safetensors"
             check_output(target, suffixes=(".safetensors",), what="file name")
             target.parent.mkdir(parents=True, exist_ok=True)
             save_domain(d, target)
             listed.append(target.relative_to(folder).as_posix())
         text = "\n".join(listed)
         return {"ui": {"text": [text]}, "result": (text,)}
-
-
-def _free_name(folder, stem: str, overwrite: bool):
-    """``folder/<stem>.safetensors``, or (not ``overwrite``, the file exists) the first free ``<stem>_NNNNN``."""
-    target = folder / f"{stem}.safetensors"
-    if target.exists() and not overwrite:
-        counter = 1
-        while (folder / f"{stem}_{counter:05d}.safetensors").exists():
-            counter += 1
-        target = folder / f"{stem}_{counter:05d}.safetensors"
-    return target

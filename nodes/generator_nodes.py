@@ -141,15 +141,8 @@ class NadaSaveGenerator:
                                        "choose file_format safetensors")
         stem = _clean_save_name(self, file_name)
         folder = paths.generator_save_dir()
-
-        def taken(name: str) -> bool:
-            return any((folder / f"{name}{ext}").exists() for ext in suffixes)
-
-        if taken(stem) and not overwrite:
-            counter = 1
-            while taken(f"{stem}_{counter:05d}"):
-                counter += 1
-            stem = f"{stem}_{counter:05d}"
+        if not overwrite:
+            stem = paths.free_stem(folder, stem, suffixes)
         targets = [folder / f"{stem}{ext}" for ext in suffixes]
         for target in targets:  # name length, folder, permission
             check_output(target, suffixes=(target.suffix,), what="file name")

@@ -142,13 +142,6 @@ class NadaSample:
 # ------------------------------------------------------------------------------------ latent files
 
 
-def _next_free(folder: Path, prefix: str, ext: str) -> Path:
-    counter = 1
-    while (folder / f"{prefix}_{counter:05d}{ext}").exists():
-        counter += 1
-    return folder / f"{prefix}_{counter:05d}{ext}"
-
-
 @register("NADA Save Latent")
 class NadaSaveLatent:
     DESCRIPTION = ("Saves latent codes (with the generator lineage they belong to) to ComfyUI/output as .safetensors; "
@@ -180,7 +173,7 @@ class NadaSaveLatent:
             raise node_error(self, f"cannot save with prefix {filename_prefix!r}; use a plain name like 'nada/latents'")
         check_output(target_dir / f"{stem}_00000.safetensors", suffixes=(".safetensors",), what="filename_prefix")
         target_dir.mkdir(parents=True, exist_ok=True)
-        target = _next_free(target_dir, stem, ".safetensors")
+        target = target_dir / f"{paths.free_stem(target_dir, stem, numbered=True)}.safetensors"
         save_latents(latent, target)
         rel = target.relative_to(out_root).as_posix()
         return {"ui": {"text": [rel + OUTPUT_SUFFIX]}}

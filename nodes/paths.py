@@ -158,6 +158,22 @@ def domain_save_dir() -> Path:
 MAX_WALK_DEPTH = 16  # model folders nest 2-3 levels; a deeper tree is a mistake or a link farm
 
 
+def free_stem(folder: Path, stem: str, suffixes: Iterable[str] = (".safetensors",), numbered: bool = False) -> str:
+    """``stem`` when no ``folder/<stem><suffix>`` exists for any suffix (and not ``numbered``), else the
+    first ``<stem>_NNNNN`` (from 00001) free for every suffix: saves never replace an earlier file."""
+    suffixes = tuple(suffixes)
+
+    def taken(name: str) -> bool:
+        return any((folder / f"{name}{ext}").exists() for ext in suffixes)
+
+    if not numbered and not taken(stem):
+        return stem
+    counter = 1
+    while taken(f"{stem}_{counter:05d}"):
+        counter += 1
+    return f"{stem}_{counter:05d}"
+
+
 def walk_folder(root: Path, skip: Callable[[str], bool] = lambda name: name.startswith(".")):
     """Yield ``(folder, sub_folder_names, file_names)`` under ``root``, sorted, top-down.
 

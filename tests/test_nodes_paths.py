@@ -135,3 +135,14 @@ def test_names_cannot_escape_the_model_folders(comfy_folders, tmp_path):
     assert found.read_bytes() == b"inside"
     with pytest.raises(paths.ModelNotFound):
         paths.resolve_model(str(secret), paths.STYLEGAN)  # an absolute path outside is not looked up
+
+
+def test_free_stem_never_names_an_existing_file_for_any_suffix(tmp_path):
+    assert paths.free_stem(tmp_path, "g") == "g"
+    assert paths.free_stem(tmp_path, "g", numbered=True) == "g_00001"
+    (tmp_path / "g.pt").write_bytes(b"x")  # the other format of a pair counts as taken
+    assert paths.free_stem(tmp_path, "g", (".safetensors",)) == "g"
+    assert paths.free_stem(tmp_path, "g", (".safetensors", ".pt")) == "g_00001"
+    (tmp_path / "g_00001.safetensors").write_bytes(b"x")
+    assert paths.free_stem(tmp_path, "g", (".safetensors", ".pt")) == "g_00002"
+    assert paths.free_stem(tmp_path, "g", numbered=True) == "g_00002"
