@@ -23,7 +23,11 @@ What runs, each measurement in its own process with ``torch.set_num_threads(--th
   Their compiled ``op`` package is replaced by CPU ops built from nada_core's functions
   (``benchmarks/official_ops.py``), their ``legacy`` module (StyleGAN-XL pickles only) by an
   empty one, and ``cv2`` (sample images only) by an empty one when OpenCV is not installed;
-- ours: ``NadaTrainer.step`` with our defaults, which equal the official code's (see README).
+- ours: ``NadaTrainer.step`` with our defaults, which equal the official code's (see README), its
+  steps inside ``nada_core.cpu_memory.reuse_freed_memory`` as ``NadaTrainer.run`` runs them (freed
+  memory kept for the next step instead of being unmapped and faulted in again).
+  ``--official-reuse-memory`` gives the official process the same allocator policy through glibc's
+  environment variables, so the ratio shows what is left in the code itself.
 
 Settings: ``all`` (every layer trains, no selection: their ``--auto_layer_iters 0``) and ``select``
 (adaptive layer selection of k=8 W+ entries every step from 8 codes: ``--auto_layer_k 8
@@ -42,6 +46,7 @@ loss of one step; nothing is timed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -58,6 +63,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from nada_core.cpu_memory import reuse_freed_memory  # noqa: E402
 
 SOURCE, TARGET = "photo", "sketch"
 #: ViT-B/32 and RN50 hyper-parameters of OpenAI's released models (``clip.model.CLIP`` arguments).
@@ -211,6 +218,14 @@ def build_ours(args, ckpt: Path, clip_weights: Path, setting: str, steps: int):
 # ----------------------------------------------------------------------------------------------
 
 
+#: glibc's environment variables for the policy of nada_core.cpu_memory (for the official process).
+REUSE_MEMORY_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 46)}
+
+
+def _env_reuse() -> bool:
+    return all(os.environ.get(k) == v for k, v in REUSE_MEMORY_ENV.items())
+
+
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -246,16 +261,20 @@ def worker_time(args) -> dict:
     torch.manual_seed(args.seed)
     rss_built = _rss_mib()
     cpu, wall = [], []
-    for i in range(total):
-        c0, w0 = time.process_time(), time.perf_counter()
-        step()
-        c1, w1 = time.process_time(), time.perf_counter()
-        if i >= args.warmup:
-            cpu.append(c1 - c0)
-            wall.append(w1 - w0)
+    # Ours as NadaTrainer.run runs its steps: freed memory kept for the next step (nada_core.cpu_memory).
+    # The official process gets that policy only with --official-reuse-memory (glibc's env variables).
+    reuse = reuse_freed_memory("cpu") if args.side == "ours" else contextlib.nullcontext(False)
+    with reuse as reusing:
+        for i in range(total):
+            c0, w0 = time.process_time(), time.perf_counter()
+            step()
+            c1, w1 = time.process_time(), time.perf_counter()
+            if i >= args.warmup:
+                cpu.append(c1 - c0)
+                wall.append(w1 - w0)
     return {"side": args.side, "setting": args.setting, "cpu_s": statistics.median(cpu), "cpu_all": cpu,
             "wall_s": statistics.median(wall), "peak_rss_mib": _rss_mib(), "built_rss_mib": rss_built,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "reuses_freed_memory": bool(reusing or _env_reuse())}
 
 
 def worker_check(args) -> dict:
@@ -312,6 +331,8 @@ def _run_worker(args, role: str, **extra) -> dict:
         cmd += [f"--{key}", str(value)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    if extra.get("side") == "official" and args.official_reuse_memory:
+        env.update(REUSE_MEMORY_ENV)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"bench_official: error: worker {role} {extra} failed:\n{out.stderr[-3000:]}")
@@ -334,6 +355,9 @@ def main(argv=None) -> int:
     p.add_argument("--official-ops", choices=["nada", "native"], default="nada",
                    help="their compiled CUDA ops on the CPU: nada = replaced by nada_core's functions (default); "
                         "native = their own op package's CPU branches (only the CUDA build is skipped)")
+    p.add_argument("--official-reuse-memory", action="store_true",
+                   help="run the official process with glibc's MALLOC_MMAP_MAX_=0 / MALLOC_TRIM_THRESHOLD_ (the "
+                        "freed-memory reuse our trainer applies by itself): what remains is the model code's difference")
     p.add_argument("--check", action="store_true", help="only compare one step's loss on identical inputs")
     p.add_argument("--workdir", type=Path, default=None, help="folder for the random weights (default: a temp dir)")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
@@ -362,7 +386,8 @@ def main(argv=None) -> int:
             results = {job: f.result() for job, f in futures.items()}
     print(f"\nStyleGAN-NADA training step, {args.resolution} px config-f, batch {args.batch}, ViT-B/32 (random weights), "
           f"{args.threads} CPU thread(s) per process, torch {torch.__version__}; median of {args.steps} steps after "
-          f"{args.warmup} warm-up; official ops: {args.official_ops}\n")
+          f"{args.warmup} warm-up; official ops: {args.official_ops}; official process reuses freed memory: "
+          f"{'yes' if args.official_reuse_memory else 'no'} (ours: yes, as NadaTrainer.run)\n")
     print("| settings | official CPU s/step | ours CPU s/step | ratio | wall s/step official / ours "
           "| peak RSS official / ours |")
     print("|---|---:|---:|---:|---:|---:|")

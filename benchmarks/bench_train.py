@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nada_core.cpu_memory import reuse_freed_memory  # noqa: E402
 from nada_core.guidance.clip import ClipModel, Preprocess, preprocess_unit_images  # noqa: E402
 from nada_core.guidance.directions import text_direction  # noqa: E402
 from nada_core.models.stylegan2 import Generator, GeneratorConfig, ModulatedConv2d  # noqa: E402
@@ -99,13 +100,15 @@ def _peak_mib(device: torch.device) -> float:
 
 
 def _time_steps(step, steps: int, warmup: int, device: torch.device) -> float:
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
+    # Every variant's steps reuse freed CPU memory, as NadaTrainer.run's do (nada_core.cpu_memory).
+    with reuse_freed_memory(device):
+        for _ in range(warmup):
+            step()
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _sync(device)
     return (time.perf_counter() - t0) / steps
 
 

@@ -614,3 +614,47 @@ def test_sequence_first_attention_equals_open_clips_batch_first_layout():
 
 def test_clip_model_runs_its_image_tower_sequence_first(tiny):
     assert tiny.model.visual.transformer.batch_first is False
+
+
+def test_patch_embedding_as_matmul_equals_the_convolution_forward_and_backward():
+    """The ViT patch embedding runs as one matmul: embeddings, input gradients and (when asked for)
+    the weight gradient equal the convolution's on the same parameters; sizes that are not a whole
+    number of patches drop the last pixels as the convolution does."""
+    from nada_core.guidance.clip.model import PatchEmbedding, patch_embedding_as_matmul
+
+    gen = torch.Generator().manual_seed(5)
+    for bias, side in ((False, 32), (True, 37)):
+        conv = torch.nn.Conv2d(3, 6, kernel_size=8, stride=8, bias=bias)
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen))
+            if bias:
+                conv.bias.copy_(torch.randn(6, generator=gen))
+        emb = PatchEmbedding(conv)
+        assert emb.weight is conv.weight  # same parameter: state dicts unchanged
+        x = torch.randn(2, 3, side, side, generator=gen)
+        outs, grads, wgrads = [], [], []
+        for module in (conv, emb):
+            conv.weight.grad = None
+            xi = x.clone().requires_grad_(True)
+            y = module(xi)
+            (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum().backward()
+            outs.append(y.detach())
+            grads.append(xi.grad)
+            wgrads.append(conv.weight.grad.clone())
+        assert outs[1].shape == (2, 6, side // 8, side // 8)
+        torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(wgrads[1], wgrads[0], rtol=1e-5, atol=1e-5)
+        if side > 32:  # the pixels past the last whole patch take no part
+            assert grads[1][..., 32:].abs().max() == 0 and grads[1][..., :32, :32].abs().max() > 0
+    other = torch.nn.Conv2d(3, 6, kernel_size=3, stride=1)
+    holder = torch.nn.Module()
+    holder.conv1 = other
+    assert not patch_embedding_as_matmul(holder) and holder.conv1 is other  # not a patch embedding: left alone
+
+
+def test_clip_model_embeds_patches_by_matmul(tiny):
+    from nada_core.guidance.clip.model import PatchEmbedding
+
+    assert isinstance(tiny.model.visual.conv1, PatchEmbedding)
+    assert "visual.conv1.weight" in tiny.model.state_dict()

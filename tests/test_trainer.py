@@ -129,8 +129,8 @@ def test_frozen_and_trained_images_of_a_pair_share_codes_crossover_and_noise(cli
     original = clip.encode_image
     monkeypatch.setattr(clip, "encode_image", lambda img: (seen.append(img.detach().clone()), original(img))[1])
     tr.step()
-    assert len(seen) == 1 and seen[0].shape[0] == 6  # frozen and trained halves in ONE CLIP call
-    frozen, trained = seen[0][:3], seen[0][3:]
+    assert len(seen) == 2 and [s.shape[0] for s in seen] == [3, 3]  # the frozen images, then the trained ones
+    frozen, trained = seen
     assert torch.equal(frozen, trained)  # weights still equal at step 1: only the pairing could differ
 
 
@@ -149,12 +149,13 @@ def test_style_mixing_crossover(clip, direction):
 
 def test_clip_calls_per_step_and_no_text_encoding_during_training(clip, direction):
     G = tiny_generator(16)
-    # select_chunk=8: the 8 selection codes in one chunk, one CLIP call per pass.
+    # select_chunk=8: the 8 selection codes in one chunk, one CLIP call per pass; a step encodes its
+    # frozen and its trained images in two calls.
     tr = NadaTrainer(G, clip, direction, _cfg(steps=6, num_layers=2, interval=3, select_chunk=8), "cpu")
     img_calls, txt_calls = clip.image_encoder_calls, clip.text_encoder_calls
     result = tr.run()
     selections = sum(1 for s in range(6) if s % 3 == 0)
-    assert clip.image_encoder_calls - img_calls == 6 + selections  # 1 per step + 1 per selection pass
+    assert clip.image_encoder_calls - img_calls == 2 * 6 + selections  # 2 per step + 1 per selection pass
     assert clip.text_encoder_calls == txt_calls
     assert result.steps_done == 6
 
@@ -164,7 +165,7 @@ def test_all_layers_runs_no_selection_pass(clip, direction):
     tr = NadaTrainer(G, clip, direction, _cfg(steps=3, num_layers="all"), "cpu")
     calls = clip.image_encoder_calls
     results = [tr.step() for _ in range(3)]
-    assert clip.image_encoder_calls - calls == 3
+    assert clip.image_encoder_calls - calls == 2 * 3  # the step's two encodings, no selection pass
     assert all(r.layer_indices == list(range(G.num_ws - 1)) and not r.selected for r in results)
 
 
@@ -226,7 +227,7 @@ def test_resume_rejects_changed_settings_and_allows_more_steps(clip, direction, 
         read_state(tmp_path / "missing")
 
 
-@pytest.mark.parametrize("failing_call", [5, 6], ids=["in-selection", "in-training-encode"])
+@pytest.mark.parametrize("failing_call", [7, 8, 9], ids=["in-selection", "in-frozen-encode", "in-training-encode"])
 def test_ctrl_c_inside_a_step_rolls_back_and_continuing_matches(clip, direction, monkeypatch, failing_call):
     G = tiny_generator(16)
     one_chunk = dict(steps=4, num_layers=2, select_chunk=8)  # one CLIP call per selection pass
@@ -242,7 +243,8 @@ def test_ctrl_c_inside_a_step_rolls_back_and_continuing_matches(clip, direction,
 
     def flaky(img):
         calls["n"] += 1
-        if calls["n"] == failing_call:  # step 3: call 5 = its selection pass, call 6 = its training encode
+        # 3 calls per step (selection pass, frozen images, trained images): step 3 makes calls 7, 8, 9.
+        if calls["n"] == failing_call:
             raise KeyboardInterrupt
         return original(img)
 

@@ -33,6 +33,7 @@ from typing import Any, Callable, Literal
 import torch
 import torch.nn.functional as F
 
+from ..cpu_memory import reuse_freed_memory
 from ..errors import InputError
 from ..settings import INVERT
 from ..media.image_prep import Box, FitMode, Layout, PreparedImages, prepare_images
@@ -409,43 +410,45 @@ def _optimise(G: Any, prepared: PreparedImages, cfg: InvertConfig, clip_terms: l
 
     steps_done, interrupted = 0, False
     losses: dict[str, float] = {}
-    for step in range(cfg.steps):
-        if should_stop is not None and should_stop():
-            interrupted = True
-            break
-        lr = cfg.lr * lr_schedule(step, cfg.steps, cfg.lr_rampup, cfg.lr_rampdown)
-        for group in optimizer.param_groups:
-            if group.get("wplus"):
-                group["lr"] = 0.0 if step < warmup_steps else lr * cfg.wplus_lr_scale
-            elif group.get("noise"):
-                group["lr"] = lr * cfg.noise_lr_scale
-            else:
-                group["lr"] = lr
-        sigma = w_noise_scale(step, cfg.steps, cfg.w_noise, cfg.w_noise_ramp)
-        codes = current_codes()
-        if sigma > 0:
-            rows = 1 if per_layer is None else num_ws
-            jitter = torch.stack([torch.randn(rows, w_dim, generator=g) for g in rngs]).to(device)
-            codes = codes + sigma * jitter
-        ws = (w_mean + w_spread * codes).expand(n, num_ws, w_dim)
-        synth, data_loss, parts = evaluate(ws, noise)
-        loss = data_loss.sum()
-        if noise is not None and cfg.noise_reg_weight > 0:
-            reg = noise_regularization(noise)
-            parts["noise_reg"] = reg
-            loss = loss + cfg.noise_reg_weight * reg.sum()
-        remember(ws, noise, data_loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if noise is not None:
-            _normalize_noise_(noise)
-        steps_done = step + 1
-        losses = {"loss": float(data_loss.detach().mean()), "lr": lr}
-        losses.update({k: float(v.detach().mean()) for k, v in parts.items()})
-        if on_progress is not None:
-            show = steps_done == cfg.steps or (cfg.preview_every and steps_done % cfg.preview_every == 0)
-            on_progress(steps_done, cfg.steps, losses, synth.detach().float().cpu() if show else None)
+    # On a CPU each step reuses the memory the last one freed (see nada_core.cpu_memory).
+    with reuse_freed_memory(device):
+        for step in range(cfg.steps):
+            if should_stop is not None and should_stop():
+                interrupted = True
+                break
+            lr = cfg.lr * lr_schedule(step, cfg.steps, cfg.lr_rampup, cfg.lr_rampdown)
+            for group in optimizer.param_groups:
+                if group.get("wplus"):
+                    group["lr"] = 0.0 if step < warmup_steps else lr * cfg.wplus_lr_scale
+                elif group.get("noise"):
+                    group["lr"] = lr * cfg.noise_lr_scale
+                else:
+                    group["lr"] = lr
+            sigma = w_noise_scale(step, cfg.steps, cfg.w_noise, cfg.w_noise_ramp)
+            codes = current_codes()
+            if sigma > 0:
+                rows = 1 if per_layer is None else num_ws
+                jitter = torch.stack([torch.randn(rows, w_dim, generator=g) for g in rngs]).to(device)
+                codes = codes + sigma * jitter
+            ws = (w_mean + w_spread * codes).expand(n, num_ws, w_dim)
+            synth, data_loss, parts = evaluate(ws, noise)
+            loss = data_loss.sum()
+            if noise is not None and cfg.noise_reg_weight > 0:
+                reg = noise_regularization(noise)
+                parts["noise_reg"] = reg
+                loss = loss + cfg.noise_reg_weight * reg.sum()
+            remember(ws, noise, data_loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if noise is not None:
+                _normalize_noise_(noise)
+            steps_done = step + 1
+            losses = {"loss": float(data_loss.detach().mean()), "lr": lr}
+            losses.update({k: float(v.detach().mean()) for k, v in parts.items()})
+            if on_progress is not None:
+                show = steps_done == cfg.steps or (cfg.preview_every and steps_done % cfg.preview_every == 0)
+                on_progress(steps_done, cfg.steps, losses, synth.detach().float().cpu() if show else None)
 
     # The codes after the last update were never scored: score them too.
     with torch.no_grad():

@@ -170,6 +170,8 @@ def fir_filter(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int]) -> t
     """
     c = x.shape[1]
     k = kernel.flip([0, 1]).to(x.dtype)[None, None].expand(c, 1, -1, -1)
+    if pad[0] == pad[1]:  # the convolution pads by itself: no padded copy of ``x`` (forward or backward)
+        return F.conv2d(x, k, padding=pad[0], groups=c)
     x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
     return F.conv2d(x, k, groups=c)
 
@@ -335,8 +337,13 @@ class ModulatedConv2d(nn.Module):
         if self.demodulate:
             weight = weight * (weight.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
         weight = weight.to(x.dtype)
-        x = x.reshape(1, n * c, h, wd)
         k = self.kernel_size
+        if k == 1 and not self.up:
+            # A 1x1 conv per sample is a batched matmul; the grouped 1x1 convolution with few output
+            # channels (ToRGB) falls back to a slow generic kernel on the CPU, worst in its backward pass.
+            y = torch.bmm(weight.reshape(n, self.out_channels, c), x.reshape(n, c, h * wd))
+            return y.reshape(n, self.out_channels, h, wd)
+        x = x.reshape(1, n * c, h, wd)
         if self.up:
             wt = weight.transpose(1, 2).reshape(n * c, self.out_channels, k, k)
             x = self._upsample_conv(x, wt, groups=n)

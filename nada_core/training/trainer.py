@@ -6,8 +6,8 @@ Per step (see ``docs/method.md``):
 2. draw ``batch`` codes (style mixing with probability ``mixing``; the SAME crossover for the
    frozen and the trained image of a pair), map them once through the shared, frozen mapping;
 3. render ``G_frozen`` under ``no_grad`` and ``G_train`` with grad, encode both with each CLIP
-   model in ONE batched call, and combine the directional (and optional global and
-   angle-consistency) losses;
+   model (the frozen images without autograd, so CLIP's backward pass covers only the trained
+   ones), and combine the directional (and optional global and angle-consistency) losses;
 4. Adam step on the trainable synthesis parameters; frozen ones get no gradient and stay
    bit-identical.
 
@@ -29,6 +29,7 @@ from typing import Callable
 
 import torch
 
+from ..cpu_memory import reuse_freed_memory
 from ..errors import InputError
 from ..guidance.losses import SELECTION_WEIGHTS, LossWeights, clip_loss
 from .freezing import LayerSelector, apply_selection, candidate_w_indices, \
@@ -443,23 +444,25 @@ class NadaTrainer:
         done_before = self.step_index
         interrupted = False
         try:
-            while self.step_index < cfg.steps:
-                if should_stop is not None and should_stop():
-                    interrupted = True
-                    break
-                res = self.step()
-                preview = None
-                if cfg.preview_every and (res.step % cfg.preview_every == 0 or res.step == cfg.steps):
-                    preview = self.preview()
-                snap = None
-                if out_dir is not None and cfg.snapshot_every and res.step % cfg.snapshot_every == 0:
-                    snap = self.save_snapshot(out_dir)
-                if on_progress is not None:
-                    elapsed = time.perf_counter() - t_start
-                    on_progress(ProgressInfo(step=res.step, total_steps=cfg.steps, losses=res.losses,
-                                             layer_indices=res.layer_indices,
-                                             seconds_per_step=elapsed / (self.step_index - done_before),
-                                             preview=preview, snapshot=snap))
+            # On a CPU each step reuses the memory the last one freed (see nada_core.cpu_memory).
+            with reuse_freed_memory(self.device):
+                while self.step_index < cfg.steps:
+                    if should_stop is not None and should_stop():
+                        interrupted = True
+                        break
+                    res = self.step()
+                    preview = None
+                    if cfg.preview_every and (res.step % cfg.preview_every == 0 or res.step == cfg.steps):
+                        preview = self.preview()
+                    snap = None
+                    if out_dir is not None and cfg.snapshot_every and res.step % cfg.snapshot_every == 0:
+                        snap = self.save_snapshot(out_dir)
+                    if on_progress is not None:
+                        elapsed = time.perf_counter() - t_start
+                        on_progress(ProgressInfo(step=res.step, total_steps=cfg.steps, losses=res.losses,
+                                                 layer_indices=res.layer_indices,
+                                                 seconds_per_step=elapsed / (self.step_index - done_before),
+                                                 preview=preview, snapshot=snap))
         except KeyboardInterrupt:
             if not catch_interrupt:
                 raise
