@@ -74,8 +74,9 @@ def child(args) -> dict:
         base = _rss_kib("VmRSS") * 1024
     t0 = time.perf_counter()
     selected = []
-    # As NadaTrainer.run: on a CPU the steps reuse freed memory (nada_core.cpu_memory), which the peak includes.
-    with reuse_freed_memory(device):
+    # As NadaTrainer.run: on a CPU the steps reuse freed memory (nada_core.cpu_memory), which the peak
+    # includes, unless checkpointing (or NADA_REUSE_CPU_MEMORY=0) keeps the allocator's default policy.
+    with reuse_freed_memory(device, enabled=not args.checkpointing):
         for _ in range(args.steps):
             selected.append(trainer.step().selected)
     if cuda:

@@ -131,8 +131,8 @@ def test_the_trainer_runs_its_steps_inside_the_context(monkeypatch, tmp_path):
     real = trainer_module.reuse_freed_memory
 
     class Spy:
-        def __init__(self, device):
-            self.inner = real(device)
+        def __init__(self, device, enabled=True):
+            self.inner = real(device, enabled=enabled)
             seen.append(("enter", str(device)))
 
         def __enter__(self):
@@ -151,3 +151,29 @@ def test_the_trainer_runs_its_steps_inside_the_context(monkeypatch, tmp_path):
     assert result.steps_done == 2
     assert seen == [("enter", "cpu"), ("exit",)]
     assert steps_inside == [(1, 1), (2, 1)]  # both steps ran between entering and leaving
+
+
+def test_a_checkpointing_run_keeps_the_default_policy(monkeypatch, tmp_path):
+    """Checkpointing asks to save memory, and reusing freed memory costs peak memory: not applied."""
+    from tests.clip_factory import load_tiny_clip
+    from tests.factories import tiny_generator
+    from nada_core.guidance.directions import text_direction
+    from nada_core.training import trainer as trainer_module
+    from nada_core.training.trainer import NadaTrainer, TrainConfig
+
+    seen = []
+    real = trainer_module.reuse_freed_memory
+
+    def spy(device, enabled=True):
+        seen.append(enabled)
+        return real(device, enabled=enabled)
+
+    monkeypatch.setattr(trainer_module, "reuse_freed_memory", spy)
+    clip = load_tiny_clip(tmp_path)
+    direction = text_direction(clip, "photo", "sketch", templates=False)
+    for checkpointing in (False, True):
+        NadaTrainer(tiny_generator(16), clip, direction, TrainConfig(steps=1, batch=1, num_layers="all", preview_every=0,
+                                                                     checkpointing=checkpointing), "cpu").run()
+    assert seen == [True, False]
+    with reuse_freed_memory("cpu", enabled=False) as on:
+        assert on is False

@@ -444,8 +444,9 @@ class NadaTrainer:
         done_before = self.step_index
         interrupted = False
         try:
-            # On a CPU each step reuses the memory the last one freed (see nada_core.cpu_memory).
-            with reuse_freed_memory(self.device):
+            # On a CPU each step reuses the memory the last one freed (see nada_core.cpu_memory),
+            # unless the run asked to save memory (checkpointing): the reuse costs peak memory.
+            with reuse_freed_memory(self.device, enabled=not cfg.checkpointing):
                 while self.step_index < cfg.steps:
                     if should_stop is not None and should_stop():
                         interrupted = True
