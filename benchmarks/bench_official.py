@@ -387,7 +387,9 @@ def main(argv=None) -> int:
     print(f"\nStyleGAN-NADA training step, {args.resolution} px config-f, batch {args.batch}, ViT-B/32 (random weights), "
           f"{args.threads} CPU thread(s) per process, torch {torch.__version__}; median of {args.steps} steps after "
           f"{args.warmup} warm-up; official ops: {args.official_ops}; official process reuses freed memory: "
-          f"{'yes' if args.official_reuse_memory else 'no'} (ours: yes, as NadaTrainer.run)\n")
+          f"{'yes' if args.official_reuse_memory else 'no'}; ours: "
+          f"{'yes' if all(r['reuses_freed_memory'] for (_, side), r in results.items() if side == 'ours') else 'no'} "
+          "(as NadaTrainer.run)\n")
     print("| settings | official CPU s/step | ours CPU s/step | ratio | wall s/step official / ours "
           "| peak RSS official / ours |")
     print("|---|---:|---:|---:|---:|---:|")

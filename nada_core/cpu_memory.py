@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 import threading
@@ -39,6 +40,7 @@ _lock = threading.Lock()
 _depth = 0
 
 
+@functools.cache
 def _glibc():
     """glibc's C library with ``mallopt`` and ``malloc_trim``, or None (musl, macOS, Windows)."""
     if not sys.platform.startswith("linux"):

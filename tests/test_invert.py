@@ -238,3 +238,32 @@ def test_metrics_and_losses_against_independent_values():
     unit = torch.tensor([1.2, 1.2, -0.3, 0.5])
     target = torch.tensor([1.0, 0.8, 0.0, 0.4])
     assert torch.equal(clamp_aware(unit, target), torch.tensor([1.0, 1.2, 0.0, 0.5]))
+
+
+def test_the_optimisation_steps_run_inside_the_freed_memory_reuse(G, targets, monkeypatch):
+    """Inversion's steps reuse freed CPU memory (nada_core.cpu_memory) and leave it on a stop too."""
+    from nada_core.editing import invert as invert_module
+
+    events = []
+    real = invert_module.reuse_freed_memory
+
+    class Spy:
+        def __init__(self, device, enabled=True):
+            self.inner = real(device, enabled=enabled)
+            events.append(("enter", str(device)))
+
+        def __enter__(self):
+            return self.inner.__enter__()
+
+        def __exit__(self, *exc):
+            events.append(("exit",))
+            return self.inner.__exit__(*exc)
+
+    monkeypatch.setattr(invert_module, "reuse_freed_memory", Spy)
+    steps_inside = []
+    res = invert(G, targets[0], InvertConfig(steps=4, **FAST),
+                 on_progress=lambda step, total, losses, preview: steps_inside.append((step, len(events))),
+                 should_stop=lambda: len(steps_inside) >= 2)
+    assert res.steps_done == 2 and res.interrupted
+    assert events == [("enter", "cpu"), ("exit",)]
+    assert steps_inside == [(1, 1), (2, 1)]  # every step between entering and leaving
