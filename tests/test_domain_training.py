@@ -74,7 +74,17 @@ def test_training_writes_a_domain_that_renders_like_the_trained_generator(clip, 
     G = tiny_generator(16)
     G.source_sha256 = "ef" * 32
     tr = NadaTrainer(G, clip, direction, _cfg(steps=6, num_layers="all", snapshot_every=3), "cpu")
+    renders = {"n": 0}
+    synth = tr.G_frozen.synthesis.forward
+
+    def counting(*a, **k):
+        renders["n"] += 1
+        return synth(*a, **k)
+
+    tr.G_frozen.synthesis.forward = counting
     outcome = run_training(tr, tmp_path, eval_seeds=[1000, 1001])
+    del tr.G_frozen.synthesis.forward
+    assert renders["n"] == 6 + 1  # a frozen pass per step; the source of the before/after numbers once
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["domain.safetensors", "loss.png", "metrics.json", "snapshots", "train_state.safetensors"]
     assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["domain_000003.safetensors",
@@ -275,3 +285,72 @@ def test_domain_layers_pick_the_layers_a_domain_has_and_selection_chooses_among_
         _cfg(adapt="full", domain_layers="coarse")
     with pytest.raises(InputError, match="selects no styled layer"):
         NadaTrainer(G, clip, direction, _cfg(domain_layers="7"), "cpu")  # entry 7 drives the last toRGB only
+
+
+def test_several_targets_encode_the_frozen_images_once_and_every_target_in_one_clip_call(clip, monkeypatch):
+    """Per step: one CLIP call on the B frozen images (no autograd), one on the T x B trained images
+    (with autograd); a selection pass encodes all targets together too. The losses equal each
+    target's own clip_loss on its rows."""
+    from nada_core.guidance.directions import text_direction
+    from nada_core.guidance.losses import LossWeights, clip_loss
+    from nada_core.training.multi_target import MultiTargetTrainer
+
+    dirs = [text_direction(clip, "photo", t, templates=False) for t in ("pencil sketch", "oil painting", "anime")]
+    G = tiny_generator(16)
+    multi = MultiTargetTrainer(G, clip, dirs, _cfg(steps=2, num_layers=2, n_select_codes=2, select_steps=1,
+                                                   angle_weight=0.5, global_weight=0.3), "cpu")
+    calls: list[tuple[int, bool]] = []
+    encode = clip.encode_image
+
+    def counting(img):
+        calls.append((img.shape[0], torch.is_grad_enabled()))
+        return encode(img)
+
+    monkeypatch.setattr(clip, "encode_image", counting)
+    multi.step()
+    # selection pass: every target's 2 codes in one call; then the frozen batch, then all trained images
+    assert calls == [(3 * 2, True), (2, False), (3 * 2, True)]
+
+    torch.manual_seed(0)
+    frozen, trained = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(6, 3, 16, 16) * 2 - 1
+    weights = LossWeights(1.0, 0.3, 0.5)
+    calls.clear()
+    got = multi._target_losses(trained, frozen, weights)
+    assert [n for n, _ in calls] == [2, 6]
+    for t, g in enumerate(multi.target_guides):
+        want = clip_loss(g, trained[2 * t:2 * t + 2], frozen, weights)
+        torch.testing.assert_close(got[t].total, want.total, rtol=1e-5, atol=1e-6)
+        assert got[t].per_guide.keys() == want.per_guide.keys()
+    with pytest.raises(InputError, match="3 targets need 3 x 2"):
+        multi._target_losses(trained[:4], frozen, weights)
+
+
+def test_several_targets_render_the_source_images_once_for_all_before_and_after_numbers(clip, monkeypatch,
+                                                                                         tmp_path):
+    from nada_core.guidance.directions import text_direction
+    from nada_core.training.metrics import evaluate
+    from nada_core.training.multi_target import MultiTargetTrainer, run_multi_training
+
+    dirs = [text_direction(clip, "photo", t, templates=False) for t in ("pencil sketch", "oil painting")]
+    G = tiny_generator(16)
+    multi = MultiTargetTrainer(G, clip, dirs, _cfg(steps=1, num_layers="all"), "cpu")
+    renders = {"frozen": 0}
+    synth = multi.G_frozen.synthesis.forward
+
+    def counting(*a, **k):
+        renders["frozen"] += 1
+        return synth(*a, **k)
+
+    seeds = [1000, 1001, 1002]
+    monkeypatch.setattr(multi.G_frozen.synthesis, "forward", counting)
+    out = run_multi_training(multi, tmp_path, eval_seeds=seeds)
+    # one training step renders the frozen images once (the preview is off); the evaluation once more
+    assert renders["frozen"] == 2
+    monkeypatch.undo()
+    for t, d in enumerate(dirs):
+        alone_before = evaluate(multi.G_frozen, multi.G_frozen, clip, d, seeds)
+        alone_after = evaluate(multi.G_frozen, multi.view(t), clip, d, seeds)
+        for key in ("directional_similarity", "target_score", "diversity", "source_correspondence"):
+            assert out.metrics["targets"][t][f"{key}_before"] == pytest.approx(alone_before[key], abs=1e-6)
+            assert out.after[t][key] == pytest.approx(alone_after[key], abs=1e-6)
+    assert out.after[0]["target_score"] != pytest.approx(out.after[1]["target_score"], abs=1e-6)

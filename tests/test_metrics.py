@@ -124,3 +124,43 @@ def test_evaluate_defaults_and_bad_input(clips):
     with torch.inference_mode():  # ComfyUI context
         out = evaluate(G, G, clips[0], d, seeds=[1000, 1001])
     assert out["diversity"] > 0
+
+
+def test_a_reference_renders_the_source_once_and_gives_the_same_numbers(clips, monkeypatch):
+    from nada_core.guidance.clip import ClipEnsemble
+    from nada_core.guidance.directions import text_direction
+    from nada_core.training.metrics import reference
+
+    ens = ClipEnsemble([(clips[0], 1.0), (clips[1], 2.0)])
+    dirs = [text_direction(ens, "photo", t, templates=False) for t in ("pencil sketch", "oil painting")]
+    G_frozen, G_adapted = tiny_generator(16, seed=0), tiny_generator(16, seed=0)
+    with torch.no_grad():
+        for p in G_adapted.synthesis.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    seeds = [1000, 1002, 1005]
+    plain = [evaluate(G_frozen, G_adapted, ens, d, seeds=seeds, truncation=0.5) for d in dirs]
+
+    renders = {"n": 0}
+    synth = G_frozen.synthesis.forward
+
+    def counting(*a, **k):
+        renders["n"] += 1
+        return synth(*a, **k)
+
+    monkeypatch.setattr(G_frozen.synthesis, "forward", counting)
+    ref = reference(G_frozen, ens, seeds, truncation=0.5, batch_size=2)
+    assert renders["n"] == 2  # two chunks of at most 2 codes
+    assert ref.seeds == tuple(seeds) and set(ref.embeddings) == {clips[0].name, clips[1].name}
+    assert ref.ws.shape == (3, G_frozen.num_ws, G_frozen.w_dim)
+    reused = [evaluate(G_frozen, G_adapted, ens, d, ref=ref) for d in dirs]
+    before = evaluate(G_frozen, G_frozen, ens, dirs[0], ref=ref)
+    assert renders["n"] == 2  # nothing of the source rendered again
+    for p, r in zip(plain, reused):
+        assert r["seeds"] == seeds and r["truncation"] == 0.5
+        for key in ("directional_similarity", "target_score", "diversity", "source_correspondence"):
+            assert r[key] == pytest.approx(p[key], abs=1e-6)
+    assert before["directional_similarity"] == 0.0
+    assert reused[0]["target_score"] != pytest.approx(reused[1]["target_score"], abs=1e-6)
+    with pytest.raises(ValueError, match="no embeddings for CLIP model"):
+        evaluate(G_frozen, G_adapted, clips[1], text_direction(clips[1], "a", "b", templates=False),
+                 ref=reference(G_frozen, clips[0], seeds))

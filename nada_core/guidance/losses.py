@@ -180,35 +180,46 @@ def combine(embeddings: dict[str, tuple[torch.Tensor, torch.Tensor | None]], gui
     return ClipLoss(total, per_guide, used)
 
 
+def encode_images(guides, images: torch.Tensor, autocast: Callable[[], Any] | None = None) -> dict[str, torch.Tensor]:
+    """``{guide name: [N, D] float32}``: ``images`` (generator space ``[N, C, H, W]`` in [-1, 1])
+    encoded once by each weighted guide's CLIP model, with autograd as the caller has it.
+    ``autocast`` optionally returns a mixed-precision context for the calls."""
+    ctx = autocast if autocast is not None else contextlib.nullcontext
+    out: dict[str, torch.Tensor] = {}
+    for g in guides:
+        if g.weight == 0.0:
+            continue
+        with ctx():
+            out[g.name] = g.clip.encode_image(images).float()
+    return out
+
+
+def pair_embeddings(train: dict[str, torch.Tensor],
+                    frozen: dict[str, torch.Tensor] | None) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+    """The ``{guide name: (adapted, frozen or None)}`` pairs :func:`combine` takes."""
+    return {name: (emb, None if frozen is None else frozen[name]) for name, emb in train.items()}
+
+
 def clip_loss(guides, train_images: torch.Tensor, frozen_images: torch.Tensor | None, weights: LossWeights,
               autocast: Callable[[], Any] | None = None) -> ClipLoss:
     """Encode ``G_train(w)`` (``train_images``, with grad) and ``G_frozen(w)`` (``frozen_images``;
     never carries grad) with every guide's CLIP model and :func:`combine` the terms.
 
     Images are generator space ``[N, C, H, W]`` in [-1, 1]; ``frozen_images`` is None when only
-    the global loss is weighted (layer selection). Each guide encodes the frozen images without
-    autograd and the trained ones with it, in two calls: one batched call would carry the frozen
-    half through CLIP's backward pass for nothing (about 0.2 s of a 256 px CPU step). ``autocast``
-    optionally returns a mixed-precision context for the calls.
+    the global loss is weighted (layer selection), and is not encoded when no weighted term needs
+    it. The frozen images are encoded without autograd and the trained ones with it, in two calls:
+    one batched call would carry the frozen half through CLIP's backward pass for nothing (about
+    0.2 s of a 256 px CPU step). ``autocast`` optionally returns a mixed-precision context.
     """
     if frozen_images is not None and frozen_images.shape != train_images.shape:
         raise InputError(f"adapted and frozen image batches differ in shape: {list(train_images.shape)} vs "
                          f"{list(frozen_images.shape)}")
-    ctx = autocast if autocast is not None else contextlib.nullcontext
-    embeddings: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
-    for g in guides:
-        if g.weight == 0.0:
-            continue
-        if frozen_images is None:
-            with ctx():
-                embeddings[g.name] = (g.clip.encode_image(train_images).float(), None)
-            continue
-        with ctx():
-            with torch.no_grad():
-                frozen = g.clip.encode_image(frozen_images).float()
-            embeddings[g.name] = (g.clip.encode_image(train_images).float(), frozen)
-    return combine(embeddings, guides, weights)
+    frozen = None
+    if frozen_images is not None and weights.needs_frozen:
+        with torch.no_grad():
+            frozen = encode_images(guides, frozen_images, autocast)
+    return combine(pair_embeddings(encode_images(guides, train_images, autocast), frozen), guides, weights)
 
 
 __all__ = ["DIRECTION_EPS", "SELECTION_WEIGHTS", "ClipLoss", "LossWeights", "angle_consistency_loss", "clip_loss",
-           "combine", "directional_loss", "global_loss"]
+           "combine", "directional_loss", "encode_images", "global_loss", "pair_embeddings"]

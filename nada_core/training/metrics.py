@@ -19,6 +19,7 @@ weight-normalised mean over models, and ``per_model`` holds each model's own num
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -93,9 +94,50 @@ def _embed(G, ws: torch.Tensor, encoders: Sequence, batch_size: int, noise_mode:
     return [torch.cat(o) for o in outs]
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The frozen generator's half of an evaluation, rendered and embedded once and reused by every
+    :func:`evaluate` of a run (before and after training, every target of a multi-target run).
+
+    ``ws``: ``[N, num_ws, w_dim]`` codes of ``seeds`` (on the generator's device); ``embeddings``:
+    ``{CLIP model name: [N, D]}`` float32 on the CPU of ``G_frozen``'s images; ``seeds``,
+    ``truncation``, ``noise_mode``, ``batch_size``: what they were made with.
+    """
+
+    ws: torch.Tensor
+    embeddings: dict[str, torch.Tensor]
+    seeds: tuple[int, ...]
+    truncation: float
+    noise_mode: str
+    batch_size: int
+
+
+def reference(G_frozen, clip, seeds: Sequence[int] = DEFAULT_EVAL_SEEDS, truncation: float = 0.7,
+              batch_size: int = 8, noise_mode: str = "const", c: torch.Tensor | None = None) -> Reference:
+    """Map ``seeds`` (:func:`nada_core.seeds.z_from_seeds`) through ``G_frozen.mapping`` and embed its
+    images with every CLIP model of ``clip`` (a ``ClipModel`` or ``ClipEnsemble``). ``c``: one-hot
+    class ``[1, c_dim]`` for a class-conditional generator (None otherwise)."""
+    from ..errors import InputError
+    from ..guidance.clip import as_ensemble
+    from ..seeds import z_from_seeds
+
+    seeds = tuple(int(s) for s in seeds)
+    if len(seeds) < 2:
+        raise InputError("evaluation needs at least two seeds (diversity compares pairs)")
+    with torch.inference_mode(False):
+        models = [m for m, _ in as_ensemble(clip)]
+        dev = G_frozen.w_avg.device
+        z = z_from_seeds(list(seeds), G_frozen.z_dim, device=dev)
+        with torch.no_grad():
+            ws = G_frozen.mapping(z, None if c is None else c.to(dev), truncation_psi=truncation)
+        emb = _embed(G_frozen, ws, models, batch_size, noise_mode)
+    return Reference(ws, {m.name: e for m, e in zip(models, emb)}, seeds, float(truncation), noise_mode,
+                     int(batch_size))
+
+
 def evaluate(G_frozen, G_adapted, clip, direction, seeds: Sequence[int] = DEFAULT_EVAL_SEEDS,
              truncation: float = 0.7, batch_size: int = 8, noise_mode: str = "const",
-             c: torch.Tensor | None = None) -> dict:
+             c: torch.Tensor | None = None, ref: Reference | None = None) -> dict:
     """Compare ``G_adapted`` with ``G_frozen`` on ``seeds`` (codes from :func:`nada_core.seeds.z_from_seeds`).
 
     ``clip``: a ``ClipModel`` or ``ClipEnsemble``; ``direction``: the training direction (see
@@ -104,22 +146,19 @@ def evaluate(G_frozen, G_adapted, clip, direction, seeds: Sequence[int] = DEFAUL
     num_samples, seeds, truncation}`` plus ``per_model`` when several CLIP models guide.
     Pass ``G_adapted = G_frozen`` for the "before" numbers (directional similarity is then 0).
     ``c``: one-hot class ``[1, c_dim]`` for a class-conditional generator (None otherwise).
+    ``ref``: the frozen half made once by :func:`reference` (its seeds, truncation, noise mode and
+    batch size then stand; ``seeds`` etc. are not read), so a run renders the source images once.
     """
-    from ..errors import InputError
-    from ..seeds import z_from_seeds
-
-    seeds = [int(s) for s in seeds]
-    if len(seeds) < 2:
-        raise InputError("evaluation needs at least two seeds (diversity compares pairs)")
+    if ref is None:
+        ref = reference(G_frozen, clip, seeds, truncation, batch_size, noise_mode, c)
     with torch.inference_mode(False):
         guides = direction.guides(clip)
-        encoders = [g.clip for g in guides]
-        dev = G_frozen.w_avg.device
-        z = z_from_seeds(seeds, G_frozen.z_dim, device=dev)
-        with torch.no_grad():
-            ws = G_frozen.mapping(z, None if c is None else c.to(dev), truncation_psi=truncation)
-        e_src = _embed(G_frozen, ws, encoders, batch_size, noise_mode)
-        e_adp = e_src if G_adapted is G_frozen else _embed(G_adapted, ws, encoders, batch_size, noise_mode)
+        missing = [g.name for g in guides if g.name not in ref.embeddings]
+        if missing:
+            raise ValueError(f"the evaluation reference has no embeddings for CLIP model(s) {missing}")
+        e_src = [ref.embeddings[g.name] for g in guides]
+        e_adp = e_src if G_adapted is G_frozen else _embed(G_adapted, ref.ws, [g.clip for g in guides],
+                                                           ref.batch_size, ref.noise_mode)
     per_model = []
     for g, es, ea in zip(guides, e_src, e_adp):
         m = metrics_from_embeddings(es, ea, g.vector.cpu(), g.target.cpu())
@@ -128,7 +167,7 @@ def evaluate(G_frozen, G_adapted, clip, direction, seeds: Sequence[int] = DEFAUL
         per_model.append(m)
     total_w = sum(g.weight for g in guides) or 1.0
     result: dict = {name: sum(m[name] * m["weight"] for m in per_model) / total_w for name in METRIC_NAMES}
-    result.update(num_samples=len(seeds), seeds=seeds, truncation=float(truncation))
+    result.update(num_samples=len(ref.seeds), seeds=list(ref.seeds), truncation=ref.truncation)
     if len(per_model) > 1:
         result["per_model"] = per_model
     return result

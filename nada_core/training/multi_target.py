@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import InputError
-from ..guidance.losses import SELECTION_WEIGHTS, LossWeights, clip_loss
+from ..guidance.losses import SELECTION_WEIGHTS, LossWeights, combine, encode_images, pair_embeddings
 from .runtime import grad_mode
 from .state import STATE_FILE, describe_direction
 from .trainer import NadaTrainer, NonFiniteLossError, ProgressInfo
@@ -53,23 +53,38 @@ class MultiTargetTrainer(NadaTrainer):
             self.target_guides = [self.guides] + [d.guides(clip, device=self.device) for d in directions[1:]]
 
     # Losses ------------------------------------------------------------------------------------
-    def _split(self, img: torch.Tensor) -> list[torch.Tensor]:
-        return list(img.chunk(self.num_targets, dim=0))
+    def _target_losses(self, trained: torch.Tensor, frozen: torch.Tensor | None, weights: LossWeights,
+                       autocast=None) -> list:
+        """One :class:`~nada_core.guidance.losses.ClipLoss` per target. ``trained``: ``[T*B, 3, H, W]``
+        (target ``t``'s images in rows ``t*B .. (t+1)*B - 1``), ``frozen``: ``[B, 3, H, W]`` or None.
+        Each CLIP model encodes the frozen images once (no autograd) and every target's trained
+        images in ONE batched call; the targets' guides differ only in their vectors. ``autocast``:
+        an optional mixed-precision context factory for the CLIP calls."""
+        if frozen is not None and trained.shape[0] != self.num_targets * frozen.shape[0]:
+            raise InputError(f"{self.num_targets} targets need {self.num_targets} x {frozen.shape[0]} trained "
+                             f"images, got {trained.shape[0]}")
+        frozen_emb = None
+        if frozen is not None and weights.needs_frozen:
+            with torch.no_grad():
+                frozen_emb = encode_images(self.guides, frozen, autocast)
+        trained_emb = encode_images(self.guides, trained, autocast)
+        parts = {name: e.chunk(self.num_targets, dim=0) for name, e in trained_emb.items()}
+        return [combine(pair_embeddings({n: p[t] for n, p in parts.items()}, frozen_emb), guides, weights)
+                for t, guides in enumerate(self.target_guides)]
 
     def _selection_loss(self, img: torch.Tensor) -> torch.Tensor:
-        return sum(clip_loss(g, part, None, SELECTION_WEIGHTS).total
-                   for g, part in zip(self.target_guides, self._split(img)))
+        return sum(loss.total for loss in self._target_losses(img, None, SELECTION_WEIGHTS))
 
     def _losses(self, frozen: torch.Tensor, trained: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.config
         weights = LossWeights(cfg.directional_weight, cfg.global_weight, cfg.angle_weight)
         out: dict[str, torch.Tensor] = {}
         total = None
-        for t, (g, part) in enumerate(zip(self.target_guides, self._split(trained))):
-            rep = clip_loss(g, part, frozen, weights, autocast=self._autocast).report()
+        for t, loss in enumerate(self._target_losses(trained, frozen, weights, self._autocast)):
+            rep = loss.report()
             total = rep["total"] if total is None else total + rep["total"]
             for k, v in rep.items():
-                out[f"{k}_{t}"] = v.detach() if k != "total" else v.detach()
+                out[f"{k}_{t}"] = v.detach()
         return {"total": total, **out}
 
     # Outputs -----------------------------------------------------------------------------------
@@ -172,7 +187,7 @@ def run_multi_training(trainer: MultiTargetTrainer, out_dir: str | Path | None =
     from ..atomic import atomic_write_text
     from ..media.images import save_png
     from ..media.plots import save_loss_plot
-    from .metrics import METRIC_NAMES, evaluate
+    from .metrics import METRIC_NAMES, evaluate, reference
     from .run import comparison_image, loss_series
 
     out = Path(out_dir) if out_dir is not None else None
@@ -187,8 +202,10 @@ def run_multi_training(trainer: MultiTargetTrainer, out_dir: str | Path | None =
         if on_progress is not None:
             on_progress(info, grid)
 
-    before = [evaluate(trainer.G_frozen, trainer.G_frozen, trainer.clip, d, eval_seeds, c=c)
-              for d in trainer.directions] if eval_seeds else [None] * trainer.num_targets
+    # The source images are rendered and embedded once for every target, before and after.
+    ref = reference(trainer.G_frozen, trainer.clip, eval_seeds, c=c) if eval_seeds else None
+    before = [evaluate(trainer.G_frozen, trainer.G_frozen, trainer.clip, d, ref=ref)
+              for d in trainer.directions] if ref else [None] * trainer.num_targets
     failure = None
     result = None
     try:
@@ -209,7 +226,7 @@ def run_multi_training(trainer: MultiTargetTrainer, out_dir: str | Path | None =
                 scores[f"{key}_before"] = before[t][key]
             if interrupted:  # after a stop, exit promptly; after a NaN, measure the last good vectors
                 continue
-            after[t] = evaluate(trainer.G_frozen, trainer.view(t), trainer.clip, d, eval_seeds, c=c)
+            after[t] = evaluate(trainer.G_frozen, trainer.view(t), trainer.clip, d, ref=ref)
             for key in METRIC_NAMES:
                 scores[f"{key}_after"] = after[t][key]
     except KeyboardInterrupt:

@@ -113,14 +113,16 @@ def run_training(trainer: NadaTrainer, out_dir: str | Path | None = None,
     """
     from ..media.images import save_png
     from ..media.plots import save_loss_plot
-    from .metrics import METRIC_NAMES, evaluate
+    from .metrics import METRIC_NAMES, evaluate, reference
 
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     cfg, clip, direction = trainer.config, trainer.clip, trainer.direction
     c = getattr(trainer, "c", None)  # the class a conditional generator is adapted for
-    before = evaluate(trainer.G_frozen, trainer.G_frozen, clip, direction, eval_seeds, c=c) if eval_seeds else None
+    # The source images are rendered and embedded once, for the "before" and the "after" numbers.
+    ref = reference(trainer.G_frozen, clip, eval_seeds, c=c) if eval_seeds else None
+    before = evaluate(trainer.G_frozen, trainer.G_frozen, clip, direction, ref=ref) if ref else None
 
     def step_done(info: ProgressInfo) -> None:
         grid = comparison_image(info.preview) if info.preview is not None else None
@@ -154,7 +156,7 @@ def run_training(trainer: NadaTrainer, out_dir: str | Path | None = None,
             metrics[f"{key}_before"] = before[key]
         if not interrupted:  # after a stop, exit promptly; after a NaN, measure the last good weights
             try:
-                after = evaluate(trainer.G_frozen, trainer.G_train, clip, direction, eval_seeds, c=c)
+                after = evaluate(trainer.G_frozen, trainer.G_train, clip, direction, ref=ref)
                 for key in METRIC_NAMES:
                     metrics[f"{key}_after"] = after[key]
             except KeyboardInterrupt:
