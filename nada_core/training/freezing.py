@@ -291,8 +291,10 @@ class LayerSelector:
 
     def __init__(self, schedule: LayerSchedule, options: FreezeOptions = FreezeOptions(),
                  n_codes: int = 8, steps: int = 1, lr: float = 0.01, chunk: int | None = None,
-                 c: torch.Tensor | None = None, allowed: set[int] | None = None) -> None:
+                 c: torch.Tensor | None = None, allowed: set[int] | None = None,
+                 channels_last: bool | None = None) -> None:
         self.schedule = schedule
+        self.channels_last = channels_last  # of the pass's weights: see select_layers (None = its default)
         self.allowed = None if allowed is None else set(allowed)  # W+ entries selection may pick (None = all)
         self.c = c  # class of a conditional generator ([1, c_dim] one-hot), None otherwise
         self.options = options
@@ -319,7 +321,8 @@ class LayerSelector:
                 raise InputError("layer selection needs a global loss")
             sel = select_layers(G, global_loss, k, rng=rng, candidates=cands, n_codes=self.n_codes,
                                 steps=self.steps, lr=self.lr, noise_mode=noise_mode, autocast=autocast,
-                                chunk=self.chunk, c=None if self.c is None else self.c.to(G.w_avg.device))
+                                chunk=self.chunk, c=None if self.c is None else self.c.to(G.w_avg.device),
+                                channels_last=self.channels_last)
             self.last_scores = sel.scores
             self.ran_selection = True
             new = sel.indices

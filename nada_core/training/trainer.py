@@ -163,9 +163,13 @@ class NadaTrainer:
         with torch.inference_mode(False):  # a normal tensor even when ComfyUI builds the trainer
             self.c = class_one_hot(self.G_frozen.c_dim, cfg.class_index, 1, self.device)
         # Selection chunks of one training batch keep the pass's memory peak at or below a step's.
+        # Checkpointing asks for memory: its selection passes keep the weights' own layout. On a CPU
+        # channels-last weights (the pass's default there) are faster but cost 14% more peak over
+        # several steps (README, Memory).
         self.selector = LayerSelector(cfg.schedule, self.freeze_options, n_codes=cfg.n_select_codes,
                                       steps=cfg.select_steps, lr=cfg.select_lr,
-                                      chunk=cfg.select_chunk or cfg.batch, c=self.c, allowed=allowed)
+                                      chunk=cfg.select_chunk or cfg.batch, c=self.c, allowed=allowed,
+                                      channels_last=False if cfg.checkpointing else None)
         # The optimiser sees every parameter that may ever train; Adam skips those without grad.
         if self.adapter is None:
             self._opt_names = trainable_parameter_names(self.G_train, self.candidates, self.freeze_options)
