@@ -211,15 +211,35 @@ def clip_loss(guides, train_images: torch.Tensor, frozen_images: torch.Tensor | 
     one batched call would carry the frozen half through CLIP's backward pass for nothing (about
     0.2 s of a 256 px CPU step). ``autocast`` optionally returns a mixed-precision context.
     """
-    if frozen_images is not None and frozen_images.shape != train_images.shape:
-        raise InputError(f"adapted and frozen image batches differ in shape: {list(train_images.shape)} vs "
-                         f"{list(frozen_images.shape)}")
+    return clip_losses([guides], train_images, frozen_images, weights, autocast)[0]
+
+
+def clip_losses(guide_sets, train_images: torch.Tensor, frozen_images: torch.Tensor | None, weights: LossWeights,
+                autocast: Callable[[], Any] | None = None) -> list[ClipLoss]:
+    """:func:`clip_loss` for ``T = len(guide_sets)`` targets at once (a multi-target step): target
+    ``t``'s trained images are rows ``t*B .. (t+1)*B - 1`` of ``train_images`` ``[T*B, C, H, W]``, all
+    compared with the same ``frozen_images`` ``[B, C, H, W]``. The guide sets share their CLIP models
+    (they differ only in vectors and targets), so each model encodes the frozen images once and all
+    trained images in ONE call. Returns one :class:`ClipLoss` per target."""
+    t = len(guide_sets)
+    if frozen_images is not None:
+        b = frozen_images.shape[0]
+        if t == 1 and frozen_images.shape != train_images.shape:
+            raise InputError(f"adapted and frozen image batches differ in shape: {list(train_images.shape)} vs "
+                             f"{list(frozen_images.shape)}")
+        if train_images.shape[0] != t * b or train_images.shape[1:] != frozen_images.shape[1:]:
+            raise InputError(f"{t} targets need {t} x {b} trained images of {list(frozen_images.shape[1:])}, got "
+                             f"{list(train_images.shape)}")
+    elif train_images.shape[0] % t:
+        raise InputError(f"{t} targets need a multiple of {t} trained images, got {train_images.shape[0]}")
     frozen = None
     if frozen_images is not None and weights.needs_frozen:
         with torch.no_grad():
-            frozen = encode_images(guides, frozen_images, autocast)
-    return combine(pair_embeddings(encode_images(guides, train_images, autocast), frozen), guides, weights)
+            frozen = encode_images(guide_sets[0], frozen_images, autocast)
+    trained = {name: e.chunk(t, dim=0) for name, e in encode_images(guide_sets[0], train_images, autocast).items()}
+    return [combine(pair_embeddings({n: parts[i] for n, parts in trained.items()}, frozen), guides, weights)
+            for i, guides in enumerate(guide_sets)]
 
 
 __all__ = ["DIRECTION_EPS", "SELECTION_WEIGHTS", "ClipLoss", "LossWeights", "angle_consistency_loss", "clip_loss",
-           "combine", "directional_loss", "encode_images", "global_loss", "pair_embeddings"]
+           "clip_losses", "combine", "directional_loss", "encode_images", "global_loss", "pair_embeddings"]

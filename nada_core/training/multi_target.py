@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import InputError
-from ..guidance.losses import SELECTION_WEIGHTS, LossWeights, combine, encode_images, pair_embeddings
+from ..guidance.losses import SELECTION_WEIGHTS, LossWeights, clip_losses
 from .runtime import grad_mode
 from .state import STATE_FILE, describe_direction
 from .trainer import NadaTrainer, NonFiniteLossError, ProgressInfo
@@ -55,22 +55,10 @@ class MultiTargetTrainer(NadaTrainer):
     # Losses ------------------------------------------------------------------------------------
     def _target_losses(self, trained: torch.Tensor, frozen: torch.Tensor | None, weights: LossWeights,
                        autocast=None) -> list:
-        """One :class:`~nada_core.guidance.losses.ClipLoss` per target. ``trained``: ``[T*B, 3, H, W]``
-        (target ``t``'s images in rows ``t*B .. (t+1)*B - 1``), ``frozen``: ``[B, 3, H, W]`` or None.
-        Each CLIP model encodes the frozen images once (no autograd) and every target's trained
-        images in ONE batched call; the targets' guides differ only in their vectors. ``autocast``:
-        an optional mixed-precision context factory for the CLIP calls."""
-        if frozen is not None and trained.shape[0] != self.num_targets * frozen.shape[0]:
-            raise InputError(f"{self.num_targets} targets need {self.num_targets} x {frozen.shape[0]} trained "
-                             f"images, got {trained.shape[0]}")
-        frozen_emb = None
-        if frozen is not None and weights.needs_frozen:
-            with torch.no_grad():
-                frozen_emb = encode_images(self.guides, frozen, autocast)
-        trained_emb = encode_images(self.guides, trained, autocast)
-        parts = {name: e.chunk(self.num_targets, dim=0) for name, e in trained_emb.items()}
-        return [combine(pair_embeddings({n: p[t] for n, p in parts.items()}, frozen_emb), guides, weights)
-                for t, guides in enumerate(self.target_guides)]
+        """One :class:`~nada_core.guidance.losses.ClipLoss` per target (:func:`~nada_core.guidance.losses.clip_losses`):
+        ``trained`` ``[T*B, 3, H, W]`` (target ``t``'s images in rows ``t*B .. (t+1)*B - 1``), ``frozen``
+        ``[B, 3, H, W]`` or None; ``autocast``: an optional mixed-precision context factory."""
+        return clip_losses(self.target_guides, trained, frozen, weights, autocast)
 
     def _selection_loss(self, img: torch.Tensor) -> torch.Tensor:
         return sum(loss.total for loss in self._target_losses(img, None, SELECTION_WEIGHTS))
